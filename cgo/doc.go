@@ -1,0 +1,21 @@
+// Package cgo is mka-gguf's thin binding to ggml and llama.cpp, and the only
+// package of the project that contains C.
+//
+// The C sources come from the Go module github.com/ollama/ollama (the
+// packages ml/backend/ggml/ggml/src and llama/llama.cpp/src, whose cgo
+// compiles ggml's base and CPU backends and llama.cpp's core). This package
+// includes llama.h and ggml.h from that module, so the build must pass their
+// folders in CGO_CPPFLAGS; the Makefile and CMakeLists.txt do that, and also
+// set -O3 -march=native (llama.cpp's GGML_NATIVE default) unless a portable
+// build is asked for.
+//
+// The API is small: Init; LoadModel / Model.Close; tokenization; NewContext /
+// Context.Close; Batch and Context.Decode with per-token output flags;
+// Context.Logits; a capture hook (ContextParams.Capture) that hands every
+// block output "l_out-<i>" (and the block-0 input "inp_embd") to Go as float32
+// rows during the decode; Dequantize / Quantize for rows of any ggml type; and
+// QuantizeFile, llama.cpp's own file quantizer.
+//
+// Every type that owns C memory has a nil-safe, idempotent Close. Nothing is
+// freed by finalizers: Close is the contract.
+package cgo

@@ -1,0 +1,330 @@
+package cgo
+
+/*
+#cgo CXXFLAGS: -std=c++17
+#include <stdlib.h>
+#include <string.h>
+#include "llama.h"
+#include "ggml.h"
+#include "ggml-backend.h"
+
+extern void mkaGoLog(int level, char *text);
+
+static void mka_log(enum ggml_log_level level, const char *text, void *ud) {
+	(void)ud;
+	mkaGoLog((int)level, (char *)text);
+}
+
+static void mka_log_install(void) {
+	llama_log_set(mka_log, NULL);
+	ggml_log_set(mka_log, NULL);
+}
+
+static llama_token mka_batch_get_token(struct llama_batch *b, int i) { return b->token[i]; }
+
+static void mka_batch_set(struct llama_batch *b, int i, llama_token tok, llama_pos pos, llama_seq_id seq, int8_t out) {
+	b->token[i] = tok;
+	b->pos[i] = pos;
+	b->n_seq_id[i] = 1;
+	b->seq_id[i][0] = seq;
+	b->logits[i] = out;
+}
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	// The C sources of ggml (base + CPU backend) and llama.cpp core.
+	_ "github.com/ollama/ollama/llama/llama.cpp/src"
+	_ "github.com/ollama/ollama/ml/backend/ggml/ggml/src"
+)
+
+// Errors returned at the C boundary.
+var (
+	// ErrLoad means llama.cpp could not load a model file.
+	ErrLoad = errors.New("llama.cpp could not load the model")
+	// ErrContext means llama.cpp could not create a context.
+	ErrContext = errors.New("llama.cpp could not create a context")
+	// ErrDecode means llama_decode failed.
+	ErrDecode = errors.New("llama_decode failed")
+	// ErrClosed means a method was called on a closed Model or Context.
+	ErrClosed = errors.New("cgo: use of closed handle")
+)
+
+// LogLevel selects which llama.cpp/ggml log lines reach stderr.
+type LogLevel int
+
+// Log levels, in ggml's order.
+const (
+	LogDebug LogLevel = 1
+	LogInfo  LogLevel = 2
+	LogWarn  LogLevel = 3
+	LogError LogLevel = 4
+	LogNone  LogLevel = 5
+)
+
+var logLevel atomic.Int32
+
+//export mkaGoLog
+func mkaGoLog(level C.int, text *C.char) {
+	// GGML_LOG_LEVEL_CONT (5) continues the previous line; it is printed
+	// only when the level threshold lets everything through.
+	l := LogLevel(level)
+	if l == 5 || l == 0 {
+		l = LogDebug
+	}
+	if int32(l) >= logLevel.Load() {
+		fmt.Fprint(os.Stderr, C.GoString(text))
+	}
+}
+
+// SetLogLevel sets the lowest llama.cpp/ggml log level printed on stderr.
+// The default is LogError, or LogInfo when MKA_VERBOSE is set.
+func SetLogLevel(l LogLevel) { logLevel.Store(int32(l)) }
+
+var initOnce sync.Once
+
+// Init initialises the llama.cpp backend once per process and routes its
+// log output through SetLogLevel. Every other function calls it, so calling
+// it explicitly is optional.
+func Init() {
+	initOnce.Do(func() {
+		if os.Getenv("MKA_VERBOSE") != "" {
+			logLevel.Store(int32(LogInfo))
+		} else {
+			logLevel.Store(int32(LogError))
+		}
+		C.mka_log_install()
+		C.llama_backend_init()
+	})
+}
+
+// SystemInfo returns llama.cpp's description of the compiled CPU features,
+// e.g. "CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 1 | ...".
+func SystemInfo() string {
+	Init()
+	return strings.TrimSpace(C.GoString(C.llama_print_system_info()))
+}
+
+// ModelParams configures LoadModel.
+type ModelParams struct {
+	// GPULayers is the number of layers to offload to a GPU, when the build
+	// has a GPU backend; 0 keeps everything on the CPU.
+	GPULayers int
+	// NoMmap reads the file into memory instead of mapping it.
+	NoMmap bool
+	// VocabOnly loads only the vocabulary, not the weights.
+	VocabOnly bool
+}
+
+// Model is a loaded llama.cpp model. It is safe for concurrent reads
+// (tokenization) but Close must not race with other calls.
+type Model struct {
+	p     *C.struct_llama_model
+	vocab *C.struct_llama_vocab
+	path  string
+}
+
+// LoadModel loads the GGUF model at path (memory-mapped by default).
+func LoadModel(path string, mp ModelParams) (*Model, error) {
+	Init()
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("load model: %w", err)
+	}
+	p := C.llama_model_default_params()
+	p.n_gpu_layers = C.int32_t(mp.GPULayers)
+	p.use_mmap = C.bool(!mp.NoMmap)
+	p.vocab_only = C.bool(mp.VocabOnly)
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	m := C.llama_model_load_from_file(cpath, p)
+	if m == nil {
+		return nil, fmt.Errorf("%s: %w (run with MKA_VERBOSE=1 for llama.cpp's log)", path, ErrLoad)
+	}
+	return &Model{p: m, vocab: C.llama_model_get_vocab(m), path: path}, nil
+}
+
+// Close frees the model. It is nil-safe and idempotent.
+func (m *Model) Close() error {
+	if m == nil || m.p == nil {
+		return nil
+	}
+	C.llama_model_free(m.p)
+	m.p, m.vocab = nil, nil
+	return nil
+}
+
+// Path returns the file the model was loaded from.
+func (m *Model) Path() string { return m.path }
+
+// NEmbd returns the embedding (hidden) size.
+func (m *Model) NEmbd() int { return int(C.llama_model_n_embd(m.p)) }
+
+// NLayer returns the number of decoder blocks.
+func (m *Model) NLayer() int { return int(C.llama_model_n_layer(m.p)) }
+
+// NHead returns the number of attention heads.
+func (m *Model) NHead() int { return int(C.llama_model_n_head(m.p)) }
+
+// NHeadKV returns the number of key/value heads.
+func (m *Model) NHeadKV() int { return int(C.llama_model_n_head_kv(m.p)) }
+
+// NCtxTrain returns the context length the model was trained with.
+func (m *Model) NCtxTrain() int { return int(C.llama_model_n_ctx_train(m.p)) }
+
+// NVocab returns the vocabulary size.
+func (m *Model) NVocab() int { return int(C.llama_vocab_n_tokens(m.vocab)) }
+
+// NParams returns the number of parameters.
+func (m *Model) NParams() uint64 { return uint64(C.llama_model_n_params(m.p)) }
+
+// IsRecurrent reports whether the model has recurrent or hybrid blocks.
+func (m *Model) IsRecurrent() bool {
+	return bool(C.llama_model_is_recurrent(m.p)) || bool(C.llama_model_is_hybrid(m.p))
+}
+
+// Desc returns llama.cpp's one-line description (e.g. "llama ?B all F32").
+func (m *Model) Desc() string {
+	var buf [256]C.char
+	C.llama_model_desc(m.p, &buf[0], C.size_t(len(buf)))
+	return C.GoString(&buf[0])
+}
+
+// Meta returns a metadata value as a string, as llama.cpp sees it.
+func (m *Model) Meta(key string) (string, bool) {
+	ck := C.CString(key)
+	defer C.free(unsafe.Pointer(ck))
+	buf := make([]byte, 512)
+	n := C.llama_model_meta_val_str(m.p, ck, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)))
+	if n < 0 {
+		return "", false
+	}
+	if int(n) >= len(buf) {
+		buf = make([]byte, int(n)+1)
+		C.llama_model_meta_val_str(m.p, ck, (*C.char)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)))
+	}
+	return string(buf[:n]), true
+}
+
+// BOS returns the beginning-of-sequence token, or -1.
+func (m *Model) BOS() int32 { return int32(C.llama_vocab_bos(m.vocab)) }
+
+// EOS returns the end-of-sequence token, or -1.
+func (m *Model) EOS() int32 { return int32(C.llama_vocab_eos(m.vocab)) }
+
+// AddBOS reports whether the tokenizer wants a BOS token at the start.
+func (m *Model) AddBOS() bool { return bool(C.llama_vocab_get_add_bos(m.vocab)) }
+
+// IsEOG reports whether tok ends generation (EOS, EOT, ...).
+func (m *Model) IsEOG(tok int32) bool { return bool(C.llama_vocab_is_eog(m.vocab, C.llama_token(tok))) }
+
+// Tokenize converts text to tokens. addSpecial adds BOS/EOS as the model's
+// tokenizer asks; parseSpecial lets control-token text map to those tokens.
+func (m *Model) Tokenize(text string, addSpecial, parseSpecial bool) ([]int32, error) {
+	if len(text) > 1<<30 {
+		return nil, fmt.Errorf("tokenize: text of %d bytes is too long", len(text))
+	}
+	ctext := C.CString(text)
+	defer C.free(unsafe.Pointer(ctext))
+	n := len(text) + 2
+	for range 2 {
+		toks := make([]int32, n)
+		r := C.llama_tokenize(m.vocab, ctext, C.int32_t(len(text)), (*C.llama_token)(unsafe.Pointer(&toks[0])),
+			C.int32_t(len(toks)), C.bool(addSpecial), C.bool(parseSpecial))
+		if r >= 0 {
+			return toks[:r], nil
+		}
+		if r == C.INT32_MIN {
+			return nil, errors.New("tokenize: result too large")
+		}
+		n = int(-r)
+	}
+	return nil, errors.New("tokenize: size changed between calls")
+}
+
+// TokenToPiece returns the text of one token (special tokens rendered).
+func (m *Model) TokenToPiece(tok int32) string {
+	var buf [256]C.char
+	n := C.llama_token_to_piece(m.vocab, C.llama_token(tok), &buf[0], C.int32_t(len(buf)), 0, C.bool(true))
+	if n < 0 {
+		big := make([]byte, -n)
+		n = C.llama_token_to_piece(m.vocab, C.llama_token(tok), (*C.char)(unsafe.Pointer(&big[0])), C.int32_t(len(big)), 0, C.bool(true))
+		return string(big[:n])
+	}
+	return C.GoStringN(&buf[0], C.int(n))
+}
+
+// Detokenize converts tokens back to text, dropping BOS/EOS.
+func (m *Model) Detokenize(toks []int32) string {
+	if len(toks) == 0 {
+		return ""
+	}
+	n := len(toks)*8 + 16
+	for range 2 {
+		buf := make([]byte, n)
+		r := C.llama_detokenize(m.vocab, (*C.llama_token)(unsafe.Pointer(&toks[0])), C.int32_t(len(toks)),
+			(*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(len(buf)), C.bool(true), C.bool(false))
+		if r >= 0 {
+			return string(buf[:r])
+		}
+		n = int(-r)
+	}
+	return ""
+}
+
+// Batch is a llama_batch of token inputs, each with a position, one
+// sequence id and an output flag.
+type Batch struct {
+	c   C.struct_llama_batch
+	cap int
+}
+
+// NewBatch allocates a batch for up to capacity tokens. Close frees it.
+func NewBatch(capacity int) *Batch {
+	Init()
+	return &Batch{c: C.llama_batch_init(C.int32_t(capacity), 0, 1), cap: capacity}
+}
+
+// Close frees the batch. It is nil-safe and idempotent.
+func (b *Batch) Close() {
+	if b == nil || b.cap == 0 {
+		return
+	}
+	C.llama_batch_free(b.c)
+	b.cap = 0
+}
+
+// Len returns the number of tokens in the batch.
+func (b *Batch) Len() int { return int(b.c.n_tokens) }
+
+// Cap returns the capacity of the batch.
+func (b *Batch) Cap() int { return b.cap }
+
+// Clear empties the batch.
+func (b *Batch) Clear() { b.c.n_tokens = 0 }
+
+// Add appends a token at position pos of sequence seq; output asks for its
+// logits (and, for the last block, its hidden state). It panics when the
+// batch is full (a programmer error).
+func (b *Batch) Add(tok int32, pos, seq int, output bool) {
+	i := int(b.c.n_tokens)
+	if i >= b.cap {
+		panic("cgo: batch is full")
+	}
+	var o C.int8_t
+	if output {
+		o = 1
+	}
+	C.mka_batch_set(&b.c, C.int(i), C.llama_token(tok), C.llama_pos(pos), C.llama_seq_id(seq), o)
+	b.c.n_tokens++
+}
+
+// Token returns the i-th token of the batch.
+func (b *Batch) Token(i int) int32 { return int32(C.mka_batch_get_token(&b.c, C.int(i))) }

@@ -1,0 +1,16 @@
+#pragma once
+#include <stdint.h>
+#include "llama.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// mka_quantize_file runs llama_model_quantize with an importance matrix
+// given as n_imatrix (name, values[lens[i]]) entries; n_imatrix may be 0.
+uint32_t mka_quantize_file(const char *in, const char *out, llama_model_quantize_params *params,
+                           int n_imatrix, const char **names, const float **values, const int *lens);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/analysis"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
+	"github.com/mka-gguf/mka-gguf/gguf"
+	"github.com/mka-gguf/mka-gguf/merge"
+)
+
+func init() {
+	commands = append(commands, &cli.Command{
+		Name:      "analyze",
+		Usage:     "measure how similar the decoder blocks are (NPIB, Block Influence, CKA, angular distance)",
+		ArgsUsage: "MODEL.gguf",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "json", Usage: "write every matrix and vector, with the settings, to this JSON file"},
+			&cli.StringFlag{Name: "heatmap", Usage: "write a PNG heatmap of the NPIB matrix to this file"},
+		}, calibFlags...),
+		Action: runAnalyze,
+	})
+}
+
+// analyzeReport is the --json output of analyze.
+type analyzeReport struct {
+	Model       string             `json:"model"`
+	ModelSHA256 string             `json:"model_sha256"`
+	Calib       string             `json:"calibration"`
+	Settings    calib.Result       `json:"settings"`
+	Analysis    *analysis.Analysis `json:"analysis"`
+	Version     string             `json:"mka_gguf_version"`
+}
+
+// openChecked opens a model with our GGUF reader (clear errors for bad
+// files) and refuses architectures whose blocks cannot be analysed.
+func openChecked(path string) (*gguf.File, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkArch(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func runAnalyze(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError(c, "want one MODEL.gguf, got %d arguments", c.NArg())
+	}
+	path := c.Args().First()
+	f, err := openChecked(path)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	texts, source, err := calibTexts(c)
+	if err != nil {
+		return err
+	}
+	m, err := cgo.LoadModel(path, cgo.ModelParams{})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	res, err := calibrate(c, m, texts, source)
+	if err != nil {
+		return err
+	}
+	a, err := analysis.Compute(res, analyzeOptions(c))
+	if err != nil {
+		return err
+	}
+	printAnalysis(a, res)
+
+	if p := c.String("json"); p != "" {
+		sum, err := fileSHA256(path)
+		if err != nil {
+			return err
+		}
+		rep := analyzeReport{Model: filepath.Base(path), ModelSHA256: sum, Calib: source, Settings: *res, Analysis: a, Version: version}
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := writeFileAtomic(p, append(b, '\n')); err != nil {
+			return err
+		}
+	}
+	if p := c.String("heatmap"); p != "" {
+		if err := writeHeatmap(p, a, filepath.Base(path)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func printAnalysis(a *analysis.Analysis, res *calib.Result) {
+	fmt.Printf("%s, %d blocks, %d samples × %d tokens (%.0f tok/s)\n\n", res.Arch, res.Blocks, res.Samples, res.Ctx, res.TokPerSec)
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "block\tBI\tNPIB next\tCKA next\tangular next\t")
+	for i := range a.Blocks {
+		np, ck, an := "-", "-", "-"
+		if i+1 < a.Blocks {
+			np = fmt.Sprintf("%.3f", a.NPIB[i+1][i+2])
+			ck = fmt.Sprintf("%.3f", a.CKA[i+1][i+2])
+			an = fmt.Sprintf("%.3f", a.Angular[i+1][i+2])
+		}
+		fmt.Fprintf(w, "%d\t%.4f\t%s\t%s\t%s\t\n", i, a.BI[i], np, ck, an)
+	}
+	w.Flush()
+	fmt.Println("\nadjacent pairs, most similar first (NPIB of block outputs):")
+	for k, p := range a.RankedPairs() {
+		fmt.Printf("  %2d. blk.%d + blk.%d  NPIB %.3f  CKA %.3f\n", k+1, p.A, p.B, p.NPIB, p.CKA)
+	}
+}
+
+// writeFileAtomic writes data to path through a temp file in its folder.
+func writeFileAtomic(path string, data []byte) error {
+	af, err := gguf.CreateAtomic(path)
+	if err != nil {
+		return err
+	}
+	defer af.Abort()
+	if _, err := af.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return af.Commit()
+}
+
+// createAtomic is gguf.CreateAtomic: a file that appears at path only on
+// Commit.
+var createAtomic = gguf.CreateAtomic
+
+// checkArch refuses models whose blocks mka-gguf cannot analyse or merge.
+func checkArch(f *gguf.File) error {
+	_, err := merge.InspectBlocks(f)
+	return err
+}

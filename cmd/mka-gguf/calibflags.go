@@ -1,0 +1,94 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/analysis"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/corpus"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+)
+
+// calibFlags are shared by analyze, merge and compare.
+var calibFlags = []cli.Flag{
+	&cli.StringFlag{Name: "calib", Usage: "calibration text: plain text (samples separated by blank lines) or JSONL with a \"text\" field (default: the built-in set)"},
+	&cli.IntFlag{Name: "samples", Value: 128, Usage: "calibration samples (points of each layer's manifold)"},
+	&cli.IntFlag{Name: "ctx", Value: 256, Usage: "tokens per calibration sample (capped at the model's context)"},
+	&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed for the choice of calibration text"},
+	&cli.StringFlag{Name: "rep", Value: "mean", Usage: "sample representation: mean (over tokens) or last (token)"},
+	&cli.StringFlag{Name: "kernel", Value: "median", Usage: "diffusion kernel bandwidth: median (heuristic) or paper (exp(-sqrt(D/8)))"},
+	&cli.IntFlag{Name: "batch", Value: 512, Usage: "tokens per decode (several samples per decode)"},
+	threadsFlag,
+}
+
+// calibTexts returns the texts of --calib or of the built-in set, and a
+// name for messages.
+func calibTexts(c *cli.Context) ([]string, string, error) {
+	var samples []corpus.Sample
+	name := corpus.DefaultName
+	if p := c.String("calib"); p != "" {
+		var err error
+		if samples, err = corpus.Load(p); err != nil {
+			return nil, "", err
+		}
+		name = p
+	} else {
+		samples = corpus.Default()
+	}
+	texts := make([]string, len(samples))
+	for i, s := range samples {
+		texts[i] = s.Text
+	}
+	return texts, name, nil
+}
+
+// calibrate tokenizes texts and runs the calibration pass with a progress
+// bar.
+func calibrate(c *cli.Context, m *cgo.Model, texts []string, source string) (*calib.Result, error) {
+	t := min(c.Int("ctx"), m.NCtxTrain())
+	n := c.Int("samples")
+	if n < 8 {
+		return nil, usageError(c, "--samples %d is too few for a manifold (need at least 8)", n)
+	}
+	chunks, err := calib.Tokens(m, texts, n, t, c.Uint64("seed"))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	bar := progress.New("calibrate", n, "samples")
+	res, err := calib.Run(m, chunks, calib.Options{Samples: n, Ctx: t, Seed: c.Uint64("seed"), Threads: threads(c),
+		BatchTokens: c.Int("batch"),
+		Progress: func(done, total int, tps float64) {
+			bar.Set(done, fmt.Sprintf("%.0f tok/s", tps))
+		}})
+	bar.Done()
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// analyzeOptions reads --rep and --kernel.
+func analyzeOptions(c *cli.Context) analysis.Options {
+	return analysis.Options{Rep: c.String("rep"), Kernel: c.String("kernel")}
+}
+
+// fileSHA256 returns the hex SHA-256 of a file.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

@@ -1,0 +1,80 @@
+// Command mka-gguf shrinks GGUF language models by merging similar decoder
+// blocks (MKA: manifold alignment + normalised information similarity) and
+// writes merged, optionally quantized GGUF files that stock llama.cpp loads.
+//
+// Run "mka-gguf help" for the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	app := newApp()
+	err := app.RunContext(ctx, interspersed(app, os.Args))
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			err = errors.New("interrupted")
+		}
+		fmt.Fprintf(os.Stderr, "mka-gguf: %s\n", oneLine(err))
+		stop()
+		os.Exit(1)
+	}
+}
+
+// oneLine folds an error message onto one line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:                 "mka-gguf",
+		Usage:                "shrink GGUF models by merging similar decoder blocks (MKA)",
+		Version:              version,
+		EnableBashCompletion: true,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output on stderr"},
+			&cli.BoolFlag{Name: "verbose", Usage: "show llama.cpp's log"},
+		},
+		Before: func(c *cli.Context) error {
+			progress.Quiet = c.Bool("quiet")
+			cgo.Init()
+			if c.Bool("verbose") {
+				cgo.SetLogLevel(cgo.LogInfo)
+			}
+			return nil
+		},
+		Commands: commands,
+		ExitErrHandler: func(*cli.Context, error) {
+			// main prints the error and exits; urfave/cli must not.
+		},
+	}
+}
+
+// commands is filled by the init functions of the command files.
+var commands []*cli.Command
+
+// threadsFlag is the common --threads flag.
+var threadsFlag = &cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Usage: "CPU threads (default: physical cores)"}
+
+// usageError reports a wrong command line.
+func usageError(c *cli.Context, format string, args ...any) error {
+	return fmt.Errorf("%s: %s (see mka-gguf %s --help)", c.Command.Name, fmt.Sprintf(format, args...), c.Command.Name)
+}

@@ -1,0 +1,525 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/analysis"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/corpus"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ppl"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
+	"github.com/mka-gguf/mka-gguf/gguf"
+	"github.com/mka-gguf/mka-gguf/merge"
+)
+
+// methods are the --method values.
+var methods = []string{"mka", "prune-reverse", "prune-bi", "prune-angular"}
+
+var mergeFlags = append([]cli.Flag{
+	&cli.StringFlag{Name: "method", Value: "mka", Usage: "mka | prune-reverse | prune-bi | prune-angular"},
+	&cli.IntFlag{Name: "remove", Aliases: []string{"n"}, Usage: "blocks to remove (default: a quarter of them, at least 1)"},
+	&cli.Float64Flag{Name: "ratio", Usage: "fraction of blocks to remove (removed / original, as in the MKA paper)"},
+	&cli.StringFlag{Name: "lambda", Value: "search", Usage: "fusion weight: search (pick by held-back calibration loss), paper (λ = similarity), code (the published code's rule) or a number in [0,1]"},
+	&cli.StringFlag{Name: "order", Value: "greedy", Usage: "pair order for mka: greedy (most similar pair anywhere) or back-to-front (the paper)"},
+	&cli.StringFlag{Name: "norms", Value: "weighted", Usage: "norm weights of a fused block: weighted (like every tensor) or first (keep the first block's)"},
+	&cli.Float64Flag{Name: "holdout", Value: 0.15, Usage: "fraction of the calibration text held back to score λ candidates"},
+	&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and write nothing"},
+	&cli.StringFlag{Name: "report", Usage: "write a JSON report of the plan, λ search and sizes"},
+	&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite OUT if it exists"},
+	&cli.BoolFlag{Name: "no-verify", Usage: "skip the llama.cpp load-and-decode check of OUT"},
+}, calibFlags...)
+
+func init() {
+	commands = append(commands, &cli.Command{
+		Name:      "merge",
+		Usage:     "remove decoder blocks by merging similar neighbours (MKA) or by a pruning baseline",
+		ArgsUsage: "IN.gguf OUT.gguf",
+		Flags:     mergeFlags,
+		Action:    runMerge,
+	})
+}
+
+// mergeReport is the --report JSON.
+type mergeReport struct {
+	Version      string             `json:"mka_gguf_version"`
+	Input        string             `json:"input"`
+	InputSHA256  string             `json:"input_sha256"`
+	Output       string             `json:"output,omitempty"`
+	Method       string             `json:"method"`
+	Original     int                `json:"blocks_before"`
+	Remaining    int                `json:"blocks_after"`
+	Steps        []merge.Step       `json:"steps"`
+	Layout       [][]merge.Weighted `json:"layout"`
+	LambdaSearch []lambdaTrial      `json:"lambda_search,omitempty"`
+	Calibration  *calib.Result      `json:"calibration,omitempty"`
+	BytesBefore  int64              `json:"bytes_before"`
+	BytesAfter   int64              `json:"bytes_after,omitempty"`
+	Seconds      float64            `json:"seconds"`
+}
+
+// lambdaTrial is one λ candidate of the search.
+type lambdaTrial struct {
+	Step   int     `json:"step"`
+	Lambda float64 `json:"lambda"`
+	NLL    float64 `json:"heldback_nll"`
+	Chosen bool    `json:"chosen"`
+}
+
+// mergeJob holds what one merge needs; compare reuses it.
+type mergeJob struct {
+	in      string
+	file    *gguf.File
+	blocks  *merge.Blocks
+	model   *cgo.Model // loaded only when calibration is needed
+	res     *calib.Result
+	an      *analysis.Analysis
+	held    [][]int32 // held-back chunks for the λ search
+	threads int
+	batch   int
+}
+
+func (j *mergeJob) close() {
+	j.model.Close()
+	if j.file != nil {
+		j.file.Close()
+	}
+}
+
+// removeCount turns --remove / --ratio into a block count.
+func removeCount(c *cli.Context, blocks int) (int, error) {
+	n := c.Int("remove")
+	if r := c.Float64("ratio"); r != 0 {
+		if n != 0 {
+			return 0, usageError(c, "give --remove or --ratio, not both")
+		}
+		if !(r > 0 && r < 1) {
+			return 0, usageError(c, "--ratio %g is not in (0, 1)", r)
+		}
+		n = int(math.Round(r * float64(blocks)))
+	}
+	if n == 0 {
+		n = max(1, blocks/4)
+	}
+	if n < 1 || n >= blocks {
+		return 0, usageError(c, "cannot remove %d of %d blocks", n, blocks)
+	}
+	return n, nil
+}
+
+// checkOutput refuses OUT == IN and an existing OUT without --force.
+func checkOutput(in, out string, force bool) error {
+	ai, _ := filepath.Abs(in)
+	ao, _ := filepath.Abs(out)
+	if ai == ao {
+		return fmt.Errorf("%s: output is the input file; choose another OUT", out)
+	}
+	if si, err := os.Stat(in); err == nil || in == "" {
+		if so, err := os.Stat(out); err == nil {
+			if si != nil && os.SameFile(si, so) {
+				return fmt.Errorf("%s: output is the input file (same file); choose another OUT", out)
+			}
+			if !force {
+				return fmt.Errorf("%s: output exists; use --force to overwrite it", out)
+			}
+		}
+	}
+	if fi, err := os.Stat(filepath.Dir(ao)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%s: output folder %s does not exist", out, filepath.Dir(ao))
+	}
+	return nil
+}
+
+// checkSpace reports when the output folder has less free space than need.
+func checkSpace(out string, need int64) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(out), &st); err != nil {
+		return nil // unknown: let the write report it
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	if free < need+need/50 {
+		return fmt.Errorf("%s: not enough disk space: need %s, %s free in %s", out, human(uint64(need)), human(uint64(free)), filepath.Dir(out))
+	}
+	return nil
+}
+
+// prepare opens IN, checks its structure and, when the method needs it,
+// runs the calibration pass and the analysis.
+func prepare(c *cli.Context, in string, needCalib, needHeld bool) (*mergeJob, error) {
+	f, err := gguf.Open(in)
+	if err != nil {
+		return nil, err
+	}
+	j := &mergeJob{in: in, file: f, threads: threads(c), batch: c.Int("batch")}
+	if j.blocks, err = merge.InspectBlocks(f); err != nil {
+		j.close()
+		return nil, err
+	}
+	if !needCalib {
+		return j, nil
+	}
+	samples, source, err := calibSamples(c)
+	if err != nil {
+		j.close()
+		return nil, err
+	}
+	var held []corpus.Sample
+	if needHeld {
+		samples, held = corpus.Split(samples, c.Float64("holdout"), c.Uint64("seed"))
+	}
+	if j.model, err = cgo.LoadModel(in, cgo.ModelParams{}); err != nil {
+		j.close()
+		return nil, err
+	}
+	if j.res, err = calibrate(c, j.model, texts(samples), source); err != nil {
+		j.close()
+		return nil, err
+	}
+	if j.an, err = analysis.Compute(j.res, analyzeOptions(c)); err != nil {
+		j.close()
+		return nil, err
+	}
+	if needHeld {
+		t := j.res.Ctx
+		n := 16
+		for ; n >= 2; n /= 2 {
+			if j.held, err = calib.Tokens(j.model, texts(held), n, t, c.Uint64("seed")); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			j.close()
+			return nil, fmt.Errorf("%s: held-back text for the λ search: %w (raise --holdout or give more text)", source, err)
+		}
+	}
+	return j, nil
+}
+
+func texts(s []corpus.Sample) []string {
+	out := make([]string, len(s))
+	for i := range s {
+		out[i] = s[i].Text
+	}
+	return out
+}
+
+// calibSamples returns the --calib samples or the built-in set.
+func calibSamples(c *cli.Context) ([]corpus.Sample, string, error) {
+	if p := c.String("calib"); p != "" {
+		s, err := corpus.Load(p)
+		return s, p, err
+	}
+	return corpus.Default(), corpus.DefaultName, nil
+}
+
+// mkaOptions reads --order and a rule-based --lambda.
+func mkaOptions(c *cli.Context) (merge.MKAOptions, error) {
+	var o merge.MKAOptions
+	switch c.String("order") {
+	case "greedy":
+		o.Order = merge.OrderGreedy
+	case "back-to-front":
+		o.Order = merge.OrderBackToFront
+	default:
+		return o, usageError(c, "unknown --order %q (want greedy or back-to-front)", c.String("order"))
+	}
+	switch l := c.String("lambda"); l {
+	case "search", "paper":
+		o.Lambda = merge.LambdaPaper
+	case "code":
+		o.Lambda = merge.LambdaCode
+	default:
+		v, err := strconv.ParseFloat(l, 64)
+		if err != nil || v < 0 || v > 1 {
+			return o, usageError(c, "--lambda %q is not search, paper, code or a number in [0,1]", l)
+		}
+		o.Lambda, o.Fixed = merge.LambdaFixed, v
+	}
+	return o, nil
+}
+
+// plan builds the plan of one method.
+func (j *mergeJob) plan(method string, n int, opt merge.MKAOptions) (*merge.Plan, error) {
+	L := j.blocks.Count
+	switch method {
+	case "prune-reverse":
+		return merge.PlanPruneReverse(L, n)
+	case "prune-bi":
+		return merge.PlanPruneBI(j.an.BI, n)
+	case "prune-angular":
+		return merge.PlanPruneAngular(j.an.AngularMatrix(), L, n)
+	case "mka":
+		return merge.PlanMKA(j.an.BlockSimilarity(), n, opt)
+	}
+	return nil, fmt.Errorf("unknown method %q (want %s)", method, strings.Join(methods, ", "))
+}
+
+// heldNLL returns the mean next-token loss of the model at path on the
+// held-back chunks.
+func (j *mergeJob) heldNLL(path string) (float64, error) {
+	m, err := cgo.LoadModel(path, cgo.ModelParams{})
+	if err != nil {
+		return 0, err
+	}
+	defer m.Close()
+	var acc ppl.Accumulator
+	_, err = runner.Run(m, j.held, runner.Options{Threads: j.threads, BatchTokens: j.batch, Logits: true}, func(d *runner.Decoded) error {
+		for i := range d.Count {
+			ch := j.held[d.First+i]
+			for k := 0; k+1 < len(ch); k++ {
+				acc.Add(d.Logits(i, k), ch[k+1])
+			}
+		}
+		return nil
+	})
+	return acc.Mean(), err
+}
+
+// searchLambda picks each fusion's λ in turn from a grid that includes 0
+// and 1 (dropping one block of the pair) and the rule's value, by the loss
+// of the partially merged model on held-back calibration text. Since λ = 0
+// and λ = 1 are candidates, a fusion is never worse on that text than
+// dropping either block.
+func (j *mergeJob) searchLambda(ctx context.Context, p *merge.Plan, dir string, norms merge.NormRule) (*merge.Plan, []lambdaTrial, error) {
+	var trials []lambdaTrial
+	tmp, err := os.MkdirTemp(dir, ".mka-lambda-*")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer os.RemoveAll(tmp)
+	path := filepath.Join(tmp, "candidate.gguf")
+	for s, st := range p.Steps {
+		if st.Kind != merge.StepFuse {
+			continue
+		}
+		grid := []float64{0, 0.25, 0.5, 0.75, 1}
+		if r := math.Round(st.Lambda*1000) / 1000; !slices.Contains(grid, r) {
+			grid = append(grid, r)
+		}
+		best, bestNLL := -1.0, math.Inf(1)
+		first := len(trials)
+		for _, lam := range grid {
+			if err := ctx.Err(); err != nil {
+				return nil, nil, err
+			}
+			q := p.WithLambda(s, lam)
+			partial, err := merge.NewPlan(q.Method, q.Original, q.Steps[:s+1])
+			if err != nil {
+				return nil, nil, err
+			}
+			if err := merge.Rewrite(ctx, j.file, j.blocks, partial, path, codecFor(), merge.RewriteOptions{Norms: norms}); err != nil {
+				return nil, nil, err
+			}
+			nll, err := j.heldNLL(path)
+			if err != nil {
+				return nil, nil, err
+			}
+			trials = append(trials, lambdaTrial{Step: s, Lambda: lam, NLL: nll})
+			progress.Printf("λ search: step %d (blk %d + blk %d), λ=%.3f: held-back loss %.4f\n", s+1, st.Blocks[0], st.Blocks[1], lam, nll)
+			if nll < bestNLL {
+				best, bestNLL = lam, nll
+			}
+		}
+		for k := first; k < len(trials); k++ {
+			trials[k].Chosen = trials[k].Lambda == best
+		}
+		p = p.WithLambda(s, best)
+	}
+	return p, trials, nil
+}
+
+// provenance returns the mka.* keys recorded in the output.
+func provenance(method string, p *merge.Plan, srcSHA string) []gguf.KV {
+	var lambdas []float32
+	var layout []string
+	for _, st := range p.Steps {
+		if st.Kind == merge.StepFuse {
+			lambdas = append(lambdas, float32(st.Lambda))
+		}
+	}
+	for o, ws := range p.Layout {
+		parts := make([]string, len(ws))
+		for i, w := range ws {
+			parts[i] = fmt.Sprintf("%d:%.4f", w.Block, w.W)
+		}
+		layout = append(layout, fmt.Sprintf("%d=%s", o, strings.Join(parts, "+")))
+	}
+	kvs := []gguf.KV{
+		{Key: "mka.version", Value: gguf.String(version)},
+		{Key: "mka.method", Value: gguf.String(method)},
+		{Key: "mka.source_sha256", Value: gguf.String(srcSHA)},
+		{Key: "mka.source_block_count", Value: gguf.Uint32(uint32(p.Original))},
+		{Key: "mka.layout", Value: gguf.Strings(layout)},
+	}
+	if len(lambdas) > 0 {
+		kvs = append(kvs, gguf.KV{Key: "mka.lambdas", Value: gguf.Float32s(lambdas)})
+	}
+	return kvs
+}
+
+// write rewrites the model to out through a temporary file beside it,
+// checks that llama.cpp loads and decodes the temporary file, and only then
+// renames it to out.
+func (j *mergeJob) write(ctx context.Context, p *merge.Plan, out string, norms merge.NormRule, meta []gguf.KV, verify bool) error {
+	if err := checkSpace(out, merge.OutputSize(j.file, j.blocks, p)); err != nil {
+		return err
+	}
+	dir, name := filepath.Split(out)
+	if dir == "" {
+		dir = "."
+	}
+	tmp := filepath.Join(dir, "."+name+".mka-tmp")
+	defer os.Remove(tmp)
+	total := merge.OutputSize(j.file, j.blocks, p)
+	bar := progress.New("write", int(total>>20)+1, "MiB")
+	err := merge.Rewrite(ctx, j.file, j.blocks, p, tmp, codecFor(), merge.RewriteOptions{Norms: norms, Metadata: meta,
+		Progress: func(done, _ int64) { bar.Set(int(done>>20), "") }})
+	bar.Done()
+	if err != nil {
+		return err
+	}
+	if verify {
+		if err := verifyModel(tmp, len(p.Layout)); err != nil {
+			return fmt.Errorf("%s: the written model failed the llama.cpp check: %w", out, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, out)
+}
+
+// verifyModel loads path with llama.cpp, checks its block count, decodes a
+// few tokens and checks the logits are finite.
+func verifyModel(path string, blocks int) error {
+	m, err := cgo.LoadModel(path, cgo.ModelParams{})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if m.NLayer() != blocks {
+		return fmt.Errorf("llama.cpp sees %d blocks, want %d", m.NLayer(), blocks)
+	}
+	toks, err := m.Tokenize("Once upon a time, there was a", m.AddBOS(), false)
+	if err != nil {
+		return err
+	}
+	ok := true
+	_, err = runner.Run(m, [][]int32{toks}, runner.Options{Threads: 1, Logits: true}, func(d *runner.Decoded) error {
+		for k := range toks {
+			for _, v := range d.Logits(0, k) {
+				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+					ok = false
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("non-finite logits")
+	}
+	return nil
+}
+
+func runMerge(c *cli.Context) error {
+	start := time.Now()
+	if c.NArg() != 2 {
+		return usageError(c, "want IN.gguf OUT.gguf, got %d arguments", c.NArg())
+	}
+	in, out := c.Args().Get(0), c.Args().Get(1)
+	method := c.String("method")
+	if !slices.Contains(methods, method) {
+		return usageError(c, "unknown --method %q (want %s)", method, strings.Join(methods, ", "))
+	}
+	norms, err := normRule(c)
+	if err != nil {
+		return err
+	}
+	opt, err := mkaOptions(c)
+	if err != nil {
+		return err
+	}
+	if !c.Bool("dry-run") {
+		if err := checkOutput(in, out, c.Bool("force")); err != nil {
+			return err
+		}
+	}
+	search := method == "mka" && c.String("lambda") == "search"
+	j, err := prepare(c, in, method != "prune-reverse", search)
+	if err != nil {
+		return err
+	}
+	defer j.close()
+	n, err := removeCount(c, j.blocks.Count)
+	if err != nil {
+		return err
+	}
+	p, err := j.plan(method, n, opt)
+	if err != nil {
+		return err
+	}
+	var trials []lambdaTrial
+	if search {
+		dir := filepath.Dir(out)
+		if c.Bool("dry-run") {
+			dir = os.TempDir()
+		}
+		if p, trials, err = j.searchLambda(c.Context, p, dir, norms); err != nil {
+			return err
+		}
+	}
+	fmt.Println(strings.TrimRight(p.String(), "\n"))
+
+	sum, err := fileSHA256(in)
+	if err != nil {
+		return err
+	}
+	rep := mergeReport{Version: version, Input: in, InputSHA256: sum, Method: method, Original: p.Original,
+		Remaining: len(p.Layout), Steps: p.Steps, Layout: p.Layout, LambdaSearch: trials, Calibration: j.res,
+		BytesBefore: j.file.Size}
+	if !c.Bool("dry-run") {
+		if err := j.write(c.Context, p, out, norms, provenance(method, p, sum), !c.Bool("no-verify")); err != nil {
+			return err
+		}
+		st, err := os.Stat(out)
+		if err != nil {
+			return err
+		}
+		rep.Output, rep.BytesAfter = out, st.Size()
+		fmt.Printf("wrote %s: %d -> %d blocks, %s -> %s (%.1f%% smaller)\n", out, p.Original, len(p.Layout),
+			human(uint64(j.file.Size)), human(uint64(st.Size())), 100*(1-float64(st.Size())/float64(j.file.Size)))
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	if r := c.String("report"); r != "" {
+		if err := writeJSON(r, rep); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func normRule(c *cli.Context) (merge.NormRule, error) {
+	switch c.String("norms") {
+	case "weighted":
+		return merge.NormsWeighted, nil
+	case "first":
+		return merge.NormsFirst, nil
+	}
+	return 0, usageError(c, "unknown --norms %q (want weighted or first)", c.String("norms"))
+}

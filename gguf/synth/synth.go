@@ -1,0 +1,457 @@
+// Package synth generates llama-architecture GGUF models with random
+// weights that stock llama.cpp loads: for tests, benchmarks and demos on a
+// fresh clone, without downloading a model.
+//
+// The models have the llama.cpp tensor names and shapes of the "llama",
+// "qwen2" (q/k/v biases) or "qwen3" (per-head q/k norms) architectures, the
+// metadata llama.cpp needs, and a small SentencePiece-style tokenizer (byte
+// fallback plus English words). Weights are drawn from N(0, 0.02²) with a
+// deterministic generator seeded by Config.Seed and the tensor name, so a
+// config always gives the same bytes. Data is generated while it is written:
+// a 1 GB model needs no 1 GB buffer.
+package synth
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+
+	"github.com/mka-gguf/mka-gguf/gguf"
+)
+
+// Config describes a model to generate.
+type Config struct {
+	// Arch is "llama" (the default when empty), "qwen2" (adds attention
+	// q/k/v biases) or "qwen3" (adds attn_q_norm and attn_k_norm per head).
+	Arch string
+	// Blocks is the number of decoder blocks.
+	Blocks int
+	// Embd is the embedding length; it must be a multiple of Heads, with an
+	// even head size Embd/Heads.
+	Embd int
+	// FFN is the feed-forward length.
+	FFN int
+	// Heads and KVHeads are the attention and key/value head counts; Heads
+	// must be a multiple of KVHeads.
+	Heads, KVHeads int
+	// Vocab is the vocabulary size, at least MinVocab.
+	Vocab int
+	// Ctx is the training context length written to the metadata.
+	Ctx int
+	// Type is the type of the 2-D weights: gguf.TypeF32, TypeF16 or TypeBF16.
+	// Norms and biases are always F32.
+	Type gguf.Type
+	// Seed selects the random weights.
+	Seed int64
+	// TiedEmbeddings omits output.weight; llama.cpp then uses token_embd.
+	TiedEmbeddings bool
+}
+
+// MinVocab is the smallest vocabulary: 3 special tokens, 256 byte tokens,
+// "▁" and the 26 letters with "▁".
+const MinVocab = 3 + 256 + 27
+
+// Tiny returns a small F32 llama config (4 blocks, embd 64, vocab 512) that
+// writes a file of about 1 MB.
+func Tiny() Config {
+	return Config{Arch: "llama", Blocks: 4, Embd: 64, FFN: 160, Heads: 4, KVHeads: 2, Vocab: 512, Ctx: 256, Type: gguf.TypeF32, Seed: 1}
+}
+
+// Preset returns a named config: "tiny" (see Tiny) or "1gb", an F16 llama
+// model of 9 blocks, embd 2048, ffn 5632, 16 heads, 4 KV heads and a 32000
+// token vocabulary, about 1.07 GB.
+func Preset(name string) (Config, error) {
+	switch name {
+	case "tiny":
+		return Tiny(), nil
+	case "1gb":
+		return Config{Arch: "llama", Blocks: 9, Embd: 2048, FFN: 5632, Heads: 16, KVHeads: 4, Vocab: 32000, Ctx: 2048, Type: gguf.TypeF16, Seed: 1}, nil
+	}
+	return Config{}, fmt.Errorf("synth: unknown preset %q (want tiny or 1gb)", name)
+}
+
+func (c *Config) check() error {
+	if c.Arch == "" {
+		c.Arch = "llama"
+	}
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	switch c.Arch {
+	case "llama", "qwen2", "qwen3":
+	default:
+		bad("arch %q, want llama, qwen2 or qwen3", c.Arch)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"Blocks", c.Blocks}, {"Embd", c.Embd}, {"FFN", c.FFN}, {"Heads", c.Heads}, {"KVHeads", c.KVHeads}, {"Ctx", c.Ctx}} {
+		if f.v < 1 {
+			bad("%s %d, want at least 1", f.name, f.v)
+		}
+	}
+	if len(errs) == 0 {
+		if c.Embd%c.Heads != 0 || (c.Embd/c.Heads)%2 != 0 {
+			bad("Embd %d must be Heads %d times an even head size", c.Embd, c.Heads)
+		}
+		if c.Heads%c.KVHeads != 0 {
+			bad("Heads %d must be a multiple of KVHeads %d", c.Heads, c.KVHeads)
+		}
+	}
+	if c.Vocab < MinVocab || c.Vocab > maxVocab() {
+		bad("Vocab %d, want %d to %d", c.Vocab, MinVocab, maxVocab())
+	}
+	switch c.Type {
+	case gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16:
+	default:
+		bad("Type %s, want F32, F16 or BF16", c.Type)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("synth: bad config: %w", err)
+	}
+	return nil
+}
+
+// fileType returns llama.cpp's LLAMA_FTYPE for the weight type.
+func fileType(t gguf.Type) uint32 {
+	switch t {
+	case gguf.TypeF16:
+		return 1 // LLAMA_FTYPE_MOSTLY_F16
+	case gguf.TypeBF16:
+		return 32 // LLAMA_FTYPE_MOSTLY_BF16
+	}
+	return 0 // LLAMA_FTYPE_ALL_F32
+}
+
+// kvs returns the metadata in the order written.
+func (c Config) kvs() []gguf.KV {
+	a := c.Arch
+	tokens, scores, types := vocab(c.Vocab)
+	return []gguf.KV{
+		{Key: "general.architecture", Value: gguf.String(a)},
+		{Key: "general.name", Value: gguf.String(fmt.Sprintf("synth-%s-%dx%d", a, c.Blocks, c.Embd))},
+		{Key: "general.file_type", Value: gguf.Uint32(fileType(c.Type))},
+		{Key: a + ".block_count", Value: gguf.Uint32(uint32(c.Blocks))},
+		{Key: a + ".context_length", Value: gguf.Uint32(uint32(c.Ctx))},
+		{Key: a + ".embedding_length", Value: gguf.Uint32(uint32(c.Embd))},
+		{Key: a + ".feed_forward_length", Value: gguf.Uint32(uint32(c.FFN))},
+		{Key: a + ".attention.head_count", Value: gguf.Uint32(uint32(c.Heads))},
+		{Key: a + ".attention.head_count_kv", Value: gguf.Uint32(uint32(c.KVHeads))},
+		{Key: a + ".attention.layer_norm_rms_epsilon", Value: gguf.Float32(1e-5)},
+		{Key: a + ".rope.freq_base", Value: gguf.Float32(10000)},
+		{Key: a + ".rope.dimension_count", Value: gguf.Uint32(uint32(c.Embd / c.Heads))},
+		{Key: "tokenizer.ggml.model", Value: gguf.String("llama")},
+		{Key: "tokenizer.ggml.tokens", Value: gguf.Strings(tokens)},
+		{Key: "tokenizer.ggml.scores", Value: gguf.Float32s(scores)},
+		{Key: "tokenizer.ggml.token_type", Value: gguf.Int32s(types)},
+		{Key: "tokenizer.ggml.bos_token_id", Value: gguf.Uint32(1)},
+		{Key: "tokenizer.ggml.eos_token_id", Value: gguf.Uint32(2)},
+		{Key: "tokenizer.ggml.unknown_token_id", Value: gguf.Uint32(0)},
+		{Key: "tokenizer.ggml.add_bos_token", Value: gguf.Bool(true)},
+		{Key: "tokenizer.ggml.add_eos_token", Value: gguf.Bool(false)},
+	}
+}
+
+// tensor is one tensor to generate: its info and how to fill it.
+type tensor struct {
+	info gguf.TensorInfo
+	fill float32 // constant value, or 0 for random N(0, std²)
+}
+
+// weightStd is the standard deviation of random weights and biases.
+const weightStd = 0.02
+
+// tensors returns the tensors in llama.cpp's order.
+func (c Config) tensors() []tensor {
+	e, f, v := uint64(c.Embd), uint64(c.FFN), uint64(c.Vocab)
+	hd := e / uint64(c.Heads)
+	kv := hd * uint64(c.KVHeads)
+	var ts []tensor
+	weight := func(name string, dims ...uint64) {
+		ts = append(ts, tensor{info: gguf.TensorInfo{Name: name, Dims: dims, Type: c.Type}})
+	}
+	vec := func(name string, n uint64, fill float32) {
+		ts = append(ts, tensor{info: gguf.TensorInfo{Name: name, Dims: []uint64{n}, Type: gguf.TypeF32}, fill: fill})
+	}
+	weight("token_embd.weight", e, v)
+	vec("output_norm.weight", e, 1)
+	if !c.TiedEmbeddings {
+		weight("output.weight", e, v)
+	}
+	for b := range c.Blocks {
+		p := fmt.Sprintf("blk.%d.", b)
+		vec(p+"attn_norm.weight", e, 1)
+		weight(p+"attn_q.weight", e, e)
+		switch c.Arch {
+		case "qwen2":
+			vec(p+"attn_q.bias", e, 0)
+		case "qwen3":
+			vec(p+"attn_q_norm.weight", hd, 1)
+		}
+		weight(p+"attn_k.weight", e, kv)
+		switch c.Arch {
+		case "qwen2":
+			vec(p+"attn_k.bias", kv, 0)
+		case "qwen3":
+			vec(p+"attn_k_norm.weight", hd, 1)
+		}
+		weight(p+"attn_v.weight", e, kv)
+		if c.Arch == "qwen2" {
+			vec(p+"attn_v.bias", kv, 0)
+		}
+		weight(p+"attn_output.weight", e, e)
+		vec(p+"ffn_norm.weight", e, 1)
+		weight(p+"ffn_gate.weight", e, f)
+		weight(p+"ffn_down.weight", f, e)
+		weight(p+"ffn_up.weight", e, f)
+	}
+	return ts
+}
+
+// Write generates the model described by cfg and writes it to path
+// atomically (through gguf.WriteFile), GGUF v3 with the default alignment.
+func Write(path string, cfg Config) error {
+	if err := cfg.check(); err != nil {
+		return err
+	}
+	ts := cfg.tensors()
+	out := make([]gguf.OutTensor, len(ts))
+	for i, t := range ts {
+		out[i] = gguf.OutTensor{Info: t.info, Src: source(cfg.Seed, t)}
+	}
+	return gguf.WriteFile(path, 3, cfg.kvs(), 0, out)
+}
+
+// Size returns the size in bytes of the file Write would write for cfg, or
+// -1 for an invalid config.
+func Size(cfg Config) int64 {
+	if err := cfg.check(); err != nil {
+		return -1
+	}
+	const align = 32
+	n := int64(4 + 4 + 8 + 8)
+	for _, kv := range cfg.kvs() {
+		n += 8 + int64(len(kv.Key)) + 4 + valueSize(kv.Value)
+	}
+	var data int64
+	for _, t := range cfg.tensors() {
+		n += 8 + int64(len(t.info.Name)) + 4 + 8*int64(len(t.info.Dims)) + 4 + 8
+		s := int64(t.info.Size())
+		data += s + padding(s, align)
+	}
+	return n + padding(n, align) + data
+}
+
+func padding(n, align int64) int64 { return (align - n%align) % align }
+
+// valueSize returns the wire size of a value's payload.
+func valueSize(v gguf.Value) int64 {
+	switch x := v.V.(type) {
+	case string:
+		return 8 + int64(len(x))
+	case gguf.Array:
+		return arraySize(x)
+	case uint8, int8, bool:
+		return 1
+	case uint16, int16:
+		return 2
+	case uint32, int32, float32:
+		return 4
+	}
+	return 8
+}
+
+func arraySize(a gguf.Array) int64 {
+	n := int64(4 + 8)
+	switch s := a.Values.(type) {
+	case []string:
+		for _, x := range s {
+			n += 8 + int64(len(x))
+		}
+	case []gguf.Array:
+		for _, x := range s {
+			n += arraySize(x)
+		}
+	default:
+		n += int64(a.Len()) * valueSize(gguf.Value{V: zeroOf(a.Elem)})
+	}
+	return n
+}
+
+func zeroOf(t gguf.ValueType) any {
+	switch t {
+	case gguf.ValueUint8, gguf.ValueInt8, gguf.ValueBool:
+		return uint8(0)
+	case gguf.ValueUint16, gguf.ValueInt16:
+		return uint16(0)
+	case gguf.ValueUint32, gguf.ValueInt32, gguf.ValueFloat32:
+		return uint32(0)
+	}
+	return uint64(0)
+}
+
+// chunk is the number of elements generated from one random stream; the
+// stream of chunk i of a tensor is seeded by (Seed, name, i), so chunks can
+// be generated in parallel and the bytes do not depend on the parallelism.
+const chunk = 1 << 16
+
+// gen generates one tensor's data.
+type gen struct {
+	t    tensor
+	seed uint64
+	n    uint64 // elements
+}
+
+// source returns the tensor's data generator.
+func source(seed int64, t tensor) io.WriterTo {
+	h := fnv.New64a()
+	h.Write([]byte(t.info.Name))
+	return &gen{t: t, seed: uint64(seed) ^ h.Sum64(), n: t.info.Elements()}
+}
+
+var bufPool = sync.Pool{New: func() any { return new(chunkBuf) }}
+
+// chunkBuf holds one chunk's values and encoded bytes.
+type chunkBuf struct {
+	vals [chunk]float32
+	out  [chunk * 4]byte
+}
+
+// fill generates chunk i into b and returns its encoded bytes.
+func (g *gen) fill(i uint64, b *chunkBuf) []byte {
+	start := i * chunk
+	v := b.vals[:min(chunk, g.n-start)]
+	if g.t.fill != 0 {
+		for j := range v {
+			v[j] = g.t.fill
+		}
+	} else {
+		r := rand.New(rand.NewPCG(g.seed, i))
+		for j := range v {
+			v[j] = float32(r.NormFloat64() * weightStd)
+		}
+	}
+	return encode(b.out[:], v, g.t.info.Type)
+}
+
+// WriteTo generates the chunks on up to GOMAXPROCS goroutines and writes
+// them in order, with a bounded number of chunks in flight.
+func (g *gen) WriteTo(w io.Writer) (int64, error) {
+	nch := (g.n + chunk - 1) / chunk
+	type slot struct {
+		b     *chunkBuf
+		p     []byte
+		ready chan struct{}
+	}
+	window := make(chan *slot, 2*runtime.GOMAXPROCS(0))
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(window)
+		for i := range nch {
+			s := &slot{b: bufPool.Get().(*chunkBuf), ready: make(chan struct{})}
+			select {
+			case window <- s:
+			case <-stop:
+				bufPool.Put(s.b)
+				return
+			}
+			go func() {
+				s.p = g.fill(i, s.b)
+				close(s.ready)
+			}()
+		}
+	}()
+	var written int64
+	for s := range window {
+		<-s.ready
+		n, err := w.Write(s.p)
+		written += int64(n)
+		bufPool.Put(s.b)
+		if err != nil {
+			return written, err
+		}
+	}
+	return written, nil
+}
+
+// encode writes v as typ (F32, F16 or BF16) little-endian into buf and
+// returns the used part.
+func encode(buf []byte, v []float32, typ gguf.Type) []byte {
+	switch typ {
+	case gguf.TypeF16:
+		for j, x := range v {
+			h := f16(x)
+			buf[2*j], buf[2*j+1] = byte(h), byte(h>>8)
+		}
+		return buf[:2*len(v)]
+	case gguf.TypeBF16:
+		for j, x := range v {
+			h := bf16(x)
+			buf[2*j], buf[2*j+1] = byte(h), byte(h>>8)
+		}
+		return buf[:2*len(v)]
+	}
+	for j, x := range v {
+		b := math.Float32bits(x)
+		buf[4*j], buf[4*j+1], buf[4*j+2], buf[4*j+3] = byte(b), byte(b>>8), byte(b>>16), byte(b>>24)
+	}
+	return buf[:4*len(v)]
+}
+
+// f16 converts to IEEE half precision, rounding to nearest even; overflow
+// gives infinity, NaN stays NaN.
+func f16(f float32) uint16 {
+	b := math.Float32bits(f)
+	sign := uint16(b>>16) & 0x8000
+	if a := b & 0x7fffffff; a-0x38800000 < 0x47800000-0x38800000 {
+		// Fast path, |f| in [2^-14, 2^16): rebase the exponent from 127 to
+		// 15 and round the mantissa to 10 bits, to nearest even.
+		return sign | uint16((a-0x38000000+0xfff+(a>>13)&1)>>13)
+	}
+	exp := int(b>>23) & 0xff
+	mant := b & 0x7fffff
+	if exp == 0xff {
+		if mant != 0 {
+			return sign | 0x7e00
+		}
+		return sign | 0x7c00
+	}
+	e := exp - 127 + 15
+	if e >= 0x1f {
+		return sign | 0x7c00
+	}
+	if e <= 0 { // half subnormal or zero
+		if e < -10 {
+			return sign
+		}
+		m := mant | 0x800000
+		shift := uint(14 - e)
+		h := m >> shift
+		rem, half := m&(1<<shift-1), uint32(1)<<(shift-1)
+		if rem > half || (rem == half && h&1 == 1) {
+			h++
+		}
+		return sign | uint16(h)
+	}
+	h := uint32(e)<<10 | mant>>13
+	rem := mant & 0x1fff
+	if rem > 0x1000 || (rem == 0x1000 && h&1 == 1) {
+		h++ // a carry into the exponent is the correct rounding, up to infinity
+	}
+	return sign | uint16(h)
+}
+
+// bf16 converts to bfloat16, rounding to nearest even; NaN stays NaN.
+func bf16(f float32) uint16 {
+	b := math.Float32bits(f)
+	if b&0x7fffffff > 0x7f800000 {
+		return uint16(b>>16) | 0x40
+	}
+	b += 0x7fff + (b>>16)&1
+	return uint16(b >> 16)
+}

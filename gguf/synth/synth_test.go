@@ -1,0 +1,353 @@
+package synth
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/mka-gguf/mka-gguf/gguf"
+)
+
+func small(arch string, typ gguf.Type, tied bool) Config {
+	c := Tiny()
+	c.Arch, c.Type, c.TiedEmbeddings = arch, typ, tied
+	c.Blocks = 2
+	return c
+}
+
+func TestWrite(t *testing.T) {
+	for _, arch := range []string{"llama", "qwen2", "qwen3"} {
+		for _, typ := range []gguf.Type{gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16} {
+			for _, tied := range []bool{false, true} {
+				cfg := small(arch, typ, tied)
+				t.Run(fmt.Sprintf("%s-%s-tied=%v", arch, typ, tied), func(t *testing.T) { checkModel(t, cfg) })
+			}
+		}
+	}
+}
+
+func checkModel(t *testing.T, cfg Config) {
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	if err := Write(path, cfg); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Size != Size(cfg) {
+		t.Errorf("file is %d bytes, Size says %d", f.Size, Size(cfg))
+	}
+	if f.Version != 3 || f.Alignment != 32 || f.Arch() != cfg.Arch {
+		t.Errorf("v%d align %d arch %q", f.Version, f.Alignment, f.Arch())
+	}
+	if _, ok := f.KV("general.alignment"); ok {
+		t.Error("general.alignment written")
+	}
+	a := cfg.Arch
+	hd := cfg.Embd / cfg.Heads
+	for key, want := range map[string]uint64{
+		"general.file_type": uint64(fileType(cfg.Type)), a + ".block_count": uint64(cfg.Blocks),
+		a + ".context_length": uint64(cfg.Ctx), a + ".embedding_length": uint64(cfg.Embd),
+		a + ".feed_forward_length": uint64(cfg.FFN), a + ".attention.head_count": uint64(cfg.Heads),
+		a + ".attention.head_count_kv": uint64(cfg.KVHeads), a + ".rope.dimension_count": uint64(hd),
+		"tokenizer.ggml.bos_token_id": 1, "tokenizer.ggml.eos_token_id": 2, "tokenizer.ggml.unknown_token_id": 0,
+	} {
+		if v, ok := f.Uint(key); !ok || v != want {
+			t.Errorf("%s = %d (%v), want %d", key, v, ok, want)
+		}
+	}
+	if v, _ := f.Float(a + ".attention.layer_norm_rms_epsilon"); float32(v) != 1e-5 {
+		t.Errorf("rms epsilon %v", v)
+	}
+	if v, _ := f.Float(a + ".rope.freq_base"); v != 10000 {
+		t.Errorf("rope freq base %v", v)
+	}
+	kv, _ := f.KV("tokenizer.ggml.tokens")
+	tokens := kv.Value.V.(gguf.Array).Values.([]string)
+	if len(tokens) != cfg.Vocab || tokens[0] != "<unk>" || tokens[1] != "<s>" || tokens[2] != "</s>" || tokens[3+0x41] != "<0x41>" {
+		t.Errorf("tokens: %d, %q", len(tokens), tokens[:4])
+	}
+
+	// Tensor list: count, names and shapes.
+	perBlock := 9 + map[string]int{"llama": 0, "qwen2": 3, "qwen3": 2}[a]
+	global := 3
+	if cfg.TiedEmbeddings {
+		global = 2
+	}
+	if want := global + cfg.Blocks*perBlock; len(f.Tensors) != want {
+		t.Fatalf("%d tensors, want %d", len(f.Tensors), want)
+	}
+	e, v, kvd := uint64(cfg.Embd), uint64(cfg.Vocab), uint64(hd*cfg.KVHeads)
+	shapes := map[string][]uint64{
+		"token_embd.weight": {e, v}, "output_norm.weight": {e},
+		"blk.1.attn_norm.weight": {e}, "blk.1.attn_q.weight": {e, e}, "blk.1.attn_k.weight": {e, kvd},
+		"blk.1.attn_v.weight": {e, kvd}, "blk.1.attn_output.weight": {e, e}, "blk.1.ffn_norm.weight": {e},
+		"blk.1.ffn_gate.weight": {e, uint64(cfg.FFN)}, "blk.1.ffn_down.weight": {uint64(cfg.FFN), e},
+		"blk.1.ffn_up.weight": {e, uint64(cfg.FFN)},
+	}
+	if !cfg.TiedEmbeddings {
+		shapes["output.weight"] = []uint64{e, v}
+	}
+	switch a {
+	case "qwen2":
+		shapes["blk.1.attn_q.bias"], shapes["blk.1.attn_k.bias"], shapes["blk.1.attn_v.bias"] = []uint64{e}, []uint64{kvd}, []uint64{kvd}
+	case "qwen3":
+		shapes["blk.1.attn_q_norm.weight"], shapes["blk.1.attn_k_norm.weight"] = []uint64{uint64(hd)}, []uint64{uint64(hd)}
+	}
+	for name, dims := range shapes {
+		i, ok := f.Tensor(name)
+		if !ok {
+			t.Errorf("no tensor %s", name)
+			continue
+		}
+		ti := f.Tensors[i]
+		wantType := cfg.Type
+		if len(dims) == 1 {
+			wantType = gguf.TypeF32
+		}
+		if !reflect.DeepEqual(ti.Dims, dims) || ti.Type != wantType {
+			t.Errorf("%s: %v %s, want %v %s", name, ti.Dims, ti.Type, dims, wantType)
+		}
+	}
+	if _, ok := f.Tensor("output.weight"); ok == cfg.TiedEmbeddings {
+		t.Errorf("output.weight present = %v with tied = %v", ok, cfg.TiedEmbeddings)
+	}
+
+	// Data: norms are 1, weights have mean ~0 and std ~0.02.
+	norm := readFloats(t, f, "blk.0.attn_norm.weight")
+	for _, x := range norm {
+		if x != 1 {
+			t.Fatalf("norm value %v", x)
+		}
+	}
+	w := readFloats(t, f, "token_embd.weight")
+	var sum, sq float64
+	for _, x := range w {
+		sum += float64(x)
+		sq += float64(x) * float64(x)
+	}
+	mean := sum / float64(len(w))
+	std := math.Sqrt(sq/float64(len(w)) - mean*mean)
+	if math.Abs(mean) > 0.001 || math.Abs(std-weightStd) > 0.001 {
+		t.Errorf("token_embd mean %v std %v", mean, std)
+	}
+}
+
+// readFloats decodes a tensor of F32, F16 or BF16 values.
+func readFloats(t *testing.T, f *gguf.File, name string) []float32 {
+	i, _ := f.Tensor(name)
+	b, err := io.ReadAll(f.TensorReader(i))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []float32
+	switch f.Tensors[i].Type {
+	case gguf.TypeF32:
+		for j := 0; j < len(b); j += 4 {
+			out = append(out, math.Float32frombits(uint32(b[j])|uint32(b[j+1])<<8|uint32(b[j+2])<<16|uint32(b[j+3])<<24))
+		}
+	case gguf.TypeF16:
+		for j := 0; j < len(b); j += 2 {
+			out = append(out, halfToFloat(uint16(b[j])|uint16(b[j+1])<<8))
+		}
+	case gguf.TypeBF16:
+		for j := 0; j < len(b); j += 2 {
+			out = append(out, math.Float32frombits(uint32(b[j])<<16|uint32(b[j+1])<<24))
+		}
+	}
+	return out
+}
+
+// halfToFloat decodes an IEEE half exactly.
+func halfToFloat(h uint16) float32 {
+	sign := float32(1)
+	if h&0x8000 != 0 {
+		sign = -1
+	}
+	exp, mant := int(h>>10)&0x1f, float64(h&0x3ff)
+	switch exp {
+	case 0:
+		return sign * float32(math.Ldexp(mant, -24))
+	case 0x1f:
+		if mant != 0 {
+			return float32(math.NaN())
+		}
+		return sign * float32(math.Inf(1))
+	}
+	return sign * float32(math.Ldexp(1024+mant, exp-25))
+}
+
+func hashFile(t *testing.T, path string) [32]byte {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+func TestDeterministic(t *testing.T) {
+	dir := t.TempDir()
+	cfg := small("qwen2", gguf.TypeF16, false)
+	cfg.Embd, cfg.FFN = 128, 512 // several generation chunks per tensor
+	p1, p2, p3 := filepath.Join(dir, "1.gguf"), filepath.Join(dir, "2.gguf"), filepath.Join(dir, "3.gguf")
+	if err := Write(p1, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(p2, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if hashFile(t, p1) != hashFile(t, p2) {
+		t.Fatal("same config, different files")
+	}
+	cfg.Seed++
+	if err := Write(p3, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if hashFile(t, p1) == hashFile(t, p3) {
+		t.Fatal("different seeds, same file")
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	for name, mod := range map[string]func(*Config){
+		"arch":         func(c *Config) { c.Arch = "gpt2" },
+		"blocks":       func(c *Config) { c.Blocks = 0 },
+		"heads":        func(c *Config) { c.Heads = 3 },
+		"odd head dim": func(c *Config) { c.Embd, c.Heads, c.KVHeads = 24, 8, 2 },
+		"kv heads":     func(c *Config) { c.KVHeads = 3 },
+		"vocab small":  func(c *Config) { c.Vocab = 100 },
+		"vocab large":  func(c *Config) { c.Vocab = 1 << 20 },
+		"type":         func(c *Config) { c.Type = gguf.TypeQ4_K },
+	} {
+		c := Tiny()
+		mod(&c)
+		path := filepath.Join(t.TempDir(), "x.gguf")
+		err := Write(path, c)
+		if err == nil || !strings.HasPrefix(err.Error(), "synth: ") {
+			t.Errorf("%s: %v", name, err)
+		}
+		if Size(c) != -1 {
+			t.Errorf("%s: Size %d", name, Size(c))
+		}
+		if _, err := os.Stat(path); err == nil {
+			t.Errorf("%s: left a file", name)
+		}
+	}
+	c := Tiny()
+	c.Arch = ""
+	if Size(c) != Size(Tiny()) {
+		t.Error("empty Arch is not llama")
+	}
+}
+
+func TestPreset(t *testing.T) {
+	if c, err := Preset("tiny"); err != nil || c != Tiny() {
+		t.Errorf("tiny: %+v %v", c, err)
+	}
+	c, err := Preset("1gb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := float64(Size(c)) / (1 << 30); s < 0.95 || s > 1.1 {
+		t.Errorf("1gb preset is %.3f GiB", s)
+	}
+	if _, err := Preset("huge"); err == nil {
+		t.Error("unknown preset accepted")
+	}
+}
+
+func TestVocab(t *testing.T) {
+	tokens, scores, types := vocab(maxVocab())
+	seen := map[string]bool{}
+	for i, s := range tokens {
+		if seen[s] {
+			t.Fatalf("duplicate token %q", s)
+		}
+		seen[s] = true
+		if i > 259 && scores[i] >= scores[i-1] {
+			t.Fatalf("scores not decreasing at %d", i)
+		}
+	}
+	if types[0] != tokenUnknown || types[1] != tokenControl || types[2] != tokenControl || types[3] != tokenByte || types[258] != tokenByte || types[259] != tokenNormal {
+		t.Error("token types")
+	}
+	if tokens[259] != "▁" || tokens[260] != "▁a" {
+		t.Errorf("first normal tokens %q", tokens[259:261])
+	}
+	if maxVocab() < 32000 {
+		t.Errorf("max vocab %d", maxVocab())
+	}
+}
+
+func TestF16(t *testing.T) {
+	for h := range 1 << 16 {
+		x := halfToFloat(uint16(h))
+		got := f16(x)
+		if x != x {
+			if got&0x7c00 != 0x7c00 || got&0x3ff == 0 {
+				t.Fatalf("NaN %#04x -> %#04x", h, got)
+			}
+			continue
+		}
+		if got != uint16(h) {
+			t.Fatalf("%#04x (%v) -> %#04x", h, x, got)
+		}
+		// The midpoint to the next half up rounds to the even one.
+		if h&0x7fff < 0x7c00 {
+			next := halfToFloat(uint16(h + 1))
+			if h&0x7fff == 0x7bff { // max finite: the next is infinity
+				next = float32(math.Copysign(65536, float64(x)))
+			}
+			mid := float32((float64(x) + float64(next)) / 2)
+			want := uint16(h)
+			if h&1 == 1 {
+				want = uint16(h + 1)
+			}
+			if got := f16(mid); got != want {
+				t.Fatalf("midpoint %v of %#04x: %#04x, want %#04x", mid, h, got, want)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		in   float32
+		want uint16
+	}{{1e-10, 0}, {-1e-10, 0x8000}, {70000, 0x7c00}, {-70000, 0xfc00}, {float32(math.Inf(1)), 0x7c00}, {65519, 0x7bff}, {65520, 0x7c00}} {
+		if got := f16(tc.in); got != tc.want {
+			t.Errorf("f16(%v) = %#04x, want %#04x", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestBF16(t *testing.T) {
+	for h := range 1 << 16 {
+		x := math.Float32frombits(uint32(h) << 16)
+		got := bf16(x)
+		if x != x {
+			if got&0x7f80 != 0x7f80 || got&0x7f == 0 {
+				t.Fatalf("NaN %#04x -> %#04x", h, got)
+			}
+			continue
+		}
+		if got != uint16(h) {
+			t.Fatalf("%#04x -> %#04x", h, got)
+		}
+		if h&0x7f80 != 0x7f80 {
+			mid := math.Float32frombits(uint32(h)<<16 | 0x8000)
+			want := uint16(h)
+			if h&1 == 1 {
+				want = uint16(h + 1)
+			}
+			if got := bf16(mid); got != want {
+				t.Fatalf("midpoint of %#04x: %#04x, want %#04x", h, got, want)
+			}
+		}
+	}
+}
