@@ -146,7 +146,7 @@ func LoadModel(path string, mp ModelParams) (*Model, error) {
 	defer C.free(unsafe.Pointer(cpath))
 	m := C.llama_model_load_from_file(cpath, p)
 	if m == nil {
-		return nil, fmt.Errorf("%s: %w (run with MKA_VERBOSE=1 for llama.cpp's log)", path, ErrLoad)
+		return nil, fmt.Errorf("%s: %w (run with --verbose or MKA_VERBOSE=1 for llama.cpp's log)", path, ErrLoad)
 	}
 	return &Model{p: m, vocab: C.llama_model_get_vocab(m), path: path}, nil
 }

@@ -96,7 +96,7 @@ func QuantizeFile(in, out string, qp QuantizeParams) error {
 		}()
 	}
 	if r := C.mka_quantize_file(cin, cout, &p, C.int(n), cnames, cvals, clens); r != 0 {
-		return fmt.Errorf("quantize %s: llama.cpp's quantizer failed (run with MKA_VERBOSE=1 for its log)", in)
+		return fmt.Errorf("quantize %s: llama.cpp's quantizer failed (run with --verbose or MKA_VERBOSE=1 for its log)", in)
 	}
 	return nil
 }

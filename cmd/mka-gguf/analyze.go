@@ -87,7 +87,9 @@ func runAnalyze(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		rep := analyzeReport{Model: filepath.Base(path), ModelSHA256: sum, Calib: source, Settings: *res, Analysis: a, Version: version}
+		settings := *res
+		settings.Seconds, settings.TokPerSec = 0, 0 // wall-clock: keep the report reproducible
+		rep := analyzeReport{Model: filepath.Base(path), ModelSHA256: sum, Calib: source, Settings: settings, Analysis: a, Version: version}
 		b, err := json.MarshalIndent(rep, "", "  ")
 		if err != nil {
 			return err

@@ -34,6 +34,7 @@ var mergeFlags = append([]cli.Flag{
 	&cli.IntFlag{Name: "remove", Aliases: []string{"n"}, Usage: "blocks to remove (default: a quarter of them, at least 1)"},
 	&cli.Float64Flag{Name: "ratio", Usage: "fraction of blocks to remove (removed / original, as in the MKA paper)"},
 	&cli.StringFlag{Name: "lambda", Value: "search", Usage: "fusion weight: search (pick by held-back calibration loss), paper (λ = similarity), code (the published code's rule) or a number in [0,1]"},
+	&cli.IntFlag{Name: "candidates", Value: 3, Usage: "with --lambda search: candidate pairs per fusion, most similar first, scored by held-back loss"},
 	&cli.StringFlag{Name: "order", Value: "greedy", Usage: "pair order for mka: greedy (most similar pair anywhere) or back-to-front (the paper)"},
 	&cli.StringFlag{Name: "norms", Value: "weighted", Usage: "norm weights of a fused block: weighted (like every tensor) or first (keep the first block's)"},
 	&cli.Float64Flag{Name: "holdout", Value: 0.15, Usage: "fraction of the calibration text held back to score λ candidates"},
@@ -73,10 +74,12 @@ type mergeReport struct {
 
 // lambdaTrial is one λ candidate of the search.
 type lambdaTrial struct {
-	Step   int     `json:"step"`
-	Lambda float64 `json:"lambda"`
-	NLL    float64 `json:"heldback_nll"`
-	Chosen bool    `json:"chosen"`
+	Step       int     `json:"step"`
+	Blocks     [2]int  `json:"blocks"`
+	Similarity float64 `json:"similarity"`
+	Lambda     float64 `json:"lambda"`
+	NLL        float64 `json:"heldback_nll"`
+	Chosen     bool    `json:"chosen"`
 }
 
 // mergeJob holds what one merge needs; compare reuses it.
@@ -288,57 +291,58 @@ func (j *mergeJob) heldNLL(path string) (float64, error) {
 	return acc.Mean(), err
 }
 
-// searchLambda picks each fusion's λ in turn from a grid that includes 0
-// and 1 (dropping one block of the pair) and the rule's value, by the loss
-// of the partially merged model on held-back calibration text. Since λ = 0
-// and λ = 1 are candidates, a fusion is never worse on that text than
-// dropping either block.
-func (j *mergeJob) searchLambda(ctx context.Context, p *merge.Plan, dir string, norms merge.NormRule) (*merge.Plan, []lambdaTrial, error) {
-	var trials []lambdaTrial
+// searchChooser returns a merge.MKAOptions.Choose that scores the first k
+// candidate fusions of each step (most similar first) with every λ in
+// {0, ¼, ½, ¾, 1, rule} by the next-token loss of the partially merged
+// model on held-back calibration text, and picks the lowest. λ = 0 and
+// λ = 1 drop one block of the pair, so a chosen fusion is never worse on
+// that text than dropping either block.
+func (j *mergeJob) searchChooser(ctx context.Context, k int, dir string, norms merge.NormRule, trials *[]lambdaTrial) (func([]merge.Step, []merge.Step) (int, float64, error), func(), error) {
 	tmp, err := os.MkdirTemp(dir, ".mka-lambda-*")
 	if err != nil {
 		return nil, nil, err
 	}
-	defer os.RemoveAll(tmp)
 	path := filepath.Join(tmp, "candidate.gguf")
-	for s, st := range p.Steps {
-		if st.Kind != merge.StepFuse {
-			continue
+	choose := func(done, cands []merge.Step) (int, float64, error) {
+		step := len(done)
+		bestC, bestL, bestNLL := 0, 0.0, math.Inf(1)
+		first := len(*trials)
+		for ci, cand := range cands[:min(k, len(cands))] {
+			grid := []float64{0, 0.25, 0.5, 0.75, 1}
+			if r := math.Round(cand.Lambda*1000) / 1000; !slices.Contains(grid, r) {
+				grid = append(grid, r)
+			}
+			for _, lam := range grid {
+				if err := ctx.Err(); err != nil {
+					return 0, 0, err
+				}
+				c := cand
+				c.Lambda = lam
+				partial, err := merge.NewPlan("mka", j.blocks.Count, append(slices.Clone(done), c))
+				if err != nil {
+					return 0, 0, err
+				}
+				if err := merge.Rewrite(ctx, j.file, j.blocks, partial, path, codecFor(), merge.RewriteOptions{Norms: norms}); err != nil {
+					return 0, 0, err
+				}
+				nll, err := j.heldNLL(path)
+				if err != nil {
+					return 0, 0, err
+				}
+				*trials = append(*trials, lambdaTrial{Step: step, Blocks: cand.Blocks, Similarity: cand.Similarity, Lambda: lam, NLL: nll})
+				if nll < bestNLL {
+					bestC, bestL, bestNLL = ci, lam, nll
+				}
+			}
 		}
-		grid := []float64{0, 0.25, 0.5, 0.75, 1}
-		if r := math.Round(st.Lambda*1000) / 1000; !slices.Contains(grid, r) {
-			grid = append(grid, r)
+		for t := first; t < len(*trials); t++ {
+			(*trials)[t].Chosen = (*trials)[t].Blocks == cands[bestC].Blocks && (*trials)[t].Lambda == bestL
 		}
-		best, bestNLL := -1.0, math.Inf(1)
-		first := len(trials)
-		for _, lam := range grid {
-			if err := ctx.Err(); err != nil {
-				return nil, nil, err
-			}
-			q := p.WithLambda(s, lam)
-			partial, err := merge.NewPlan(q.Method, q.Original, q.Steps[:s+1])
-			if err != nil {
-				return nil, nil, err
-			}
-			if err := merge.Rewrite(ctx, j.file, j.blocks, partial, path, codecFor(), merge.RewriteOptions{Norms: norms}); err != nil {
-				return nil, nil, err
-			}
-			nll, err := j.heldNLL(path)
-			if err != nil {
-				return nil, nil, err
-			}
-			trials = append(trials, lambdaTrial{Step: s, Lambda: lam, NLL: nll})
-			progress.Printf("λ search: step %d (blk %d + blk %d), λ=%.3f: held-back loss %.4f\n", s+1, st.Blocks[0], st.Blocks[1], lam, nll)
-			if nll < bestNLL {
-				best, bestNLL = lam, nll
-			}
-		}
-		for k := first; k < len(trials); k++ {
-			trials[k].Chosen = trials[k].Lambda == best
-		}
-		p = p.WithLambda(s, best)
+		progress.Printf("step %d: fuse blk %d + blk %d with λ=%.2f (S=%.3f): held-back loss %.4f (%d candidates tried)\n",
+			step+1, cands[bestC].Blocks[0], cands[bestC].Blocks[1], bestL, cands[bestC].Similarity, bestNLL, len(*trials)-first)
+		return bestC, bestL, nil
 	}
-	return p, trials, nil
+	return choose, func() { os.RemoveAll(tmp) }, nil
 }
 
 // provenance returns the mka.* keys recorded in the output.
@@ -470,19 +474,22 @@ func runMerge(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := j.plan(method, n, opt)
-	if err != nil {
-		return err
-	}
 	var trials []lambdaTrial
 	if search {
 		dir := filepath.Dir(out)
 		if c.Bool("dry-run") {
 			dir = os.TempDir()
 		}
-		if p, trials, err = j.searchLambda(c.Context, p, dir, norms); err != nil {
+		choose, cleanup, err := j.searchChooser(c.Context, c.Int("candidates"), dir, norms, &trials)
+		if err != nil {
 			return err
 		}
+		defer cleanup()
+		opt.Choose = choose
+	}
+	p, err := j.plan(method, n, opt)
+	if err != nil {
+		return err
 	}
 	fmt.Println(strings.TrimRight(p.String(), "\n"))
 

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"fmt"
-	"io"
-	"os"
 	"runtime"
 
 	"github.com/klauspost/cpuid/v2"
@@ -29,22 +26,4 @@ func defaultThreads() int {
 		n /= tpc
 	}
 	return max(1, n)
-}
-
-// checkGGUF gives one clear line for a path that is not a readable GGUF
-// file before llama.cpp sees it.
-func checkGGUF(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	var magic [4]byte
-	if _, err := io.ReadFull(f, magic[:]); err != nil {
-		return fmt.Errorf("%s: not a GGUF file (too short)", path)
-	}
-	if string(magic[:]) != "GGUF" {
-		return fmt.Errorf("%s: not a GGUF file (magic %q)", path, magic[:])
-	}
-	return nil
 }

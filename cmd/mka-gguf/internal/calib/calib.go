@@ -12,7 +12,7 @@ package calib
 import (
 	"errors"
 	"fmt"
-		"math/rand/v2"
+	"math/rand/v2"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
@@ -49,8 +49,8 @@ type Result struct {
 	CosCount []int     `json:"-"`
 
 	Tokens    int     `json:"tokens"`
-	Seconds   float64 `json:"seconds"`
-	TokPerSec float64 `json:"tok_per_s"`
+	Seconds   float64 `json:"seconds,omitempty"`
+	TokPerSec float64 `json:"tok_per_s,omitempty"`
 }
 
 // BlockInfluence returns ShortGPT's BI_i = 1 − mean cos(x_in_i, x_out_i).
