@@ -180,10 +180,11 @@ func NewContext(m *Model, cp ContextParams) (*Context, error) {
 		}
 		C.mka_set_hook(&p, c.hook)
 	}
+	clearErrors()
 	c.p = C.llama_init_from_model(m.p, p)
 	if c.p == nil {
 		c.Close()
-		return nil, fmt.Errorf("%s: %w (n_ctx %d, n_batch %d)", m.path, ErrContext, int(p.n_ctx), int(p.n_batch))
+		return nil, fmt.Errorf("%s: %w (n_ctx %d, n_batch %d; %s)", m.path, ErrContext, int(p.n_ctx), int(p.n_batch), llamaReason())
 	}
 	return c, nil
 }

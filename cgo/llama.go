@@ -72,6 +72,14 @@ const (
 
 var logLevel atomic.Int32
 
+// lastErrors keeps llama.cpp's most recent error lines, so that a failed
+// call can say why in its own one-line error instead of llama.cpp printing
+// several lines on stderr.
+var lastErrors struct {
+	sync.Mutex
+	lines []string
+}
+
 //export mkaGoLog
 func mkaGoLog(level C.int, text *C.char) {
 	// GGML_LOG_LEVEL_CONT (5) continues the previous line; it is printed
@@ -80,13 +88,43 @@ func mkaGoLog(level C.int, text *C.char) {
 	if l == 5 || l == 0 {
 		l = LogDebug
 	}
+	msg := C.GoString(text)
+	if l == LogError {
+		if m := strings.TrimSpace(msg); m != "" {
+			lastErrors.Lock()
+			lastErrors.lines = append(lastErrors.lines, m)
+			if len(lastErrors.lines) > 4 {
+				lastErrors.lines = lastErrors.lines[1:]
+			}
+			lastErrors.Unlock()
+		}
+	}
 	if int32(l) >= logLevel.Load() {
-		fmt.Fprint(os.Stderr, C.GoString(text))
+		fmt.Fprint(os.Stderr, msg)
 	}
 }
 
+// clearErrors forgets the recorded llama.cpp error lines.
+func clearErrors() {
+	lastErrors.Lock()
+	lastErrors.lines = nil
+	lastErrors.Unlock()
+}
+
+// llamaReason returns llama.cpp's recorded error lines as one line, or a
+// hint to run with --verbose when there are none.
+func llamaReason() string {
+	lastErrors.Lock()
+	defer lastErrors.Unlock()
+	if len(lastErrors.lines) == 0 {
+		return "run with --verbose for llama.cpp's log"
+	}
+	return "llama.cpp: " + strings.Join(strings.Fields(strings.Join(lastErrors.lines, "; ")), " ")
+}
+
 // SetLogLevel sets the lowest llama.cpp/ggml log level printed on stderr.
-// The default is LogError, or LogInfo when MKA_VERBOSE is set.
+// The default is LogNone (errors are folded into the returned Go errors),
+// or LogInfo when MKA_VERBOSE is set.
 func SetLogLevel(l LogLevel) { logLevel.Store(int32(l)) }
 
 var initOnce sync.Once
@@ -99,7 +137,7 @@ func Init() {
 		if os.Getenv("MKA_VERBOSE") != "" {
 			logLevel.Store(int32(LogInfo))
 		} else {
-			logLevel.Store(int32(LogError))
+			logLevel.Store(int32(LogNone))
 		}
 		C.mka_log_install()
 		C.llama_backend_init()
@@ -144,9 +182,10 @@ func LoadModel(path string, mp ModelParams) (*Model, error) {
 	p.vocab_only = C.bool(mp.VocabOnly)
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
+	clearErrors()
 	m := C.llama_model_load_from_file(cpath, p)
 	if m == nil {
-		return nil, fmt.Errorf("%s: %w (run with --verbose or MKA_VERBOSE=1 for llama.cpp's log)", path, ErrLoad)
+		return nil, fmt.Errorf("%s: %w (%s)", path, ErrLoad, llamaReason())
 	}
 	return &Model{p: m, vocab: C.llama_model_get_vocab(m), path: path}, nil
 }

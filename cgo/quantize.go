@@ -95,8 +95,10 @@ func QuantizeFile(in, out string, qp QuantizeParams) error {
 			C.free(unsafe.Pointer(clens))
 		}()
 	}
+	clearErrors()
 	if r := C.mka_quantize_file(cin, cout, &p, C.int(n), cnames, cvals, clens); r != 0 {
-		return fmt.Errorf("quantize %s: llama.cpp's quantizer failed (run with --verbose or MKA_VERBOSE=1 for its log)", in)
+		os.Remove(out)
+		return fmt.Errorf("quantize %s: llama.cpp's quantizer failed (%s)", in, llamaReason())
 	}
 	return nil
 }

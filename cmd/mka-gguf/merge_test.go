@@ -1,0 +1,554 @@
+package main
+
+// End-to-end tests of "mka-gguf merge" through the binary built by TestMain
+// (cli_test.go): output checks (existing OUT, OUT = IN), refused
+// architectures, dry runs, every method on a real model, and an interrupted
+// write.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mka-gguf/mka-gguf/gguf"
+	"github.com/mka-gguf/mka-gguf/gguf/synth"
+	"github.com/mka-gguf/mka-gguf/internal/shared"
+)
+
+// mtSynth writes the synth model cfg to dir/name, passed through edit when
+// it is not nil, and returns its path.
+func mtSynth(t *testing.T, dir, name string, cfg synth.Config, edit func(e *gguf.Edit)) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if edit == nil {
+		if err := synth.Write(path, cfg); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	raw := filepath.Join(t.TempDir(), name)
+	if err := synth.Write(raw, cfg); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	e := f.Edit()
+	edit(e)
+	if err := e.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// mtFiles returns the names in dir.
+func mtFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// mtNoLeftovers fails if dir holds a temporary file or folder (a name
+// starting with ".").
+func mtNoLeftovers(t *testing.T, dir string) {
+	t.Helper()
+	for _, n := range mtFiles(t, dir) {
+		if strings.HasPrefix(n, ".") {
+			t.Errorf("%s: leftover %s", dir, n)
+		}
+	}
+}
+
+// mtState is what must not change about a file: its bytes and mode time.
+type mtState struct {
+	data []byte
+	mod  time.Time
+}
+
+func mtStat(t *testing.T, path string) mtState {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mtState{b, st.ModTime()}
+}
+
+func (s mtState) check(t *testing.T, path string) {
+	t.Helper()
+	now := mtStat(t, path)
+	if !bytes.Equal(now.data, s.data) || !now.mod.Equal(s.mod) {
+		t.Errorf("%s changed (%d bytes, modified %v; was %d bytes, %v)", path, len(now.data), now.mod, len(s.data), s.mod)
+	}
+}
+
+// mtBlocks opens a written model and returns its block count.
+func mtBlocks(t *testing.T, path string) uint64 {
+	t.Helper()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatalf("the output does not open: %v", err)
+	}
+	defer f.Close()
+	n, _ := f.Uint(f.Arch() + ".block_count")
+	return n
+}
+
+func TestMergeOutputExists(t *testing.T) {
+	dir := t.TempDir()
+	in := mtSynth(t, dir, "in.gguf", synth.Tiny(), nil)
+	out := filepath.Join(dir, "out.gguf")
+	if err := os.WriteFile(out, []byte("precious, not a model\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, inBefore := mtStat(t, out), mtStat(t, in)
+	stdout, stderr, code := run(t, "merge", "--method", "prune-reverse", "--remove", "1", in, out)
+	t.Log(wantOneLineError(t, stdout, stderr, code, out, "exists", "--force"))
+	before.check(t, out)
+	inBefore.check(t, in)
+	mtNoLeftovers(t, dir)
+
+	// With --force the merge replaces it.
+	args := []string{"-q", "merge", "--method", "prune-reverse", "--remove", "1", "--force", in, out}
+	stdout, stderr, code = run(t, args...)
+	wantOK(t, args, stdout, stderr, code)
+	if n := mtBlocks(t, out); n != 3 {
+		t.Errorf("block_count %d after --force, want 3", n)
+	}
+	inBefore.check(t, in)
+	mtNoLeftovers(t, dir)
+}
+
+func TestMergeOutputIsInput(t *testing.T) {
+	dir := t.TempDir()
+	in := mtSynth(t, dir, "in.gguf", synth.Tiny(), nil)
+	link := filepath.Join(dir, "link.gguf")
+	if err := os.Symlink("in.gguf", link); err != nil {
+		t.Fatal(err)
+	}
+	hard := filepath.Join(dir, "hard.gguf")
+	if err := os.Link(in, hard); err != nil {
+		t.Fatal(err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(wd, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel = "./" + rel // relative to the test's working directory, which the binary inherits
+	before := mtStat(t, in)
+
+	for _, c := range []struct {
+		name    string
+		in, out string
+	}{
+		{"same path", in, in},
+		{"dot in path", in, filepath.Join(dir, ".", "in.gguf")},
+		{"dot-dot in path", in, filepath.Join(dir, "..", filepath.Base(dir), "in.gguf")},
+		{"./ relative", in, rel},
+		{"relative input", rel, in},
+		{"symlink output", in, link},
+		{"symlink input", link, in},
+		{"hard link", in, hard},
+	} {
+		for _, force := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/force=%v", c.name, force), func(t *testing.T) {
+				args := []string{"merge", "--method", "prune-reverse", "--remove", "1", c.in, c.out}
+				if force {
+					args = append(args, "--force")
+				}
+				stdout, stderr, code := run(t, args...)
+				t.Log(wantOneLineError(t, stdout, stderr, code, c.out, "is the input file"))
+				before.check(t, in)
+				if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+					t.Errorf("%s is no longer a symlink: %v", link, err)
+				}
+				mtNoLeftovers(t, dir)
+			})
+		}
+	}
+}
+
+func TestMergeRefusesUnsupportedArch(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		edit  func(e *gguf.Edit)
+		wants []string
+	}{
+		{"mamba", func(e *gguf.Edit) {
+			e.SetKV(gguf.KV{Key: "general.architecture", Value: gguf.String("mamba")})
+		}, []string{`"mamba"`, "unsupported", "recurrent"}},
+		{"experts", func(e *gguf.Edit) {
+			e.SetKV(gguf.KV{Key: "llama.expert_count", Value: gguf.Uint32(8)})
+		}, []string{`"llama"`, "unsupported", "mixture-of-experts", "8 experts"}},
+	} {
+		for _, method := range []string{"mka", "prune-reverse"} {
+			t.Run(c.name+"/"+method, func(t *testing.T) {
+				dir := t.TempDir()
+				in := mtSynth(t, dir, "in.gguf", synth.Tiny(), c.edit)
+				out := filepath.Join(dir, "out.gguf")
+				start := time.Now()
+				// Without -q: a calibration or write would show a progress
+				// line on stderr, which must hold only the error.
+				stdout, stderr, code := run(t, "merge", "--method", method, "--remove", "1", in, out)
+				t.Logf("%v: %s", time.Since(start).Round(time.Millisecond), wantOneLineError(t, stdout, stderr, code, append([]string{in}, c.wants...)...))
+				if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("a refused merge left %s (%v)", out, err)
+				}
+				if names := mtFiles(t, dir); len(names) != 1 {
+					t.Errorf("a refused merge left files: %q", names)
+				}
+			})
+		}
+	}
+}
+
+func TestMergeDryRun(t *testing.T) {
+	dir := t.TempDir()
+	in := mtSynth(t, dir, "in.gguf", synth.Tiny(), nil)
+	out := filepath.Join(dir, "out.gguf")
+
+	args := []string{"-q", "merge", "--dry-run", "--method", "prune-reverse", "--remove", "1", in, out}
+	stdout, stderr, code := run(t, args...)
+	wantOK(t, args, stdout, stderr, code)
+	if !strings.Contains(stdout, "reverse: 4 -> 3 blocks (1 removed)") || !strings.Contains(stdout, "drop blk 3") {
+		t.Errorf("the dry run does not print the plan:\n%s", stdout)
+	}
+	if strings.Contains(stdout, "wrote") {
+		t.Errorf("the dry run says it wrote something:\n%s", stdout)
+	}
+	if names := mtFiles(t, dir); len(names) != 1 {
+		t.Errorf("the dry run wrote files: %q", names)
+	}
+
+	// An existing OUT needs no --force and is left alone.
+	if err := os.WriteFile(out, []byte("keep me\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	keep := mtStat(t, out)
+	stdout, stderr, code = run(t, args...)
+	wantOK(t, args, stdout, stderr, code)
+	keep.check(t, out)
+
+	// A method that calibrates, on a real model.
+	t.Run("mka", func(t *testing.T) {
+		model := shared.Model(t, "stories260K.gguf")
+		calib := shared.Path(t, "data/tinystories-train.txt")
+		dir := t.TempDir()
+		out := filepath.Join(dir, "out.gguf")
+		args := []string{"-q", "merge", "--dry-run", "--method", "mka", "--lambda", "0.5", "--remove", "1",
+			"--samples", "32", "--ctx", "64", "--calib", calib, "--threads", "1", model, out}
+		stdout, stderr, code := run(t, args...)
+		wantOK(t, args, stdout, stderr, code)
+		if !strings.Contains(stdout, "mka: 5 -> 4 blocks (1 removed)") || !strings.Contains(stdout, "λ=0.50") {
+			t.Errorf("the dry run does not print the plan:\n%s", stdout)
+		}
+		if names := mtFiles(t, dir); len(names) != 0 {
+			t.Errorf("the dry run wrote files: %q", names)
+		}
+	})
+}
+
+// mtReport is the part of merge's --report JSON the tests check.
+type mtReport struct {
+	Input       string `json:"input"`
+	InputSHA256 string `json:"input_sha256"`
+	Output      string `json:"output"`
+	Method      string `json:"method"`
+	Before      int    `json:"blocks_before"`
+	After       int    `json:"blocks_after"`
+	Steps       []struct {
+		Kind   any // 1/2 or "drop"/"fuse"
+		Blocks [2]int
+		Lambda float64
+	} `json:"steps"`
+	Layout [][]struct {
+		Block int
+		W     float64
+	} `json:"layout"`
+	LambdaSearch []struct {
+		Step   int     `json:"step"`
+		Lambda float64 `json:"lambda"`
+		NLL    float64 `json:"heldback_nll"`
+		Chosen bool    `json:"chosen"`
+	} `json:"lambda_search"`
+	BytesBefore int64 `json:"bytes_before"`
+	BytesAfter  int64 `json:"bytes_after"`
+}
+
+// isKind reports whether a step kind from the report is drop (1) or fuse
+// (2), written as a number or a name.
+func isKind(k any, num float64, name string) bool {
+	return k == num || k == name
+}
+
+func TestMergeMethods(t *testing.T) {
+	model := shared.Model(t, "stories260K.gguf")
+	calib := shared.Path(t, "data/tinystories-train.txt")
+	sum, err := fileSHA256(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, method, planner string
+		extra                 []string
+	}{
+		{"mka-lambda-0.5", "mka", "mka", []string{"--lambda", "0.5"}},
+		{"mka-search", "mka", "mka", nil},
+		{"prune-reverse", "prune-reverse", "reverse", nil},
+		{"prune-bi", "prune-bi", "bi", nil},
+		{"prune-angular", "prune-angular", "angular", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			out := filepath.Join(dir, "out.gguf")
+			rep := filepath.Join(dir, "report.json")
+			args := append([]string{"-q", "merge", "--method", c.method, "--remove", "1", "--samples", "32", "--ctx", "64",
+				"--calib", calib, "--threads", "1", "--report", rep, model, out}, c.extra...)
+			start := time.Now()
+			stdout, stderr, code := run(t, args...)
+			wantOK(t, args, stdout, stderr, code)
+			t.Logf("merge took %v:\n%s", time.Since(start).Round(time.Millisecond), stdout)
+			if !strings.Contains(stdout, c.planner+": 5 -> 4 blocks (1 removed)") || !strings.Contains(stdout, "wrote "+out) {
+				t.Errorf("stdout lacks the plan or the summary:\n%s", stdout)
+			}
+
+			// inspect sees a 4-block model with the provenance keys.
+			iargs := []string{"inspect", "--json", out}
+			istdout, istderr, icode := run(t, iargs...)
+			wantOK(t, iargs, istdout, istderr, icode)
+			var ins struct {
+				BlockCount uint64            `json:"block_count"`
+				Mergeable  bool              `json:"mergeable"`
+				Provenance map[string]string `json:"mka"`
+			}
+			if err := json.Unmarshal([]byte(istdout), &ins); err != nil {
+				t.Fatalf("inspect --json: %v\n%s", err, istdout)
+			}
+			if ins.BlockCount != 4 || !ins.Mergeable {
+				t.Errorf("inspect: block_count %d, mergeable %v; want 4, true", ins.BlockCount, ins.Mergeable)
+			}
+			if ins.Provenance["method"] != c.method || ins.Provenance["source_block_count"] != "5" || ins.Provenance["source_sha256"] != sum {
+				t.Errorf("inspect: provenance %v", ins.Provenance)
+			}
+
+			// The report.
+			b, err := os.ReadFile(rep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r mtReport
+			if err := json.Unmarshal(b, &r); err != nil {
+				t.Fatalf("report: %v\n%s", err, b)
+			}
+			st, err := os.Stat(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Method != c.method || r.Before != 5 || r.After != 4 || r.Input != model || r.InputSHA256 != sum ||
+				r.Output != out || r.BytesAfter != st.Size() || r.BytesBefore <= r.BytesAfter {
+				t.Errorf("report: method %q, blocks %d -> %d, input %s (%s), output %s, bytes %d -> %d (file %d)",
+					r.Method, r.Before, r.After, r.Input, r.InputSHA256, r.Output, r.BytesBefore, r.BytesAfter, st.Size())
+			}
+			if len(r.Steps) != 1 {
+				t.Fatalf("report: %d steps, want 1", len(r.Steps))
+			}
+			if len(r.Layout) != 4 {
+				t.Fatalf("report: layout of %d blocks, want 4:\n%s", len(r.Layout), b)
+			}
+			used := map[int]bool{}
+			last := -1
+			for o, parts := range r.Layout {
+				var s float64
+				for _, p := range parts {
+					if p.Block <= last || p.Block >= 5 || used[p.Block] {
+						t.Errorf("report: layout block %d uses original block %d out of order or twice", o, p.Block)
+					}
+					used[p.Block], last = true, p.Block
+					s += p.W
+				}
+				if math.Abs(s-1) > 1e-9 {
+					t.Errorf("report: layout block %d weights sum to %v", o, s)
+				}
+			}
+			if c.method == "mka" {
+				if !isKind(r.Steps[0].Kind, 2, "fuse") || len(used) != 5 {
+					t.Errorf("report: mka step %+v, %d original blocks used; want a fusion using all 5", r.Steps[0], len(used))
+				}
+			} else {
+				if !isKind(r.Steps[0].Kind, 1, "drop") || len(used) != 4 {
+					t.Errorf("report: %s step %+v, %d original blocks used; want a drop using 4", c.method, r.Steps[0], len(used))
+				}
+			}
+			switch c.name {
+			case "mka-lambda-0.5":
+				if r.Steps[0].Lambda != 0.5 || len(r.LambdaSearch) != 0 {
+					t.Errorf("report: λ %v, %d search trials; want 0.5 and no search", r.Steps[0].Lambda, len(r.LambdaSearch))
+				}
+			case "mka-search":
+				chosen := 0
+				for _, tr := range r.LambdaSearch {
+					if tr.Chosen {
+						chosen++
+						if tr.Lambda != r.Steps[0].Lambda {
+							t.Errorf("report: chosen trial λ %v, step λ %v", tr.Lambda, r.Steps[0].Lambda)
+						}
+					}
+				}
+				if len(r.LambdaSearch) < 5 || chosen != 1 {
+					t.Errorf("report: %d λ trials, %d chosen; want at least 5 and one", len(r.LambdaSearch), chosen)
+				}
+			case "prune-reverse":
+				if r.Steps[0].Blocks[0] != 4 {
+					t.Errorf("report: prune-reverse drops block %d, want 4", r.Steps[0].Blocks[0])
+				}
+			}
+			mtNoLeftovers(t, dir)
+			if names := mtFiles(t, dir); len(names) != 2 {
+				t.Errorf("output folder holds %q, want out.gguf and report.json", names)
+			}
+		})
+	}
+}
+
+// mtStart starts the binary with args and returns the command and a channel
+// that receives Wait's result.
+func mtStart(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer, <-chan error) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	return cmd, &stderr, done
+}
+
+// TestMergeInterrupted sends SIGINT to a merge while it writes its output:
+// the merge must fail, leave no OUT (or the old OUT untouched) and no
+// temporary file. If the merge happens to finish before the signal, the
+// output must be complete; the timing is then tried once more.
+func TestMergeInterrupted(t *testing.T) {
+	// About 60 MB of F16: a write that takes a moment.
+	cfg := synth.Config{Arch: "llama", Blocks: 8, Embd: 512, FFN: 1408, Heads: 8, KVHeads: 8, Vocab: 4096, Ctx: 256, Type: gguf.TypeF16, Seed: 2}
+	in := mtSynth(t, t.TempDir(), "in.gguf", cfg, nil)
+	inBefore := mtStat(t, in)
+
+	for _, c := range []struct {
+		name     string
+		existing bool // an older OUT, replaced with --force
+		early    bool // signal right after the start, not once the write has begun
+	}{
+		{"during write", false, false},
+		{"during write over an existing OUT", true, false},
+		{"right after start", false, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for attempt := 1; attempt <= 2; attempt++ {
+				dir := t.TempDir()
+				out := filepath.Join(dir, "out.gguf")
+				var old mtState
+				args := []string{"merge", "--method", "prune-reverse", "--remove", "1", "--threads", "1", in, out}
+				if c.existing {
+					if err := os.WriteFile(out, []byte("an older output\n"), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					old = mtStat(t, out)
+					args = append(args, "--force")
+				}
+				cmd, stderr, done := mtStart(t, args...)
+				var werr error
+				finished := false
+				if !c.early {
+					// Wait for the temporary file: the write has begun.
+					deadline := time.Now().Add(time.Minute)
+				poll:
+					for time.Now().Before(deadline) {
+						select {
+						case werr = <-done:
+							finished = true
+							break poll
+						default:
+						}
+						for _, n := range mtFiles(t, dir) {
+							if strings.HasPrefix(n, ".") {
+								break poll
+							}
+						}
+						time.Sleep(time.Millisecond)
+					}
+				}
+				if !finished {
+					if err := cmd.Process.Signal(syscall.SIGINT); err != nil && !errors.Is(err, os.ErrProcessDone) {
+						t.Fatal(err)
+					}
+					select {
+					case werr = <-done:
+					case <-time.After(time.Minute):
+						t.Fatalf("the merge did not stop within a minute of SIGINT\nstderr:\n%s", stderr)
+					}
+				}
+				code := cmd.ProcessState.ExitCode()
+				inBefore.check(t, in)
+				mtNoLeftovers(t, dir)
+				if code != 0 {
+					t.Logf("attempt %d: exit %d (%v), stderr:\n%s", attempt, code, werr, lastLines(stderr.String(), 3))
+					if code == 1 && !strings.Contains(stderr.String(), "interrupted") {
+						t.Errorf("stderr does not say the merge was interrupted:\n%s", stderr)
+					}
+					if c.existing {
+						old.check(t, out)
+					} else if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+						t.Errorf("an interrupted merge left %s (%v)", out, err)
+					}
+					return
+				}
+				// It finished first: the output must be whole.
+				if n := mtBlocks(t, out); n != 7 {
+					t.Errorf("attempt %d finished before the signal: block_count %d, want 7", attempt, n)
+				}
+				t.Logf("attempt %d: the merge finished before the signal; its output is complete", attempt)
+			}
+		})
+	}
+}
+
+// lastLines returns the last n lines of s (progress bars redraw with \r).
+func lastLines(s string, n int) string {
+	ls := strings.Split(strings.TrimSpace(strings.ReplaceAll(s, "\r", "\n")), "\n")
+	return strings.Join(ls[max(0, len(ls)-n):], "\n")
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mka-gguf/mka-gguf/gguf"
+	"github.com/mka-gguf/mka-gguf/quant"
+)
+
+func init() {
+	commands = append(commands, &cli.Command{
+		Name:      "quantize",
+		Usage:     "quantize a GGUF model with llama.cpp's quantizer (" + strings.Join(quant.Names()[:8], ", ") + ", ...)",
+		ArgsUsage: "IN.gguf OUT.gguf TYPE",
+		Flags: []cli.Flag{
+			threadsFlag,
+			&cli.BoolFlag{Name: "allow-requantize", Usage: "allow requantizing already quantized tensors"},
+			&cli.BoolFlag{Name: "leave-output", Usage: "keep output.weight unquantized"},
+			&cli.BoolFlag{Name: "pure", Usage: "quantize every tensor to TYPE (no per-tensor mixture rules)"},
+			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite OUT if it exists"},
+			&cli.BoolFlag{Name: "no-verify", Usage: "skip the llama.cpp load-and-decode check of OUT"},
+		},
+		Action: runQuantize,
+	})
+}
+
+func runQuantize(c *cli.Context) error {
+	if c.NArg() != 3 {
+		return usageError(c, "want IN.gguf OUT.gguf TYPE, got %d arguments", c.NArg())
+	}
+	in, out := c.Args().Get(0), c.Args().Get(1)
+	ft, err := quant.Parse(c.Args().Get(2))
+	if err != nil {
+		return err
+	}
+	if err := checkOutput(in, out, c.Bool("force")); err != nil {
+		return err
+	}
+	f, err := gguf.Open(in)
+	if err != nil {
+		return err
+	}
+	blocks, _ := f.Uint(f.Arch() + ".block_count")
+	f.Close()
+	dir, name := filepath.Split(out)
+	if dir == "" {
+		dir = "."
+	}
+	tmp := filepath.Join(dir, "."+name+".mka-tmp")
+	defer os.Remove(tmp)
+	if err := quant.File(in, tmp, ft, quant.Options{Threads: threads(c), AllowRequantize: c.Bool("allow-requantize"),
+		LeaveOutput: c.Bool("leave-output"), Pure: c.Bool("pure")}); err != nil {
+		return err
+	}
+	if !c.Bool("no-verify") {
+		if err := verifyModel(tmp, int(blocks)); err != nil {
+			return fmt.Errorf("%s: the quantized model failed the llama.cpp check: %w", out, err)
+		}
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return err
+	}
+	si, _ := os.Stat(in)
+	so, _ := os.Stat(out)
+	fmt.Printf("wrote %s: %s, %s -> %s\n", out, ft.Name, human(uint64(si.Size())), human(uint64(so.Size())))
+	return nil
+}
