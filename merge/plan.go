@@ -30,32 +30,48 @@ func (k StepKind) String() string {
 	return fmt.Sprintf("StepKind(%d)", int(k))
 }
 
+// MarshalText writes the kind as "drop" or "fuse" (for JSON reports).
+func (k StepKind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText reads "drop" or "fuse".
+func (k *StepKind) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "drop":
+		*k = StepDrop
+	case "fuse":
+		*k = StepFuse
+	default:
+		return fmt.Errorf("%w: unknown step kind %q", ErrPlan, b)
+	}
+	return nil
+}
+
 // Step is one operation of a Plan. Block indices refer to the current
 // blocks, after all earlier steps of the plan have been applied; every step
 // removes exactly one block.
 type Step struct {
-	Kind StepKind
+	Kind StepKind `json:"kind"`
 
 	// Blocks holds, for StepFuse, the two adjacent current blocks
 	// (Blocks[1] = Blocks[0]+1); for StepDrop, the dropped block in
 	// Blocks[0] (Blocks[1] is ignored).
-	Blocks [2]int
+	Blocks [2]int `json:"blocks"`
 
 	// Lambda is the weight λ of Blocks[0] in a fusion, in [0, 1]; ignored
 	// for StepDrop.
-	Lambda float64
+	Lambda float64 `json:"lambda"`
 
 	// Similarity is the score that chose the step, for reports: the
 	// similarity of the fused pair for PlanMKA, the mean input/output
 	// cosine 1 - BI for PlanPruneBI, 1 - angular distance for
 	// PlanPruneAngular, and 0 for PlanPruneReverse.
-	Similarity float64
+	Similarity float64 `json:"similarity"`
 }
 
 // Weighted is one original block and its weight in an output block.
 type Weighted struct {
-	Block int
-	W     float64
+	Block int     `json:"block"`
+	W     float64 `json:"weight"`
 }
 
 // Plan is a sequence of steps that shrinks a model of Original blocks

@@ -133,6 +133,9 @@ func OutputSize(f *gguf.File, b *Blocks, plan *Plan) int64 {
 // per source block, whatever the model size. The output appears at out only
 // when complete (gguf.WriteFile). ctx cancels between chunks.
 func Rewrite(ctx context.Context, f *gguf.File, b *Blocks, plan *Plan, out string, codec Codec, opt RewriteOptions) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := plan.Validate(); err != nil {
 		return err
 	}
@@ -183,20 +186,22 @@ func Rewrite(ctx context.Context, f *gguf.File, b *Blocks, plan *Plan, out strin
 	if err != nil {
 		return err
 	}
-	if opt.Progress != nil {
-		var done int64
-		for i := range outs {
-			s := outs[i].Src
-			outs[i].Src = gguf.WriterToFunc(func(w io.Writer) (int64, error) {
-				if err := ctx.Err(); err != nil {
-					return 0, err
-				}
-				n, err := s.WriteTo(w)
-				done += n
+	// Every source checks for cancellation before it writes, and reports
+	// progress after.
+	var done int64
+	for i := range outs {
+		inner := outs[i].Src
+		outs[i].Src = gguf.WriterToFunc(func(w io.Writer) (int64, error) {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+			n, err := inner.WriteTo(w)
+			done += n
+			if opt.Progress != nil {
 				opt.Progress(done, total)
-				return n, err
-			})
-		}
+			}
+			return n, err
+		})
 	}
 	if err := gguf.WriteFile(out, f.Version, kvs, f.Alignment, outs); err != nil {
 		return fmt.Errorf("write %s: %w", out, err)
@@ -231,7 +236,7 @@ func fusedTensor(ctx context.Context, f *gguf.File, parts []Weighted, suffix str
 	info := base.Info
 	perRow := int(info.Dims[0])
 	rows := int(info.Elements()) / perRow
-	rowsPer := max(1, chunk/(4*perRow))
+	rowsPer := max(1, min(rows, chunk/(4*perRow)))
 	srcIdx := make([]int, len(live))
 	for k, p := range live {
 		srcIdx[k] = src(p.Block, suffix)

@@ -104,7 +104,11 @@ func inspect(path string) (*inspectReport, error) {
 			if r.Provenance == nil {
 				r.Provenance = map[string]string{}
 			}
-			r.Provenance[strings.TrimPrefix(kv.Key, "mka.")] = fmt.Sprint(kv.Value.V)
+			v := kv.Value.V
+			if a, ok := v.(gguf.Array); ok {
+				v = a.Values
+			}
+			r.Provenance[strings.TrimPrefix(kv.Key, "mka.")] = fmt.Sprint(v)
 		}
 	}
 	return r, nil
