@@ -12,8 +12,11 @@
 package synth
 
 import (
+	"encoding/binary"
+
 	"errors"
 	"fmt"
+	"github.com/mka-gguf/mka-gguf/simd"
 	"hash/fnv"
 	"io"
 	"math"
@@ -380,78 +383,24 @@ func (g *gen) WriteTo(w io.Writer) (int64, error) {
 }
 
 // encode writes v as typ (F32, F16 or BF16) little-endian into buf and
-// returns the used part.
+// returns the used part. Conversions use the simd kernels (round to nearest
+// even, as ggml does).
 func encode(buf []byte, v []float32, typ gguf.Type) []byte {
 	switch typ {
-	case gguf.TypeF16:
-		for j, x := range v {
-			h := f16(x)
-			buf[2*j], buf[2*j+1] = byte(h), byte(h>>8)
+	case gguf.TypeF16, gguf.TypeBF16:
+		h := make([]uint16, len(v))
+		if typ == gguf.TypeF16 {
+			simd.F32ToF16(h, v)
+		} else {
+			simd.F32ToBF16(h, v)
 		}
-		return buf[:2*len(v)]
-	case gguf.TypeBF16:
-		for j, x := range v {
-			h := bf16(x)
-			buf[2*j], buf[2*j+1] = byte(h), byte(h>>8)
+		for j, x := range h {
+			binary.LittleEndian.PutUint16(buf[2*j:], x)
 		}
 		return buf[:2*len(v)]
 	}
 	for j, x := range v {
-		b := math.Float32bits(x)
-		buf[4*j], buf[4*j+1], buf[4*j+2], buf[4*j+3] = byte(b), byte(b>>8), byte(b>>16), byte(b>>24)
+		binary.LittleEndian.PutUint32(buf[4*j:], math.Float32bits(x))
 	}
 	return buf[:4*len(v)]
-}
-
-// f16 converts to IEEE half precision, rounding to nearest even; overflow
-// gives infinity, NaN stays NaN.
-func f16(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	if a := b & 0x7fffffff; a-0x38800000 < 0x47800000-0x38800000 {
-		// Fast path, |f| in [2^-14, 2^16): rebase the exponent from 127 to
-		// 15 and round the mantissa to 10 bits, to nearest even.
-		return sign | uint16((a-0x38000000+0xfff+(a>>13)&1)>>13)
-	}
-	exp := int(b>>23) & 0xff
-	mant := b & 0x7fffff
-	if exp == 0xff {
-		if mant != 0 {
-			return sign | 0x7e00
-		}
-		return sign | 0x7c00
-	}
-	e := exp - 127 + 15
-	if e >= 0x1f {
-		return sign | 0x7c00
-	}
-	if e <= 0 { // half subnormal or zero
-		if e < -10 {
-			return sign
-		}
-		m := mant | 0x800000
-		shift := uint(14 - e)
-		h := m >> shift
-		rem, half := m&(1<<shift-1), uint32(1)<<(shift-1)
-		if rem > half || (rem == half && h&1 == 1) {
-			h++
-		}
-		return sign | uint16(h)
-	}
-	h := uint32(e)<<10 | mant>>13
-	rem := mant & 0x1fff
-	if rem > 0x1000 || (rem == 0x1000 && h&1 == 1) {
-		h++ // a carry into the exponent is the correct rounding, up to infinity
-	}
-	return sign | uint16(h)
-}
-
-// bf16 converts to bfloat16, rounding to nearest even; NaN stays NaN.
-func bf16(f float32) uint16 {
-	b := math.Float32bits(f)
-	if b&0x7fffffff > 0x7f800000 {
-		return uint16(b>>16) | 0x40
-	}
-	b += 0x7fff + (b>>16)&1
-	return uint16(b >> 16)
 }
