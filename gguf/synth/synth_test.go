@@ -286,4 +286,3 @@ func TestVocab(t *testing.T) {
 		t.Errorf("max vocab %d", maxVocab())
 	}
 }
-
