@@ -33,7 +33,13 @@ func interspersed(app *cli.App, args []string) []string {
 			takesValue[n] = !isBool
 		}
 	}
-	var flags, pos []string
+	global := map[string]bool{}
+	for _, f := range app.Flags {
+		for _, n := range f.Names() {
+			global[n] = true
+		}
+	}
+	var globals, flags, pos []string
 	rest := args[i+1:]
 	for j := 0; j < len(rest); j++ {
 		a := rest[j]
@@ -45,14 +51,22 @@ func interspersed(app *cli.App, args []string) []string {
 			pos = append(pos, a)
 			continue
 		}
-		flags = append(flags, a)
 		name := strings.TrimLeft(a, "-")
+		if global[name] && takesValue[name] == false {
+			if _, own := takesValue[name]; !own {
+				globals = append(globals, a) // e.g. -q after the command
+				continue
+			}
+		}
+		flags = append(flags, a)
 		if !strings.Contains(name, "=") && takesValue[name] && j+1 < len(rest) {
 			flags = append(flags, rest[j+1])
 			j++
 		}
 	}
-	out := append([]string{}, args[:i+1]...)
+	out := append([]string{}, args[:i]...)
+	out = append(out, globals...)
+	out = append(out, args[i])
 	out = append(out, flags...)
 	return append(out, pos...)
 }

@@ -44,6 +44,9 @@ func oneLine(err error) string {
 }
 
 func newApp() *cli.App {
+	for _, c := range commands {
+		c.OnUsageError = usageErr
+	}
 	return &cli.App{
 		Name:                 "mka-gguf",
 		Usage:                "shrink GGUF models by merging similar decoder blocks (MKA)",
@@ -62,10 +65,20 @@ func newApp() *cli.App {
 			return nil
 		},
 		Commands: commands,
+		OnUsageError: usageErr,
 		ExitErrHandler: func(*cli.Context, error) {
 			// main prints the error and exits; urfave/cli must not.
 		},
 	}
+}
+
+// usageErr turns a flag parsing error into one line instead of the help
+// text.
+func usageErr(c *cli.Context, err error, _ bool) error {
+	if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
+		return fmt.Errorf("%s: %w (see mka-gguf %s --help)", c.Command.Name, err, c.Command.Name)
+	}
+	return fmt.Errorf("%w (see mka-gguf --help)", err)
 }
 
 // commands is filled by the init functions of the command files.
