@@ -288,8 +288,8 @@ type mtReport struct {
 		Lambda float64
 	} `json:"steps"`
 	Layout [][]struct {
-		Block int
-		W     float64
+		Block int     `json:"block"`
+		W     float64 `json:"weight"`
 	} `json:"layout"`
 	LambdaSearch []struct {
 		Step   int     `json:"step"`
