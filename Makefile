@@ -21,7 +21,7 @@ bench: $(BUILD)/CMakeCache.txt
 
 # The main job on a model the project generates (no downloads needed).
 demo: build
-	$(BUILD)/mka-gguf synth $(BUILD)/demo.gguf
+	$(BUILD)/mka-gguf synth --force $(BUILD)/demo.gguf
 	$(BUILD)/mka-gguf merge --force $(BUILD)/demo.gguf $(BUILD)/demo-merged.gguf
 	$(BUILD)/mka-gguf inspect $(BUILD)/demo-merged.gguf
 

@@ -9,10 +9,12 @@ package cgo
 #include "ggml-backend.h"
 
 extern _Bool mkaGoTensor(uintptr_t handle, int layer, float *data, int64_t ne0, int64_t rows);
+extern _Bool mkaGoMatMul(uintptr_t handle, char *weight, float *data, int64_t ne0, int64_t rows);
 
 typedef struct {
-	uintptr_t handle;
+	uintptr_t handle;    // CaptureFunc, 0 when block outputs are not captured
 	int want_inp;
+	uintptr_t mm_handle; // MatMulFunc, 0 when matmul inputs are not captured
 	void *scratch;     // device-to-host copies and type conversions
 	size_t scratch_size;
 } mka_hook;
@@ -38,8 +40,84 @@ static void *mka_scratch(mka_hook *h, size_t n) {
 	return h->scratch;
 }
 
+// mka_mm_wanted reports whether t is a dense matrix multiplication by a
+// model weight (src[0] named "*.weight").
+static bool mka_mm_wanted(const struct ggml_tensor *t) {
+	if (t->op != GGML_OP_MUL_MAT || t->src[0] == NULL || t->src[1] == NULL) {
+		return false;
+	}
+	const char *n = t->src[0]->name;
+	const size_t l = strlen(n);
+	return l > 7 && strcmp(n + l - 7, ".weight") == 0;
+}
+
+// mka_mm hands the activations of a weight multiplication (src[1], as
+// float32 rows of ne0) and the weight's name to Go.
+static bool mka_mm(mka_hook *h, struct ggml_tensor *t) {
+	struct ggml_tensor *s = t->src[1];
+	const int64_t ne0 = s->ne[0];
+	const int64_t rows = ggml_nrows(s);
+	const int64_t n = ne0 * rows;
+	const bool host = s->buffer == NULL || ggml_backend_buffer_is_host(s->buffer);
+	float *data = NULL;
+	if (host && s->type == GGML_TYPE_F32 && ggml_is_contiguous(s)) {
+		data = (float *)s->data;
+	} else {
+		const size_t rb = ggml_row_size(s->type, ne0);
+		const size_t nb = rb * (size_t)rows;
+		const size_t need = nb + (s->type == GGML_TYPE_F32 ? 0 : (size_t)n * sizeof(float));
+		char *buf = (char *)mka_scratch(h, need);
+		if (buf == NULL) {
+			return false;
+		}
+		if (ggml_is_contiguous(s)) {
+			if (host) {
+				memcpy(buf, s->data, nb);
+			} else {
+				ggml_backend_tensor_get(s, buf, 0, nb);
+			}
+		} else {
+			// Rows must be dense even when the rows themselves are strided.
+			if (ggml_blck_size(s->type) != 1 || s->nb[0] != ggml_type_size(s->type)) {
+				return false;
+			}
+			char *p = buf;
+			for (int64_t i3 = 0; i3 < s->ne[3]; i3++) {
+				for (int64_t i2 = 0; i2 < s->ne[2]; i2++) {
+					for (int64_t i1 = 0; i1 < s->ne[1]; i1++) {
+						const size_t off = i1 * s->nb[1] + i2 * s->nb[2] + i3 * s->nb[3];
+						if (host) {
+							memcpy(p, (const char *)s->data + off, rb);
+						} else {
+							ggml_backend_tensor_get(s, p, off, rb);
+						}
+						p += rb;
+					}
+				}
+			}
+		}
+		if (s->type == GGML_TYPE_F32) {
+			data = (float *)buf;
+		} else {
+			const struct ggml_type_traits *tr = ggml_get_type_traits(s->type);
+			if (tr->to_float == NULL) {
+				return false;
+			}
+			data = (float *)(buf + nb);
+			tr->to_float(buf, data, n);
+		}
+	}
+	return mkaGoMatMul(h->mm_handle, t->src[0]->name, data, ne0, rows);
+}
+
 static bool mka_cb_eval(struct ggml_tensor *t, bool ask, void *ud) {
 	mka_hook *h = (mka_hook *)ud;
+	if (h->mm_handle != 0 && mka_mm_wanted(t)) {
+		return ask ? true : mka_mm(h, t);
+	}
+	if (h->handle == 0) {
+		return !ask;
+	}
 	int layer = mka_layer_of(t->name, h->want_inp);
 	if (ask) {
 		return layer >= -1;
@@ -113,7 +191,8 @@ type Tensor struct {
 // CaptureFunc receives captured tensors in graph order during Decode. The
 // rows are the batch's tokens in batch order (the last block's rows only
 // for tokens that asked for output, so ask for output on every token you
-// want to see). Returning false aborts the decode.
+// want to see). Returning false stops the current graph split early;
+// the caller should record why and report it after Decode.
 type CaptureFunc func(t Tensor) bool
 
 // ContextParams configures NewContext. Zero values take llama.cpp's
@@ -130,7 +209,21 @@ type ContextParams struct {
 	// CaptureInput) the block-0 input during Decode.
 	Capture      CaptureFunc
 	CaptureInput bool
+
+	// MatMulInputs, when set, receives during Decode the input activations
+	// of every dense matrix multiplication by a model weight (GGML_OP_MUL_MAT
+	// whose first operand is named "*.weight"), as llama.cpp's imatrix tool
+	// sees them. It works alongside Capture.
+	MatMulInputs MatMulFunc
 }
+
+// MatMulFunc receives the input of one multiplication by the weight named
+// weight: rows activation rows of cols floats (cols is the weight's ne0),
+// row-major. data aliases memory owned by llama.cpp and is valid only during
+// the call: copy what you keep. Returning false makes llama.cpp skip the
+// rest of the current graph split (it does not report an error), so the
+// decode's results are then meaningless; return true normally.
+type MatMulFunc func(weight string, cols, rows int, data []float32) bool
 
 // Context is a llama.cpp inference context.
 type Context struct {
@@ -138,6 +231,7 @@ type Context struct {
 	model  *Model
 	hook   *C.mka_hook
 	handle rcgo.Handle
+	mmh    rcgo.Handle
 	nvocab int
 	err    error
 }
@@ -171,12 +265,18 @@ func NewContext(m *Model, cp ContextParams) (*Context, error) {
 	// the tokens as they were added.
 	p.kv_unified = C.bool(true)
 	c := &Context{model: m, nvocab: m.NVocab()}
-	if cp.Capture != nil {
+	if cp.Capture != nil || cp.MatMulInputs != nil {
 		c.hook = (*C.mka_hook)(C.calloc(1, C.size_t(unsafe.Sizeof(C.mka_hook{}))))
-		c.handle = rcgo.NewHandle(cp.Capture)
-		c.hook.handle = C.uintptr_t(c.handle)
-		if cp.CaptureInput {
-			c.hook.want_inp = 1
+		if cp.Capture != nil {
+			c.handle = rcgo.NewHandle(cp.Capture)
+			c.hook.handle = C.uintptr_t(c.handle)
+			if cp.CaptureInput {
+				c.hook.want_inp = 1
+			}
+		}
+		if cp.MatMulInputs != nil {
+			c.mmh = rcgo.NewHandle(cp.MatMulInputs)
+			c.hook.mm_handle = C.uintptr_t(c.mmh)
 		}
 		C.mka_set_hook(&p, c.hook)
 	}
@@ -201,6 +301,14 @@ func mkaGoTensor(handle C.uintptr_t, layer C.int, data *C.float, ne0, rows C.int
 	}))
 }
 
+//export mkaGoMatMul
+func mkaGoMatMul(handle C.uintptr_t, weight *C.char, data *C.float, ne0, rows C.int64_t) C.bool {
+	f := rcgo.Handle(handle).Value().(MatMulFunc)
+	n := int(ne0) * int(rows)
+	return C.bool(f(C.GoString(weight), int(ne0), int(rows),
+		unsafe.Slice((*float32)(unsafe.Pointer(data)), n)))
+}
+
 // Close frees the context. It is nil-safe and idempotent.
 func (c *Context) Close() error {
 	if c == nil {
@@ -213,7 +321,14 @@ func (c *Context) Close() error {
 	if c.hook != nil {
 		C.mka_hook_free(c.hook)
 		c.hook = nil
-		c.handle.Delete()
+		if c.handle != 0 {
+			c.handle.Delete()
+			c.handle = 0
+		}
+		if c.mmh != 0 {
+			c.mmh.Delete()
+			c.mmh = 0
+		}
 	}
 	return nil
 }

@@ -64,7 +64,7 @@ func newApp() *cli.App {
 			}
 			return nil
 		},
-		Commands: commands,
+		Commands:     commands,
 		OnUsageError: usageErr,
 		ExitErrHandler: func(*cli.Context, error) {
 			// main prints the error and exits; urfave/cli must not.

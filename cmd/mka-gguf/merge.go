@@ -307,6 +307,8 @@ func (j *mergeJob) searchChooser(ctx context.Context, k int, dir string, norms m
 		step := len(done)
 		bestC, bestL, bestNLL := 0, 0.0, math.Inf(1)
 		first := len(*trials)
+		bar := progress.New(fmt.Sprintf("λ search, step %d", step+1), min(k, len(cands))*6, "candidates")
+		defer bar.Done()
 		for ci, cand := range cands[:min(k, len(cands))] {
 			grid := []float64{0, 0.25, 0.5, 0.75, 1}
 			if r := math.Round(cand.Lambda*1000) / 1000; !slices.Contains(grid, r) {
@@ -330,6 +332,7 @@ func (j *mergeJob) searchChooser(ctx context.Context, k int, dir string, norms m
 					return 0, 0, err
 				}
 				*trials = append(*trials, lambdaTrial{Step: step, Blocks: cand.Blocks, Similarity: cand.Similarity, Lambda: lam, NLL: nll})
+				bar.Set(len(*trials)-first, fmt.Sprintf("blk %d+%d λ=%.2f loss %.4f", cand.Blocks[0], cand.Blocks[1], lam, nll))
 				if nll < bestNLL {
 					bestC, bestL, bestNLL = ci, lam, nll
 				}

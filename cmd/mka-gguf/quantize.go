@@ -24,6 +24,7 @@ func init() {
 			&cli.BoolFlag{Name: "pure", Usage: "quantize every tensor to TYPE (no per-tensor mixture rules)"},
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite OUT if it exists"},
 			&cli.BoolFlag{Name: "no-verify", Usage: "skip the llama.cpp load-and-decode check of OUT"},
+			&cli.StringFlag{Name: "imatrix", Usage: "importance matrix (GGUF, from mka-gguf imatrix or llama.cpp's imatrix tool)"},
 		},
 		Action: runQuantize,
 	})
@@ -53,8 +54,16 @@ func runQuantize(c *cli.Context) error {
 	}
 	tmp := filepath.Join(dir, "."+name+".mka-tmp")
 	defer os.Remove(tmp)
+	var imat map[string][]float32
+	if p := c.String("imatrix"); p != "" {
+		im, err := quant.LoadImatrix(p)
+		if err != nil {
+			return err
+		}
+		imat = im.Values()
+	}
 	if err := quant.File(in, tmp, ft, quant.Options{Threads: threads(c), AllowRequantize: c.Bool("allow-requantize"),
-		LeaveOutput: c.Bool("leave-output"), Pure: c.Bool("pure")}); err != nil {
+		LeaveOutput: c.Bool("leave-output"), Pure: c.Bool("pure"), Imatrix: imat}); err != nil {
 		return err
 	}
 	if !c.Bool("no-verify") {

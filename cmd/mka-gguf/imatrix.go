@@ -1,0 +1,138 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+	"github.com/mka-gguf/mka-gguf/gguf"
+	"github.com/mka-gguf/mka-gguf/quant"
+)
+
+func init() {
+	// The calibration flags that mean something here (not --rep, --kernel).
+	var flags []cli.Flag
+	for _, f := range calibFlags {
+		if n := f.Names()[0]; n != "rep" && n != "kernel" {
+			flags = append(flags, f)
+		}
+	}
+	flags = append(flags,
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "importance matrix to write (GGUF, llama.cpp's imatrix format)", Required: true},
+		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite the output if it exists"},
+	)
+	commands = append(commands, &cli.Command{
+		Name:      "imatrix",
+		Usage:     "compute an importance matrix on calibration text, as llama.cpp's imatrix tool does",
+		ArgsUsage: "MODEL.gguf",
+		Flags:     flags,
+		Action:    runImatrix,
+	})
+}
+
+func runImatrix(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usageError(c, "want one MODEL.gguf, got %d arguments", c.NArg())
+	}
+	path, out := c.Args().First(), c.String("output")
+	if err := checkOutput(path, out, c.Bool("force")); err != nil {
+		return err
+	}
+	f, err := gguf.Open(path) // clear one-line errors before llama.cpp sees the file
+	if err != nil {
+		return err
+	}
+	f.Close()
+	texts, source, err := calibTexts(c)
+	if err != nil {
+		return err
+	}
+	n := c.Int("samples")
+	if n < 1 {
+		return usageError(c, "--samples %d: need at least 1", n)
+	}
+	m, err := cgo.LoadModel(path, cgo.ModelParams{})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	t := min(c.Int("ctx"), m.NCtxTrain())
+	chunks, err := calib.Tokens(m, texts, n, t, c.Uint64("seed"))
+	if err != nil {
+		return fmt.Errorf("%s: %w", source, err)
+	}
+	im, err := computeImatrix(m, chunks, threads(c), c.Int("batch"))
+	if err != nil {
+		return err
+	}
+	im.Datasets = []string{source}
+	if len(im.Sums) == 0 {
+		return fmt.Errorf("%s: no weight multiplications were seen", path)
+	}
+	if err := im.Save(out); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s: %d weights, %d chunks × %d tokens\n", out, len(im.Sums), im.Chunks, im.ChunkSize)
+	return nil
+}
+
+// computeImatrix decodes the chunks (all of one length, several per decode
+// as separate sequences, every token asking for output so that output.weight
+// sees all of them) and accumulates the inputs of every weight
+// multiplication.
+func computeImatrix(m *cgo.Model, chunks [][]int32, threads, batchTokens int) (*quant.Imatrix, error) {
+	im := quant.NewImatrix()
+	if len(chunks) == 0 {
+		return im, nil
+	}
+	t := len(chunks[0])
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
+	if batchTokens <= 0 {
+		batchTokens = 512
+	}
+	k := min(max(1, batchTokens/t), len(chunks))
+	ctx, err := cgo.NewContext(m, cgo.ContextParams{
+		NCtx: k * t, NBatch: k * t, NSeqMax: k, Threads: threads,
+		MatMulInputs: func(w string, cols, rows int, data []float32) bool {
+			im.Add(w, cols, rows, data)
+			return true
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer ctx.Close()
+	b := cgo.NewBatch(k * t)
+	defer b.Close()
+	bar := progress.New("imatrix", len(chunks), "chunks")
+	defer bar.Done()
+	start := time.Now()
+	for first := 0; first < len(chunks); first += k {
+		n := min(k, len(chunks)-first)
+		b.Clear()
+		for s := range n {
+			if len(chunks[first+s]) != t {
+				return nil, fmt.Errorf("imatrix: chunk %d has %d tokens, want %d", first+s, len(chunks[first+s]), t)
+			}
+			for j, tok := range chunks[first+s] {
+				b.Add(tok, j, s, true)
+			}
+		}
+		ctx.ClearMemory()
+		if err := ctx.Decode(b); err != nil {
+			return nil, err
+		}
+		im.Chunks += n
+		tps := float64((first+n)*t) / time.Since(start).Seconds()
+		bar.Set(first+n, fmt.Sprintf("%.0f tok/s", tps))
+	}
+	im.ChunkSize = t
+	return im, nil
+}
