@@ -24,6 +24,7 @@ import (
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/merge"
+	"github.com/mka-gguf/mka-gguf/quant"
 )
 
 // methods are the --method values.
@@ -42,6 +43,8 @@ var mergeFlags = append([]cli.Flag{
 	&cli.StringFlag{Name: "report", Usage: "write a JSON report of the plan, λ search and sizes"},
 	&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite OUT if it exists"},
 	&cli.BoolFlag{Name: "no-verify", Usage: "skip the llama.cpp load-and-decode check of OUT"},
+	&cli.StringFlag{Name: "quant", Usage: "quantize the merged model to this type (Q8_0, Q4_K_M, IQ4_XS, ...) with llama.cpp's quantizer"},
+	&cli.StringFlag{Name: "imatrix-from", Value: "merged", Usage: "with --quant: importance matrix from a calibration pass over the merged model (merged), the original model (original), or none"},
 }, calibFlags...)
 
 func init() {
@@ -56,20 +59,23 @@ func init() {
 
 // mergeReport is the --report JSON.
 type mergeReport struct {
-	Version      string             `json:"mka_gguf_version"`
-	Input        string             `json:"input"`
-	InputSHA256  string             `json:"input_sha256"`
-	Output       string             `json:"output,omitempty"`
-	Method       string             `json:"method"`
-	Original     int                `json:"blocks_before"`
-	Remaining    int                `json:"blocks_after"`
-	Steps        []merge.Step       `json:"steps"`
-	Layout       [][]merge.Weighted `json:"layout"`
-	LambdaSearch []lambdaTrial      `json:"lambda_search,omitempty"`
-	Calibration  *calib.Result      `json:"calibration,omitempty"`
-	BytesBefore  int64              `json:"bytes_before"`
-	BytesAfter   int64              `json:"bytes_after,omitempty"`
-	Seconds      float64            `json:"seconds"`
+	Version       string             `json:"mka_gguf_version"`
+	Input         string             `json:"input"`
+	InputSHA256   string             `json:"input_sha256"`
+	Output        string             `json:"output,omitempty"`
+	Method        string             `json:"method"`
+	Original      int                `json:"blocks_before"`
+	Remaining     int                `json:"blocks_after"`
+	Steps         []merge.Step       `json:"steps"`
+	Layout        [][]merge.Weighted `json:"layout"`
+	LambdaSearch  []lambdaTrial      `json:"lambda_search,omitempty"`
+	Calibration   *calib.Result      `json:"calibration,omitempty"`
+	BytesBefore   int64              `json:"bytes_before"`
+	BytesAfter    int64              `json:"bytes_after,omitempty"`
+	Quant         string             `json:"quant,omitempty"`
+	BitsPerWeight float64            `json:"bits_per_weight,omitempty"`
+	Imatrix       string             `json:"imatrix,omitempty"`
+	Seconds       float64            `json:"seconds"`
 }
 
 // lambdaTrial is one λ candidate of the search.
@@ -467,6 +473,9 @@ func runMerge(c *cli.Context) error {
 			return err
 		}
 	}
+	if err := checkQuantFlags(c); err != nil {
+		return err
+	}
 	search := method == "mka" && c.String("lambda") == "search"
 	j, err := prepare(c, in, method != "prune-reverse", search)
 	if err != nil {
@@ -504,7 +513,11 @@ func runMerge(c *cli.Context) error {
 		Remaining: len(p.Layout), Steps: p.Steps, Layout: p.Layout, LambdaSearch: trials, Calibration: j.res,
 		BytesBefore: j.file.Size}
 	if !c.Bool("dry-run") {
-		if err := j.write(c.Context, p, out, norms, provenance(method, p, sum), !c.Bool("no-verify")); err != nil {
+		if q := c.String("quant"); q != "" {
+			if err := j.writeQuantized(c, p, out, norms, provenance(method, p, sum), q, &rep); err != nil {
+				return err
+			}
+		} else if err := j.write(c.Context, p, out, norms, provenance(method, p, sum), !c.Bool("no-verify")); err != nil {
 			return err
 		}
 		st, err := os.Stat(out)
@@ -520,6 +533,105 @@ func runMerge(c *cli.Context) error {
 		if err := writeJSON(r, rep); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkQuantFlags validates --quant and --imatrix-from before any work.
+func checkQuantFlags(c *cli.Context) error {
+	from := c.String("imatrix-from")
+	if from != "merged" && from != "original" && from != "none" {
+		return usageError(c, "--imatrix-from %q is not merged, original or none", from)
+	}
+	q := c.String("quant")
+	if q == "" {
+		return nil
+	}
+	ft, err := quant.Parse(q)
+	if err != nil {
+		return usageError(c, "--quant: %v", err)
+	}
+	if from == "none" && ft.NeedsImatrix {
+		return fmt.Errorf("%s needs an importance matrix; use --imatrix-from merged or original", ft.Name)
+	}
+	return nil
+}
+
+// writeQuantized fuses into a temporary F32/F16 GGUF beside out, computes
+// an importance matrix (from the merged or the original model), quantizes
+// with llama.cpp's quantizer into another temporary file, checks it with
+// llama.cpp and renames it to out. Temporary files are removed on success,
+// error and Ctrl-C.
+func (j *mergeJob) writeQuantized(c *cli.Context, p *merge.Plan, out string, norms merge.NormRule, meta []gguf.KV, typ string, rep *mergeReport) error {
+	ft, err := quant.Parse(typ)
+	if err != nil {
+		return err
+	}
+	from := c.String("imatrix-from")
+	dir, name := filepath.Split(out)
+	if dir == "" {
+		dir = "."
+	}
+	fused := filepath.Join(dir, "."+name+".mka-fused")
+	defer os.Remove(fused)
+	if err := j.write(c.Context, p, fused, norms, meta, false); err != nil {
+		return err
+	}
+	var imat map[string][]float32
+	if from != "none" {
+		src := fused
+		if from == "original" {
+			src = j.in
+		}
+		m, err := cgo.LoadModel(src, cgo.ModelParams{})
+		if err != nil {
+			return err
+		}
+		texts, source, err := calibTexts(c)
+		if err == nil {
+			var chunks [][]int32
+			t := min(c.Int("ctx"), m.NCtxTrain())
+			if chunks, err = calib.Tokens(m, texts, c.Int("samples"), t, c.Uint64("seed")); err != nil {
+				err = fmt.Errorf("%s: %w", source, err)
+			} else {
+				var im *quant.Imatrix
+				if im, err = computeImatrix(m, chunks, j.threads, j.batch); err == nil {
+					imat = im.Values()
+				}
+			}
+		}
+		m.Close()
+		if err != nil {
+			return err
+		}
+		rep.Imatrix = from
+	}
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "."+name+".mka-tmp")
+	defer os.Remove(tmp)
+	progress.Printf("quantize: %s with llama.cpp's quantizer (importance matrix: %s)\n", ft.Name, from)
+	if err := quant.File(fused, tmp, ft, quant.Options{Threads: j.threads, Imatrix: imat}); err != nil {
+		return err
+	}
+	if !c.Bool("no-verify") {
+		if err := verifyModel(tmp, len(p.Layout)); err != nil {
+			return fmt.Errorf("%s: the quantized model failed the llama.cpp check: %w", out, err)
+		}
+	}
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return err
+	}
+	rep.Quant = ft.Name
+	if f, err := gguf.Open(out); err == nil {
+		if s, err := f.Summary(); err == nil {
+			rep.BitsPerWeight = s.BitsPerWeight
+		}
+		f.Close()
 	}
 	return nil
 }
