@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -288,13 +289,17 @@ func TestRepeatedLoadDoesNotLeak(t *testing.T) {
 		ctx.Close()
 		m.Close()
 	}
-	for range 5 {
+	for range 20 {
 		cycle()
 	}
+	runtime.GC()
+	releaseFreedMemory()
 	before := rssKiB(t)
 	for range 60 {
 		cycle()
 	}
+	runtime.GC()
+	releaseFreedMemory()
 	after := rssKiB(t)
 	t.Logf("RSS before %d KiB, after 60 cycles %d KiB", before, after)
 	// A leaked model or context here costs over 1 MiB per cycle.

@@ -20,6 +20,13 @@ static void mka_log_install(void) {
 	ggml_log_set(mka_log, NULL);
 }
 
+#ifdef __GLIBC__
+#include <malloc.h>
+static void mka_trim(void) { malloc_trim(0); }
+#else
+static void mka_trim(void) {}
+#endif
+
 static llama_token mka_batch_get_token(struct llama_batch *b, int i) { return b->token[i]; }
 
 static void mka_batch_set(struct llama_batch *b, int i, llama_token tok, llama_pos pos, llama_seq_id seq, int8_t out) {
@@ -364,6 +371,11 @@ func (b *Batch) Add(tok int32, pos, seq int, output bool) {
 	C.mka_batch_set(&b.c, C.int(i), C.llama_token(tok), C.llama_pos(pos), C.llama_seq_id(seq), o)
 	b.c.n_tokens++
 }
+
+// releaseFreedMemory asks the C allocator to return freed memory to the
+// system (glibc keeps per-thread arenas), so that resident-memory checks
+// measure live memory.
+func releaseFreedMemory() { C.mka_trim() }
 
 // Token returns the i-th token of the batch.
 func (b *Batch) Token(i int) int32 { return int32(C.mka_batch_get_token(&b.c, C.int(i))) }
