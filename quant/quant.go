@@ -111,6 +111,17 @@ func File(in, out string, ft FileType, opt Options) error {
 	if ft.NeedsImatrix && len(opt.Imatrix) == 0 {
 		return fmt.Errorf("%s needs an importance matrix (give --imatrix or --calib)", ft.Name)
 	}
+	f, err := gguf.Open(in)
+	if err != nil {
+		return err
+	}
+	fallback := needsFallback(f, ft)
+	f.Close()
+	if fallback {
+		// llama.cpp would stop with "Unsupported tensor size": quantize
+		// what fits and keep the rest in F16, as it does for k-quants.
+		return fileWithFallback(in, out, ft)
+	}
 	return cgo.QuantizeFile(in, out, cgo.QuantizeParams{
 		FileType: ft.ID, Threads: opt.Threads, AllowRequantize: opt.AllowRequantize,
 		LeaveOutput: opt.LeaveOutput, Pure: opt.Pure, OutputType: -1, EmbeddingType: -1,

@@ -7,6 +7,7 @@ import (
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/gguf/synth"
+	"github.com/mka-gguf/mka-gguf/internal/shared"
 )
 
 func TestParse(t *testing.T) {
@@ -66,4 +67,36 @@ func TestQuantizeRoundTrip(t *testing.T) {
 	if err := File(in, filepath.Join(dir, "x.gguf"), FileType{Name: "IQ2_XXS", ID: 19, NeedsImatrix: true}, Options{}); err == nil {
 		t.Fatal("IQ2_XXS without an importance matrix was accepted")
 	}
+}
+
+// TestQ8FallbackOnOddRows quantizes tinystories-deep12 (ffn_down rows of
+// 172, not a multiple of Q8_0's 32) to Q8_0: llama.cpp's quantizer refuses
+// it, so the fallback quantizes what fits and keeps ffn_down in F16.
+func TestQ8FallbackOnOddRows(t *testing.T) {
+	in := shared.Model(t, "tinystories-deep12.gguf")
+	out := filepath.Join(t.TempDir(), "q8.gguf")
+	ft, _ := Parse("Q8_0")
+	if err := File(in, out, ft, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	want := map[string]gguf.Type{"blk.0.attn_q.weight": gguf.TypeQ8_0, "blk.0.ffn_down.weight": gguf.TypeF16, "blk.0.attn_norm.weight": gguf.TypeF32}
+	for name, typ := range want {
+		i, ok := f.Tensor(name)
+		if !ok || f.Tensors[i].Type != typ {
+			t.Fatalf("%s: %v, want %s", name, f.Tensors[i].Type, typ)
+		}
+	}
+	if id, _ := f.Uint("general.file_type"); id != 7 {
+		t.Fatalf("general.file_type %d, want 7", id)
+	}
+	m, err := cgo.LoadModel(out, cgo.ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
 }
