@@ -13,11 +13,11 @@ import (
 
 // needsFallback reports whether llama.cpp's quantizer would refuse f for
 // ft: a weight matrix whose rows do not divide into ft's blocks, for a type
-// that llama.cpp gives no fallback (the legacy types Q4_0 … Q8_0; k-quants
-// and IQ types fall back inside llama.cpp).
+// that llama.cpp gives no fallback (the legacy types Q4_0 … Q8_0 and
+// IQ4_NL; k-quants and the other IQ types fall back inside llama.cpp).
 func needsFallback(f *gguf.File, ft FileType) bool {
 	switch ft.Base {
-	case gguf.TypeQ4_0, gguf.TypeQ4_1, gguf.TypeQ5_0, gguf.TypeQ5_1, gguf.TypeQ8_0:
+	case gguf.TypeQ4_0, gguf.TypeQ4_1, gguf.TypeQ5_0, gguf.TypeQ5_1, gguf.TypeQ8_0, gguf.TypeIQ4_NL:
 	default:
 		return false
 	}
@@ -37,9 +37,10 @@ func quantizable(t gguf.TensorInfo) bool {
 
 // fileWithFallback quantizes every weight matrix to ft.Base with ggml's
 // quantizer, and to F16 where its rows do not divide into ft.Base's blocks
-// (as llama.cpp itself does for k-quants); other tensors are copied. It
-// streams one tensor at a time.
-func fileWithFallback(in, out string, ft FileType) error {
+// (as llama.cpp itself does for k-quants); other tensors are copied. An
+// importance matrix entry of the right width is used where the type uses
+// one. It streams one tensor at a time.
+func fileWithFallback(in, out string, ft FileType, imatrix map[string][]float32) error {
 	f, err := gguf.Open(in)
 	if err != nil {
 		return err
@@ -61,7 +62,7 @@ func fileWithFallback(in, out string, ft FileType) error {
 		info.Type = target
 		src, idx := t, i
 		if err := e.ReplaceTensor(t.Name, info, gguf.WriterToFunc(func(w io.Writer) (int64, error) {
-			return convertTensor(f, idx, src, target, w)
+			return convertTensor(f, idx, src, target, imatrix[src.Name], w)
 		})); err != nil {
 			return err
 		}
@@ -72,8 +73,11 @@ func fileWithFallback(in, out string, ft FileType) error {
 
 // convertTensor decodes tensor i of f to float32 row by row and writes it
 // as target.
-func convertTensor(f *gguf.File, i int, t gguf.TensorInfo, target gguf.Type, w io.Writer) (int64, error) {
+func convertTensor(f *gguf.File, i int, t gguf.TensorInfo, target gguf.Type, imatrix []float32, w io.Writer) (int64, error) {
 	perRow := int(t.Dims[0])
+	if len(imatrix) != perRow {
+		imatrix = nil
+	}
 	rows := int(t.Elements()) / perRow
 	inRow, _ := t.Type.RowSize(uint64(perRow))
 	outRow, _ := target.RowSize(uint64(perRow))
@@ -100,7 +104,7 @@ func convertTensor(f *gguf.File, i int, t gguf.TensorInfo, target gguf.Type, w i
 			for k, x := range h {
 				binary.LittleEndian.PutUint16(out[2*k:], x)
 			}
-		} else if _, err := cgo.Quantize(int(target), v, out, n, perRow, nil); err != nil {
+		} else if _, err := cgo.Quantize(int(target), v, out, n, perRow, imatrix); err != nil {
 			return written, err
 		}
 		m, err := w.Write(out)

@@ -120,7 +120,7 @@ func File(in, out string, ft FileType, opt Options) error {
 	if fallback {
 		// llama.cpp would stop with "Unsupported tensor size": quantize
 		// what fits and keep the rest in F16, as it does for k-quants.
-		return fileWithFallback(in, out, ft)
+		return fileWithFallback(in, out, ft, opt.Imatrix)
 	}
 	return cgo.QuantizeFile(in, out, cgo.QuantizeParams{
 		FileType: ft.ID, Threads: opt.Threads, AllowRequantize: opt.AllowRequantize,
