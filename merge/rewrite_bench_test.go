@@ -11,18 +11,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/gguf/synth"
+	"github.com/mka-gguf/mka-gguf/internal/benchenv"
 )
 
 // Environment of a TestRewriteChild process.
@@ -56,52 +53,12 @@ func benchPlan(tb testing.TB, name string, n int) *Plan {
 	return p
 }
 
-// copyFile copies in to out and syncs it, as WriteFile syncs its output.
-func copyFile(in, out string) error {
-	src, err := os.Open(in)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	dst, err := os.Create(out)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		dst.Close()
-		return err
-	}
-	if err := dst.Sync(); err != nil {
-		dst.Close()
-		return err
-	}
-	return dst.Close()
-}
-
 // runBenchCase runs one case on the open model f (at path in).
 func runBenchCase(tb testing.TB, name string, f *gguf.File, blocks *Blocks, in, out string) error {
 	if name == "copy" {
-		return copyFile(in, out)
+		return benchenv.CopyFile(in, out, true)
 	}
 	return Rewrite(context.Background(), f, blocks, benchPlan(tb, name, blocks.Count), out, FloatCodec{}, RewriteOptions{})
-}
-
-// procStatus returns a "kB" field of /proc/self/status (VmHWM, VmRSS), or
-// -1 where there is none.
-func procStatus(field string) int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(l, field+":"); ok {
-			v, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err == nil {
-				return v
-			}
-		}
-	}
-	return -1
 }
 
 // TestRewriteChild runs one BenchmarkRewrite case in a process of its own
@@ -121,11 +78,11 @@ func TestRewriteChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hwm0 := procStatus("VmHWM")
+	hwm0 := benchenv.ProcStatusKB("VmHWM")
 	if err := runBenchCase(t, name, f, b, in, out); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("REWRITE_CHILD case=%s hwm_before_kB=%d hwm_kB=%d\n", name, hwm0, procStatus("VmHWM"))
+	fmt.Printf("REWRITE_CHILD case=%s hwm_before_kB=%d hwm_kB=%d\n", name, hwm0, benchenv.ProcStatusKB("VmHWM"))
 }
 
 // childRSS runs a case in a child process and returns its peak RSS before
@@ -151,17 +108,8 @@ func childRSS(b *testing.B, name, in, out string) (before, peak int64) {
 	return 0, 0
 }
 
-// freeBytes returns the free space of the file system holding dir, or -1.
-func freeBytes(dir string) int64 {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return -1
-	}
-	return int64(st.Bavail) * int64(st.Bsize)
-}
-
 func BenchmarkRewrite(b *testing.B) {
-	if os.Getenv("MKA_BENCH_1GB") == "" && freeBytes(os.TempDir()) < 3<<30 {
+	if os.Getenv("MKA_BENCH_1GB") == "" && benchenv.FreeBytes(os.TempDir()) < 3<<30 {
 		b.Skip("needs 3 GB of free disk in the temporary folder (set MKA_BENCH_1GB=1 to run anyway)")
 	}
 	dir := b.TempDir()

@@ -10,17 +10,14 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mka-gguf/mka-gguf/gguf/synth"
+	"github.com/mka-gguf/mka-gguf/internal/benchenv"
 )
 
 // Environment of a TestQuantizeChild process.
@@ -33,52 +30,16 @@ const (
 // quantBenchCases are the cases of BenchmarkQuantize1GB, the copy first.
 var quantBenchCases = []string{"copy", "Q8_0", "Q4_K_M"}
 
-// quantCopyFile copies in to out with io.Copy.
-func quantCopyFile(in, out string) error {
-	src, err := os.Open(in)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	dst, err := os.Create(out)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		dst.Close()
-		return err
-	}
-	return dst.Close()
-}
-
 // runQuantCase runs one case: a copy, or File with all threads.
 func runQuantCase(name, in, out string) error {
 	if name == "copy" {
-		return quantCopyFile(in, out)
+		return benchenv.CopyFile(in, out, false)
 	}
 	ft, err := Parse(name)
 	if err != nil {
 		return err
 	}
 	return File(in, out, ft, Options{Threads: 0})
-}
-
-// quantProcStatus returns a "kB" field of /proc/self/status (VmHWM), or -1
-// where there is none.
-func quantProcStatus(field string) int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(l, field+":"); ok {
-			v, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err == nil {
-				return v
-			}
-		}
-	}
-	return -1
 }
 
 // TestQuantizeChild runs one BenchmarkQuantize1GB case in a process of its
@@ -95,7 +56,7 @@ func TestQuantizeChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns := time.Since(start).Nanoseconds()
-	fmt.Printf("QUANT_CHILD case=%s ns=%d hwm_kB=%d\n", name, ns, quantProcStatus("VmHWM"))
+	fmt.Printf("QUANT_CHILD case=%s ns=%d hwm_kB=%d\n", name, ns, benchenv.ProcStatusKB("VmHWM"))
 }
 
 // quantChild runs a case in a child process and returns how long the case
@@ -122,20 +83,11 @@ func quantChild(b *testing.B, name, in, out string) (time.Duration, int64) {
 	return 0, 0
 }
 
-// quantFreeBytes returns the free space of the file system holding dir, or -1.
-func quantFreeBytes(dir string) int64 {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return -1
-	}
-	return int64(st.Bavail) * int64(st.Bsize)
-}
-
 func BenchmarkQuantize1GB(b *testing.B) {
 	if os.Getenv("MKA_BENCH_1GB") == "" {
 		b.Skip("set MKA_BENCH_1GB=1 to run (writes a 1 GB model)")
 	}
-	if free := quantFreeBytes(os.TempDir()); free < 4<<30 {
+	if free := benchenv.FreeBytes(os.TempDir()); free < 4<<30 {
 		b.Skipf("needs 4 GB of free disk in %s, has %d MiB", os.TempDir(), free>>20)
 	}
 	dir, err := os.MkdirTemp("", "mka-quant-bench-")
