@@ -26,6 +26,7 @@ func init() {
 		&cli.StringFlag{Name: "methods", Value: strings.Join(methods, ","), Usage: "comma-separated methods"},
 		&cli.StringFlag{Name: "out", Value: "mka-compare", Usage: "folder for the merged models, results.json and ppl.png"},
 		&cli.IntFlag{Name: "eval-ctx", Value: 512, Usage: "perplexity window (capped at the model's context)"},
+		&cli.IntFlag{Name: "windows", Usage: "score at most this many perplexity windows per model (default: all)"},
 	}
 	for _, f := range mergeFlags {
 		switch f.Names()[0] {
@@ -130,7 +131,7 @@ func runCompare(c *cli.Context) error {
 			return ppl.Result{}, err
 		}
 		defer m.Close()
-		return ppl.Measure(m, string(text), ppl.Options{Ctx: evalCtx, Threads: j.threads, BatchTokens: j.batch})
+		return ppl.Measure(m, string(text), ppl.Options{Ctx: evalCtx, MaxWindows: c.Int("windows"), Threads: j.threads, BatchTokens: j.batch})
 	}
 	orig, err := measure(in)
 	if err != nil {

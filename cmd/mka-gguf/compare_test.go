@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mka-gguf/mka-gguf/internal/shared"
+)
+
+// TestCompare runs two baselines at one removal count from one calibration
+// pass: the Markdown table, results.json (finite PPL above the original's,
+// smaller files, the right block counts) and the PNG plot must appear.
+func TestCompare(t *testing.T) {
+	model := shared.Model(t, "stories260K.gguf")
+	calibText := shared.Path(t, "data/tinystories-train.txt")
+	text := shared.Path(t, "data/tinystories-heldout.txt")
+	dir := t.TempDir()
+	stdout, stderr, code := run(t, "-q", "compare", model, "--calib", calibText, "--text", text,
+		"--methods", "prune-reverse,prune-bi", "--remove", "1", "--samples", "16", "--ctx", "64",
+		"--eval-ctx", "128", "--windows", "24", "--threads", "1", "--out", dir)
+	wantOK(t, []string{"compare"}, stdout, stderr, code)
+	if !strings.Contains(stdout, "| prune-reverse |") || !strings.Contains(stdout, "| prune-bi |") {
+		t.Fatalf("no Markdown table rows in:\n%s", stdout)
+	}
+	var res struct {
+		Original struct {
+			PPL   float64 `json:"ppl"`
+			Bytes int64   `json:"bytes"`
+		} `json:"original"`
+		Rows []struct {
+			Method  string  `json:"method"`
+			Removed int     `json:"removed"`
+			Blocks  int     `json:"blocks"`
+			File    string  `json:"file"`
+			Bytes   int64   `json:"bytes"`
+			PPL     float64 `json:"ppl"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(readFile(t, filepath.Join(dir, "results.json")), &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rows) != 2 || !(res.Original.PPL > 1 && res.Original.PPL < 20) {
+		t.Fatalf("results: %+v", res)
+	}
+	for _, r := range res.Rows {
+		if r.Removed != 1 || r.Blocks != 4 || !(r.PPL > res.Original.PPL && r.PPL < 1e4) || r.Bytes >= res.Original.Bytes {
+			t.Fatalf("row %+v (original PPL %.3f, %d bytes)", r, res.Original.PPL, res.Original.Bytes)
+		}
+		if n := mtBlocks(t, r.File); n != 4 {
+			t.Fatalf("%s has %d blocks", r.File, n)
+		}
+	}
+	if png := readFile(t, filepath.Join(dir, "ppl.png")); !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
+		t.Fatal("ppl.png is not a PNG")
+	}
+}
