@@ -574,6 +574,11 @@ func (j *mergeJob) writeQuantized(c *cli.Context, p *merge.Plan, out string, nor
 	}
 	fused := filepath.Join(dir, "."+name+".mka-fused")
 	defer os.Remove(fused)
+	stages := 3
+	if from == "none" {
+		stages = 2
+	}
+	progress.Printf("[1/%d] merge: %d -> %d blocks\n", stages, p.Original, len(p.Layout))
 	if err := j.write(c.Context, p, fused, norms, meta, false); err != nil {
 		return err
 	}
@@ -583,6 +588,7 @@ func (j *mergeJob) writeQuantized(c *cli.Context, p *merge.Plan, out string, nor
 		if from == "original" {
 			src = j.in
 		}
+		progress.Printf("[2/%d] importance matrix from the %s model\n", stages, from)
 		m, err := cgo.LoadModel(src, cgo.ModelParams{})
 		if err != nil {
 			return err
@@ -611,7 +617,7 @@ func (j *mergeJob) writeQuantized(c *cli.Context, p *merge.Plan, out string, nor
 	}
 	tmp := filepath.Join(dir, "."+name+".mka-tmp")
 	defer os.Remove(tmp)
-	progress.Printf("quantize: %s with llama.cpp's quantizer (importance matrix: %s)\n", ft.Name, from)
+	progress.Printf("[%d/%d] quantize: %s with llama.cpp's quantizer (importance matrix: %s)\n", stages, stages, ft.Name, from)
 	if err := quant.File(fused, tmp, ft, quant.Options{Threads: j.threads, Imatrix: imat}); err != nil {
 		return err
 	}
