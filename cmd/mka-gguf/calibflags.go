@@ -62,7 +62,7 @@ func calibrate(c *cli.Context, m *cgo.Model, texts []string, source string) (*ca
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	bar := progress.New("calibrate", n, "samples")
-	res, err := calib.Run(m, chunks, calib.Options{Samples: n, Ctx: t, Seed: c.Uint64("seed"), Threads: threads(c),
+	res, err := calib.Run(m, chunks, calib.Options{Context: c.Context, Samples: n, Ctx: t, Seed: c.Uint64("seed"), Threads: threads(c),
 		BatchTokens: c.Int("batch"),
 		Progress: func(done, total int, tps float64) {
 			bar.Set(done, fmt.Sprintf("%.0f tok/s", tps))

@@ -131,7 +131,7 @@ func runCompare(c *cli.Context) error {
 			return ppl.Result{}, err
 		}
 		defer m.Close()
-		return ppl.Measure(m, string(text), ppl.Options{Ctx: evalCtx, MaxWindows: c.Int("windows"), Threads: j.threads, BatchTokens: j.batch})
+		return ppl.Measure(m, string(text), ppl.Options{Context: c.Context, Ctx: evalCtx, MaxWindows: c.Int("windows"), Threads: j.threads, BatchTokens: j.batch})
 	}
 	orig, err := measure(in)
 	if err != nil {

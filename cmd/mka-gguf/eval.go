@@ -57,7 +57,7 @@ func runEval(c *cli.Context) error {
 	defer m.Close()
 	n := min(c.Int("ctx"), m.NCtxTrain())
 	bar := progress.New("eval", 0, "windows")
-	r, err := ppl.Measure(m, string(text), ppl.Options{Ctx: n, MaxWindows: c.Int("windows"), Threads: threads(c),
+	r, err := ppl.Measure(m, string(text), ppl.Options{Context: c.Context, Ctx: n, MaxWindows: c.Int("windows"), Threads: threads(c),
 		Progress: func(done, total int) {
 			bar.SetTotal(total)
 			bar.Set(done, "")

@@ -1,15 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"runtime"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/quant"
 )
@@ -66,7 +66,7 @@ func runImatrix(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", source, err)
 	}
-	im, err := computeImatrix(m, chunks, threads(c), c.Int("batch"))
+	im, err := computeImatrix(c.Context, m, chunks, threads(c), c.Int("batch"))
 	if err != nil {
 		return err
 	}
@@ -85,54 +85,26 @@ func runImatrix(c *cli.Context) error {
 // as separate sequences, every token asking for output so that output.weight
 // sees all of them) and accumulates the inputs of every weight
 // multiplication.
-func computeImatrix(m *cgo.Model, chunks [][]int32, threads, batchTokens int) (*quant.Imatrix, error) {
+func computeImatrix(ctx context.Context, m *cgo.Model, chunks [][]int32, threads, batchTokens int) (*quant.Imatrix, error) {
 	im := quant.NewImatrix()
 	if len(chunks) == 0 {
 		return im, nil
 	}
-	t := len(chunks[0])
-	if threads <= 0 {
-		threads = runtime.NumCPU()
-	}
-	if batchTokens <= 0 {
-		batchTokens = 512
-	}
-	k := min(max(1, batchTokens/t), len(chunks))
-	ctx, err := cgo.NewContext(m, cgo.ContextParams{
-		NCtx: k * t, NBatch: k * t, NSeqMax: k, Threads: threads,
+	bar := progress.New("imatrix", len(chunks), "chunks")
+	defer bar.Done()
+	_, err := runner.Run(m, chunks, runner.Options{Ctx: ctx, Threads: threads, BatchTokens: batchTokens,
 		MatMulInputs: func(w string, cols, rows int, data []float32) bool {
 			im.Add(w, cols, rows, data)
 			return true
 		},
+		Progress: func(done int, tps float64) { bar.Set(done, fmt.Sprintf("%.0f tok/s", tps)) },
+	}, func(d *runner.Decoded) error {
+		im.Chunks += d.Count
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	defer ctx.Close()
-	b := cgo.NewBatch(k * t)
-	defer b.Close()
-	bar := progress.New("imatrix", len(chunks), "chunks")
-	defer bar.Done()
-	start := time.Now()
-	for first := 0; first < len(chunks); first += k {
-		n := min(k, len(chunks)-first)
-		b.Clear()
-		for s := range n {
-			if len(chunks[first+s]) != t {
-				return nil, fmt.Errorf("imatrix: chunk %d has %d tokens, want %d", first+s, len(chunks[first+s]), t)
-			}
-			for j, tok := range chunks[first+s] {
-				b.Add(tok, j, s, true)
-			}
-		}
-		ctx.ClearMemory()
-		if err := ctx.Decode(b); err != nil {
-			return nil, err
-		}
-		im.Chunks += n
-		tps := float64((first+n)*t) / time.Since(start).Seconds()
-		bar.Set(first+n, fmt.Sprintf("%.0f tok/s", tps))
-	}
-	im.ChunkSize = t
+	im.ChunkSize = len(chunks[0])
 	return im, nil
 }

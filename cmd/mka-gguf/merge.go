@@ -99,6 +99,7 @@ type mergeJob struct {
 	held    [][]int32 // held-back chunks for the λ search
 	threads int
 	batch   int
+	ctx     context.Context // cancelled by Ctrl-C
 }
 
 func (j *mergeJob) close() {
@@ -172,7 +173,7 @@ func prepare(c *cli.Context, in string, needCalib, needHeld bool) (*mergeJob, er
 	if err != nil {
 		return nil, err
 	}
-	j := &mergeJob{in: in, file: f, threads: threads(c), batch: c.Int("batch")}
+	j := &mergeJob{in: in, file: f, threads: threads(c), batch: c.Int("batch"), ctx: c.Context}
 	if j.blocks, err = merge.InspectBlocks(f); err != nil {
 		j.close()
 		return nil, err
@@ -285,7 +286,7 @@ func (j *mergeJob) heldNLL(path string) (float64, error) {
 	}
 	defer m.Close()
 	var acc ppl.Accumulator
-	_, err = runner.Run(m, j.held, runner.Options{Threads: j.threads, BatchTokens: j.batch, Logits: true}, func(d *runner.Decoded) error {
+	_, err = runner.Run(m, j.held, runner.Options{Ctx: j.ctx, Threads: j.threads, BatchTokens: j.batch, Logits: true}, func(d *runner.Decoded) error {
 		for i := range d.Count {
 			ch := j.held[d.First+i]
 			for k := 0; k+1 < len(ch); k++ {
@@ -601,7 +602,7 @@ func (j *mergeJob) writeQuantized(c *cli.Context, p *merge.Plan, out string, nor
 				err = fmt.Errorf("%s: %w", source, err)
 			} else {
 				var im *quant.Imatrix
-				if im, err = computeImatrix(m, chunks, j.threads, j.batch); err == nil {
+				if im, err = computeImatrix(c.Context, m, chunks, j.threads, j.batch); err == nil {
 					imat = im.Values()
 				}
 			}

@@ -10,6 +10,7 @@
 package calib
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -21,9 +22,10 @@ import (
 
 // Options configures Run.
 type Options struct {
-	Samples     int    // N, the number of chunks (points of the manifolds)
-	Ctx         int    // T, tokens per chunk (capped at the model's context)
-	Seed        uint64 // order in which texts are drawn
+	Context     context.Context // cancels between decodes (nil: never)
+	Samples     int             // N, the number of chunks (points of the manifolds)
+	Ctx         int             // T, tokens per chunk (capped at the model's context)
+	Seed        uint64          // order in which texts are drawn
 	Threads     int
 	BatchTokens int
 	Progress    func(done, total int, tokPerSec float64)
@@ -169,7 +171,7 @@ func Run(m *cgo.Model, chunks [][]int32, opt Options) (*Result, error) {
 	}
 
 	st, err := runner.Run(m, chunks, runner.Options{
-		Threads: opt.Threads, BatchTokens: opt.BatchTokens, Capture: capture, CaptureInput: true,
+		Ctx: opt.Context, Threads: opt.Threads, BatchTokens: opt.BatchTokens, Capture: capture, CaptureInput: true,
 		Before: func(f, c int) { first, count, next = f, c, 0 },
 		Progress: func(done int, tps float64) {
 			if opt.Progress != nil {

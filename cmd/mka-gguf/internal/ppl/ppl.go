@@ -6,6 +6,7 @@
 package ppl
 
 import (
+	"context"
 	"fmt"
 	"math"
 
@@ -71,8 +72,9 @@ func NLL(logits []float32, next int32) float64 {
 
 // Options configures Measure.
 type Options struct {
-	Ctx         int // window length (llama.cpp's n_ctx); 0: 512 capped at the model's
-	MaxWindows  int // 0: all
+	Context     context.Context // cancels between decodes (nil: never)
+	Ctx         int             // window length (llama.cpp's n_ctx); 0: 512 capped at the model's
+	MaxWindows  int             // 0: all
 	Threads     int
 	BatchTokens int
 	Progress    func(done, total int)
@@ -106,7 +108,7 @@ func Measure(m *cgo.Model, text string, opt Options) (Result, error) {
 	var acc Accumulator
 	first := n / 2
 	st, err := runner.Run(m, chunks, runner.Options{
-		Threads: opt.Threads, BatchTokens: opt.BatchTokens, Logits: true,
+		Ctx: opt.Context, Threads: opt.Threads, BatchTokens: opt.BatchTokens, Logits: true,
 		Progress: func(done int, _ float64) {
 			if opt.Progress != nil {
 				opt.Progress(done, windows)

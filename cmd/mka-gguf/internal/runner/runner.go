@@ -5,6 +5,7 @@
 package runner
 
 import (
+	"context"
 	"fmt"
 	"runtime"
 	"time"
@@ -14,6 +15,9 @@ import (
 
 // Options configures Run.
 type Options struct {
+	// Ctx, when set, is checked between decodes: a cancelled context
+	// (Ctrl-C) stops Run with its error.
+	Ctx context.Context
 	// Threads for llama.cpp (0: the number of CPUs).
 	Threads int
 	// BatchTokens bounds the tokens of one decode (0: 512); at least one
@@ -27,6 +31,9 @@ type Options struct {
 	Capture cgo.CaptureFunc
 	// CaptureInput also captures the input of block 0.
 	CaptureInput bool
+	// MatMulInputs, when set, receives the input of every multiplication
+	// by a model weight during each decode (for importance matrices).
+	MatMulInputs cgo.MatMulFunc
 	// Before, when set, is called before each decode with the chunks it
 	// will hold, [first, first+count).
 	Before func(first, count int)
@@ -91,7 +98,7 @@ func Run(m *cgo.Model, chunks [][]int32, opt Options, after func(d *Decoded) err
 	k := min(SeqsPerDecode(t, opt.BatchTokens), len(chunks))
 	ctx, err := cgo.NewContext(m, cgo.ContextParams{
 		NCtx: k * t, NBatch: k * t, NSeqMax: k, Threads: threads,
-		Capture: opt.Capture, CaptureInput: opt.CaptureInput,
+		Capture: opt.Capture, CaptureInput: opt.CaptureInput, MatMulInputs: opt.MatMulInputs,
 	})
 	if err != nil {
 		return st, err
@@ -102,11 +109,16 @@ func Run(m *cgo.Model, chunks [][]int32, opt Options, after func(d *Decoded) err
 
 	start := time.Now()
 	for first := 0; first < len(chunks); first += k {
+		if opt.Ctx != nil {
+			if err := opt.Ctx.Err(); err != nil {
+				return st, err
+			}
+		}
 		n := min(k, len(chunks)-first)
 		b.Clear()
 		for s := range n {
 			for j, tok := range chunks[first+s] {
-				b.Add(tok, j, s, opt.Logits || opt.Capture != nil)
+				b.Add(tok, j, s, opt.Logits || opt.Capture != nil || opt.MatMulInputs != nil)
 			}
 		}
 		ctx.ClearMemory()
