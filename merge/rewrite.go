@@ -2,10 +2,8 @@ package merge
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
-	"math"
 	"reflect"
 	"strings"
 
@@ -25,59 +23,25 @@ type Codec interface {
 	Encode(t gguf.Type, src []float32, dst []byte, rows, perRow int) error
 }
 
-// FloatCodec is the Codec of the float types F32, F16 and BF16.
+// FloatCodec is the Codec of the float types F32, F16 and BF16
+// (gguf.DecodeFloats and gguf.EncodeFloats).
 type FloatCodec struct{}
 
 // Decode implements Codec.
 func (FloatCodec) Decode(t gguf.Type, src []byte, dst []float32) error {
-	switch t {
-	case gguf.TypeF32:
-		if len(src) != 4*len(dst) {
-			return fmt.Errorf("decode f32: %d bytes for %d values", len(src), len(dst))
-		}
-		for i := range dst {
-			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
-		}
-	case gguf.TypeF16, gguf.TypeBF16:
-		if len(src) != 2*len(dst) {
-			return fmt.Errorf("decode %s: %d bytes for %d values", t, len(src), len(dst))
-		}
-		h := make([]uint16, len(dst))
-		for i := range h {
-			h[i] = binary.LittleEndian.Uint16(src[2*i:])
-		}
-		if t == gguf.TypeF16 {
-			simd.F16ToF32(dst, h)
-		} else {
-			simd.BF16ToF32(dst, h)
-		}
-	default:
+	if !gguf.IsFloat(t) {
 		return fmt.Errorf("decode: type %s needs ggml's dequantizer", t)
 	}
-	return nil
+	return gguf.DecodeFloats(t, src, dst)
 }
 
 // Encode implements Codec.
 func (FloatCodec) Encode(t gguf.Type, src []float32, dst []byte, rows, perRow int) error {
-	switch t {
-	case gguf.TypeF32:
-		for i, v := range src {
-			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
-		}
-	case gguf.TypeF16, gguf.TypeBF16:
-		h := make([]uint16, len(src))
-		if t == gguf.TypeF16 {
-			simd.F32ToF16(h, src)
-		} else {
-			simd.F32ToBF16(h, src)
-		}
-		for i, v := range h {
-			binary.LittleEndian.PutUint16(dst[2*i:], v)
-		}
-	default:
+	if !gguf.IsFloat(t) {
 		return fmt.Errorf("encode: type %s needs ggml's quantizer", t)
 	}
-	return nil
+	_, err := gguf.EncodeFloats(t, dst, src)
+	return err
 }
 
 // NormRule says how a fused block's normalisation weights are formed.

@@ -1,14 +1,12 @@
 package quant
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/gguf"
-	"github.com/mka-gguf/mka-gguf/simd"
 )
 
 // needsFallback reports whether llama.cpp's quantizer would refuse f for
@@ -99,10 +97,8 @@ func convertTensor(f *gguf.File, i int, t gguf.TensorInfo, target gguf.Type, ima
 		}
 		out := enc[:int(outRow)*n]
 		if target == gguf.TypeF16 {
-			h := make([]uint16, len(v))
-			simd.F32ToF16(h, v)
-			for k, x := range h {
-				binary.LittleEndian.PutUint16(out[2*k:], x)
+			if _, err := gguf.EncodeFloats(target, out, v); err != nil {
+				return written, err
 			}
 		} else if _, err := cgo.Quantize(int(target), v, out, n, perRow, imatrix); err != nil {
 			return written, err

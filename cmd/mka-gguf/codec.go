@@ -15,13 +15,9 @@ type ggmlCodec struct{ merge.FloatCodec }
 
 func codecFor() merge.Codec { return ggmlCodec{} }
 
-func isFloat(t gguf.Type) bool {
-	return t == gguf.TypeF32 || t == gguf.TypeF16 || t == gguf.TypeBF16
-}
-
 // Decode implements merge.Codec.
 func (c ggmlCodec) Decode(t gguf.Type, src []byte, dst []float32) error {
-	if isFloat(t) {
+	if gguf.IsFloat(t) {
 		return c.FloatCodec.Decode(t, src, dst)
 	}
 	return cgo.Dequantize(int(t), src, dst)
@@ -29,7 +25,7 @@ func (c ggmlCodec) Decode(t gguf.Type, src []byte, dst []float32) error {
 
 // Encode implements merge.Codec.
 func (c ggmlCodec) Encode(t gguf.Type, src []float32, dst []byte, rows, perRow int) error {
-	if isFloat(t) {
+	if gguf.IsFloat(t) {
 		return c.FloatCodec.Encode(t, src, dst, rows, perRow)
 	}
 	_, err := cgo.Quantize(int(t), src, dst, rows, perRow, nil)

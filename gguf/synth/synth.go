@@ -12,14 +12,10 @@
 package synth
 
 import (
-	"encoding/binary"
-
 	"errors"
 	"fmt"
-	"github.com/mka-gguf/mka-gguf/simd"
 	"hash/fnv"
 	"io"
-	"math"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -383,24 +379,12 @@ func (g *gen) WriteTo(w io.Writer) (int64, error) {
 }
 
 // encode writes v as typ (F32, F16 or BF16) little-endian into buf and
-// returns the used part. Conversions use the simd kernels (round to nearest
-// even, as ggml does).
+// returns the used part (gguf.EncodeFloats: round to nearest even, as ggml
+// does).
 func encode(buf []byte, v []float32, typ gguf.Type) []byte {
-	switch typ {
-	case gguf.TypeF16, gguf.TypeBF16:
-		h := make([]uint16, len(v))
-		if typ == gguf.TypeF16 {
-			simd.F32ToF16(h, v)
-		} else {
-			simd.F32ToBF16(h, v)
-		}
-		for j, x := range h {
-			binary.LittleEndian.PutUint16(buf[2*j:], x)
-		}
-		return buf[:2*len(v)]
+	out, err := gguf.EncodeFloats(typ, buf, v)
+	if err != nil {
+		panic("synth: " + err.Error()) // Config.check allows only float types
 	}
-	for j, x := range v {
-		binary.LittleEndian.PutUint32(buf[4*j:], math.Float32bits(x))
-	}
-	return buf[:4*len(v)]
+	return out
 }
