@@ -13,7 +13,6 @@ import (
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/analysis"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/gguf"
-	"github.com/mka-gguf/mka-gguf/merge"
 )
 
 func init() {
@@ -39,30 +38,14 @@ type analyzeReport struct {
 	Version     string             `json:"mka_gguf_version"`
 }
 
-// openChecked opens a model with our GGUF reader (clear errors for bad
-// files) and refuses architectures whose blocks cannot be analysed.
-func openChecked(path string) (*gguf.File, error) {
-	f, err := gguf.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkArch(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
-}
-
 func runAnalyze(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return usageError(c, "want one MODEL.gguf, got %d arguments", c.NArg())
 	}
 	path := c.Args().First()
-	f, err := openChecked(path)
-	if err != nil {
+	if err := checkModel(path, true); err != nil {
 		return err
 	}
-	f.Close()
 	texts, source, err := calibTexts(c)
 	if err != nil {
 		return err
@@ -142,9 +125,3 @@ func writeFileAtomic(path string, data []byte) error {
 // createAtomic is gguf.CreateAtomic: a file that appears at path only on
 // Commit.
 var createAtomic = gguf.CreateAtomic
-
-// checkArch refuses models whose blocks mka-gguf cannot analyse or merge.
-func checkArch(f *gguf.File) error {
-	_, err := merge.InspectBlocks(f)
-	return err
-}

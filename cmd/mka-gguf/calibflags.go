@@ -28,25 +28,32 @@ var calibFlags = []cli.Flag{
 	threadsFlag,
 }
 
-// calibTexts returns the texts of --calib or of the built-in set, and a
-// name for messages.
-func calibTexts(c *cli.Context) ([]string, string, error) {
-	var samples []corpus.Sample
-	name := corpus.DefaultName
+// calibSamples returns the samples of --calib or of the built-in set, and
+// a name for messages.
+func calibSamples(c *cli.Context) ([]corpus.Sample, string, error) {
 	if p := c.String("calib"); p != "" {
-		var err error
-		if samples, err = corpus.Load(p); err != nil {
-			return nil, "", err
-		}
-		name = p
-	} else {
-		samples = corpus.Default()
+		s, err := corpus.Load(p)
+		return s, p, err
 	}
-	texts := make([]string, len(samples))
-	for i, s := range samples {
-		texts[i] = s.Text
+	return corpus.Default(), corpus.DefaultName, nil
+}
+
+// calibTexts is calibSamples without the kinds.
+func calibTexts(c *cli.Context) ([]string, string, error) {
+	s, name, err := calibSamples(c)
+	if err != nil {
+		return nil, "", err
 	}
-	return texts, name, nil
+	return texts(s), name, nil
+}
+
+// texts returns the samples' texts.
+func texts(s []corpus.Sample) []string {
+	out := make([]string, len(s))
+	for i := range s {
+		out[i] = s[i].Text
+	}
+	return out
 }
 
 // calibrate tokenizes texts and runs the calibration pass with a progress

@@ -10,7 +10,6 @@ import (
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ppl"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
-	"github.com/mka-gguf/mka-gguf/gguf"
 )
 
 func init() {
@@ -41,11 +40,9 @@ func runEval(c *cli.Context) error {
 		return usageError(c, "want one MODEL.gguf, got %d arguments", c.NArg())
 	}
 	path := c.Args().First()
-	f, err := gguf.Open(path) // clear one-line errors before llama.cpp sees the file
-	if err != nil {
+	if err := checkModel(path, false); err != nil {
 		return err
 	}
-	f.Close()
 	text, err := os.ReadFile(c.String("text"))
 	if err != nil {
 		return fmt.Errorf("read text: %w", err)

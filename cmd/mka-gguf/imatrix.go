@@ -10,7 +10,6 @@ import (
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
-	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/quant"
 )
 
@@ -43,11 +42,9 @@ func runImatrix(c *cli.Context) error {
 	if err := checkOutput(path, out, c.Bool("force")); err != nil {
 		return err
 	}
-	f, err := gguf.Open(path) // clear one-line errors before llama.cpp sees the file
-	if err != nil {
+	if err := checkModel(path, false); err != nil {
 		return err
 	}
-	f.Close()
 	texts, source, err := calibTexts(c)
 	if err != nil {
 		return err

@@ -218,23 +218,6 @@ func prepare(c *cli.Context, in string, needCalib, needHeld bool) (*mergeJob, er
 	return j, nil
 }
 
-func texts(s []corpus.Sample) []string {
-	out := make([]string, len(s))
-	for i := range s {
-		out[i] = s[i].Text
-	}
-	return out
-}
-
-// calibSamples returns the --calib samples or the built-in set.
-func calibSamples(c *cli.Context) ([]corpus.Sample, string, error) {
-	if p := c.String("calib"); p != "" {
-		s, err := corpus.Load(p)
-		return s, p, err
-	}
-	return corpus.Default(), corpus.DefaultName, nil
-}
-
 // mkaOptions reads --order and a rule-based --lambda.
 func mkaOptions(c *cli.Context) (merge.MKAOptions, error) {
 	var o merge.MKAOptions

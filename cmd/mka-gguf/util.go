@@ -5,6 +5,9 @@ import (
 
 	"github.com/klauspost/cpuid/v2"
 	"github.com/urfave/cli/v2"
+
+	"github.com/mka-gguf/mka-gguf/gguf"
+	"github.com/mka-gguf/mka-gguf/merge"
 )
 
 // threads returns --threads, or the number of physical cores.
@@ -26,4 +29,19 @@ func defaultThreads() int {
 		n /= tpc
 	}
 	return max(1, n)
+}
+
+// checkModel reads path with our GGUF reader, so that a bad file gets one
+// clear line naming it before llama.cpp sees it; with blocks it also refuses
+// architectures whose decoder blocks cannot be analysed or merged.
+func checkModel(path string, blocks bool) error {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if blocks {
+		_, err = merge.InspectBlocks(f)
+	}
+	return err
 }
