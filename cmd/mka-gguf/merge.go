@@ -371,7 +371,8 @@ func provenance(method string, p *merge.Plan, srcSHA string) []gguf.KV {
 // checks that llama.cpp loads and decodes the temporary file, and only then
 // renames it to out.
 func (j *mergeJob) write(ctx context.Context, p *merge.Plan, out string, norms merge.NormRule, meta []gguf.KV, verify bool) error {
-	if err := checkSpace(out, merge.OutputSize(j.file, j.blocks, p)); err != nil {
+	total := merge.OutputSize(j.file, j.blocks, p)
+	if err := checkSpace(out, total); err != nil {
 		return err
 	}
 	dir, name := filepath.Split(out)
@@ -380,7 +381,6 @@ func (j *mergeJob) write(ctx context.Context, p *merge.Plan, out string, norms m
 	}
 	tmp := filepath.Join(dir, "."+name+".mka-tmp")
 	defer os.Remove(tmp)
-	total := merge.OutputSize(j.file, j.blocks, p)
 	bar := progress.New("write", int(total>>20)+1, "MiB")
 	err := merge.Rewrite(ctx, j.file, j.blocks, p, tmp, codecFor(), merge.RewriteOptions{Norms: norms, Metadata: meta,
 		Progress: func(done, _ int64) { bar.Set(int(done>>20), "") }})
