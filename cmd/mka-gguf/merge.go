@@ -375,11 +375,7 @@ func (j *mergeJob) write(ctx context.Context, p *merge.Plan, out string, norms m
 	if err := checkSpace(out, total); err != nil {
 		return err
 	}
-	dir, name := filepath.Split(out)
-	if dir == "" {
-		dir = "."
-	}
-	tmp := filepath.Join(dir, "."+name+".mka-tmp")
+	tmp := tempBeside(out, "mka-tmp")
 	defer os.Remove(tmp)
 	bar := progress.New("write", int(total>>20)+1, "MiB")
 	err := merge.Rewrite(ctx, j.file, j.blocks, p, tmp, codecFor(), merge.RewriteOptions{Norms: norms, Metadata: meta,
@@ -552,11 +548,7 @@ func (j *mergeJob) writeQuantized(c *cli.Context, p *merge.Plan, out string, nor
 		return err
 	}
 	from := c.String("imatrix-from")
-	dir, name := filepath.Split(out)
-	if dir == "" {
-		dir = "."
-	}
-	fused := filepath.Join(dir, "."+name+".mka-fused")
+	fused := tempBeside(out, "mka-fused")
 	defer os.Remove(fused)
 	stages := 3
 	if from == "none" {
@@ -599,7 +591,7 @@ func (j *mergeJob) writeQuantized(c *cli.Context, p *merge.Plan, out string, nor
 	if err := c.Context.Err(); err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, "."+name+".mka-tmp")
+	tmp := tempBeside(out, "mka-tmp")
 	defer os.Remove(tmp)
 	progress.Printf("[%d/%d] quantize: %s with llama.cpp's quantizer (importance matrix: %s)\n", stages, stages, ft.Name, from)
 	if err := quant.File(fused, tmp, ft, quant.Options{Threads: j.threads, Imatrix: imat}); err != nil {

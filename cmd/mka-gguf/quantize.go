@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -48,11 +47,7 @@ func runQuantize(c *cli.Context) error {
 	}
 	blocks, _ := f.Uint(f.Arch() + ".block_count")
 	f.Close()
-	dir, name := filepath.Split(out)
-	if dir == "" {
-		dir = "."
-	}
-	tmp := filepath.Join(dir, "."+name+".mka-tmp")
+	tmp := tempBeside(out, "mka-tmp")
 	defer os.Remove(tmp)
 	var imat map[string][]float32
 	if p := c.String("imatrix"); p != "" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"runtime"
 
 	"github.com/klauspost/cpuid/v2"
@@ -44,4 +45,12 @@ func checkModel(path string, blocks bool) error {
 		_, err = merge.InspectBlocks(f)
 	}
 	return err
+}
+
+// tempBeside returns the hidden temporary path ".<name>.<tag>" in out's
+// folder, where an output is built before it is renamed into place (a
+// rename within one folder is atomic).
+func tempBeside(out, tag string) string {
+	dir, name := filepath.Split(out)
+	return filepath.Join(dir, "."+name+"."+tag)
 }
