@@ -1,8 +1,10 @@
 # Thin wrapper around CMake (the build entry point, see CMakeLists.txt).
 BUILD ?= build
+PORTABLE ?= build-portable
 CMAKE_FLAGS ?=
+JOBS ?= $(shell nproc)
 
-.PHONY: all build test bench demo clean
+.PHONY: all build portable test bench demo clean
 
 all: build
 
@@ -12,9 +14,18 @@ $(BUILD)/CMakeCache.txt:
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD)
 
-# The whole test suite: go vet, every package's tests, the pure-Go kernels.
-test: $(BUILD)/CMakeCache.txt
-	cmake --build $(BUILD) --target check
+# The release build: a baseline x86-64 binary plus ggml CPU variants
+# (libggml-cpu-*.so) it chooses from at run time; see CMakeLists.txt.
+$(PORTABLE)/CMakeCache.txt:
+	cmake -S . -B $(PORTABLE) -DMKA_PORTABLE=ON $(CMAKE_FLAGS)
+
+portable: $(PORTABLE)/CMakeCache.txt
+	cmake --build $(PORTABLE) -j $(JOBS)
+
+# The whole test suite: go vet, every package's tests (including the
+# portable binary's variant choice and results), the pure-Go kernels.
+test: $(BUILD)/CMakeCache.txt portable
+	MKA_PORTABLE_BIN=$(abspath $(PORTABLE))/mka-gguf cmake --build $(BUILD) --target check
 
 bench: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) --target bench
@@ -26,4 +37,4 @@ demo: build
 	$(BUILD)/mka-gguf inspect $(BUILD)/demo-merged.gguf
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(PORTABLE)

@@ -162,6 +162,36 @@ static void mka_set_hook(struct llama_context_params *p, mka_hook *h) {
 	p->cb_eval_user_data = h;
 }
 
+// mka_threadpool_new creates a persistent CPU thread pool through the CPU
+// device's own backend (a loaded variant's code, not the built-in one);
+// NULL when the backend has none.
+static struct ggml_threadpool *mka_threadpool_new(int n_threads) {
+	ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+	if (dev == NULL) {
+		return NULL;
+	}
+	ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(dev);
+	struct ggml_threadpool *(*tp_new)(struct ggml_threadpool_params *) =
+		(struct ggml_threadpool *(*)(struct ggml_threadpool_params *))ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new");
+	if (tp_new == NULL) {
+		return NULL;
+	}
+	struct ggml_threadpool_params tpp = ggml_threadpool_params_default(n_threads);
+	return tp_new(&tpp);
+}
+
+static void mka_threadpool_free(struct ggml_threadpool *tp) {
+	ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+	if (tp == NULL || dev == NULL) {
+		return;
+	}
+	void (*tp_free)(struct ggml_threadpool *) =
+		(void (*)(struct ggml_threadpool *))ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(dev), "ggml_threadpool_free");
+	if (tp_free != NULL) {
+		tp_free(tp);
+	}
+}
+
 static void mka_hook_free(mka_hook *h) {
 	if (h) {
 		free(h->scratch);
@@ -234,6 +264,7 @@ type Context struct {
 	mmh    rcgo.Handle
 	nvocab int
 	err    error
+	pool   *C.struct_ggml_threadpool
 }
 
 // NewContext creates an inference context for m.
@@ -286,6 +317,12 @@ func NewContext(m *Model, cp ContextParams) (*Context, error) {
 		c.Close()
 		return nil, fmt.Errorf("%s: %w (n_ctx %d, n_batch %d; %s)", m.path, ErrContext, int(p.n_ctx), int(p.n_batch), llamaReason())
 	}
+	// A persistent thread pool: without one ggml starts and joins its
+	// worker threads on every graph computation, and a capture hook splits
+	// each decode into one computation per captured block.
+	if c.pool = C.mka_threadpool_new(p.n_threads_batch); c.pool != nil {
+		C.llama_attach_threadpool(c.p, c.pool, c.pool)
+	}
 	return c, nil
 }
 
@@ -317,6 +354,10 @@ func (c *Context) Close() error {
 	if c.p != nil {
 		C.llama_free(c.p)
 		c.p = nil
+	}
+	if c.pool != nil {
+		C.mka_threadpool_free(c.pool)
+		c.pool = nil
 	}
 	if c.hook != nil {
 		C.mka_hook_free(c.hook)

@@ -50,7 +50,7 @@ func runAnalyze(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	m, err := cgo.LoadModel(path, cgo.ModelParams{})
+	m, err := cgo.LoadModel(path, modelParams())
 	if err != nil {
 		return err
 	}

@@ -14,9 +14,14 @@ func interspersed(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
 	}
-	// Skip global flags to find the command.
+	globalTakesValue := flagArity(app.Flags)
+	// Skip global flags (and their values) to find the command.
 	i := 1
-	for i < len(args) && strings.HasPrefix(args[i], "-") {
+	for i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "-" {
+		name := strings.TrimLeft(args[i], "-")
+		if globalTakesValue[name] && !strings.Contains(name, "=") {
+			i++
+		}
 		i++
 	}
 	if i >= len(args) {
@@ -26,19 +31,7 @@ func interspersed(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
-	takesValue := map[string]bool{}
-	for _, f := range cmd.Flags {
-		_, isBool := f.(*cli.BoolFlag)
-		for _, n := range f.Names() {
-			takesValue[n] = !isBool
-		}
-	}
-	global := map[string]bool{}
-	for _, f := range app.Flags {
-		for _, n := range f.Names() {
-			global[n] = true
-		}
-	}
+	takesValue := flagArity(cmd.Flags)
 	var globals, flags, pos []string
 	rest := args[i+1:]
 	for j := 0; j < len(rest); j++ {
@@ -52,15 +45,16 @@ func interspersed(app *cli.App, args []string) []string {
 			continue
 		}
 		name := strings.TrimLeft(a, "-")
-		if global[name] && takesValue[name] == false {
-			if _, own := takesValue[name]; !own {
-				globals = append(globals, a) // e.g. -q after the command
-				continue
+		base, _, hasValue := strings.Cut(name, "=")
+		dst, arity := &flags, takesValue
+		if _, own := takesValue[base]; !own {
+			if _, ok := globalTakesValue[base]; ok {
+				dst, arity = &globals, globalTakesValue // e.g. -q after the command
 			}
 		}
-		flags = append(flags, a)
-		if !strings.Contains(name, "=") && takesValue[name] && j+1 < len(rest) {
-			flags = append(flags, rest[j+1])
+		*dst = append(*dst, a)
+		if !hasValue && arity[base] && j+1 < len(rest) {
+			*dst = append(*dst, rest[j+1])
 			j++
 		}
 	}
@@ -69,4 +63,16 @@ func interspersed(app *cli.App, args []string) []string {
 	out = append(out, args[i])
 	out = append(out, flags...)
 	return append(out, pos...)
+}
+
+// flagArity maps every name of flags to whether the flag takes a value.
+func flagArity(flags []cli.Flag) map[string]bool {
+	m := map[string]bool{}
+	for _, f := range flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			m[n] = !isBool
+		}
+	}
+	return m
 }

@@ -55,6 +55,12 @@ const runTimeout = 2 * time.Minute
 // code. It fails the test when the binary cannot be started or times out.
 func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runBin(t, bin, args...)
+}
+
+// runBin is run for another binary (e.g. the portable build's).
+func runBin(t *testing.T, bin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)

@@ -126,7 +126,7 @@ func runCompare(c *cli.Context) error {
 	}
 	evalCtx := min(c.Int("eval-ctx"), j.model.NCtxTrain())
 	measure := func(path string) (ppl.Result, error) {
-		m, err := cgo.LoadModel(path, cgo.ModelParams{})
+		m, err := cgo.LoadModel(path, modelParams())
 		if err != nil {
 			return ppl.Result{}, err
 		}

@@ -47,7 +47,7 @@ func runEval(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("read text: %w", err)
 	}
-	m, err := cgo.LoadModel(path, cgo.ModelParams{})
+	m, err := cgo.LoadModel(path, modelParams())
 	if err != nil {
 		return err
 	}

@@ -53,7 +53,7 @@ func runImatrix(c *cli.Context) error {
 	if n < 1 {
 		return usageError(c, "--samples %d: need at least 1", n)
 	}
-	m, err := cgo.LoadModel(path, cgo.ModelParams{})
+	m, err := cgo.LoadModel(path, modelParams())
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+	"github.com/mka-gguf/mka-gguf/simd"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -55,6 +56,10 @@ func newApp() *cli.App {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output on stderr"},
 			&cli.BoolFlag{Name: "verbose", Usage: "show llama.cpp's log"},
+			&cli.StringFlag{Name: "cpu-variant", EnvVars: []string{simd.CPUVariantEnv}, Value: "auto",
+				Usage: "ggml CPU code of a portable build: auto, builtin or a variant name (see mka-gguf env)"},
+			&cli.IntFlag{Name: "gpu-layers", Aliases: []string{"ngl"}, Value: -1,
+				Usage: "layers to offload to the GPU (-1: all when a GPU backend is present, 0: CPU only)"},
 		},
 		Before: func(c *cli.Context) error {
 			progress.Quiet = c.Bool("quiet")
@@ -62,7 +67,9 @@ func newApp() *cli.App {
 			if c.Bool("verbose") {
 				cgo.SetLogLevel(cgo.LogInfo)
 			}
-			return nil
+			gpuLayers = c.Int("gpu-layers")
+			_, err := setupBackends(c.String("cpu-variant"))
+			return err
 		},
 		Commands:     commands,
 		OnUsageError: usageErr,

@@ -190,7 +190,7 @@ func prepare(c *cli.Context, in string, needCalib, needHeld bool) (*mergeJob, er
 	if needHeld {
 		samples, held = corpus.Split(samples, c.Float64("holdout"), c.Uint64("seed"))
 	}
-	if j.model, err = cgo.LoadModel(in, cgo.ModelParams{}); err != nil {
+	if j.model, err = cgo.LoadModel(in, modelParams()); err != nil {
 		j.close()
 		return nil, err
 	}
@@ -263,7 +263,7 @@ func (j *mergeJob) plan(method string, n int, opt merge.MKAOptions) (*merge.Plan
 // heldNLL returns the mean next-token loss of the model at path on the
 // held-back chunks.
 func (j *mergeJob) heldNLL(path string) (float64, error) {
-	m, err := cgo.LoadModel(path, cgo.ModelParams{})
+	m, err := cgo.LoadModel(path, modelParams())
 	if err != nil {
 		return 0, err
 	}
@@ -398,7 +398,7 @@ func (j *mergeJob) write(ctx context.Context, p *merge.Plan, out string, norms m
 // verifyModel loads path with llama.cpp, checks its block count, decodes a
 // few tokens and checks the logits are finite.
 func verifyModel(path string, blocks int) error {
-	m, err := cgo.LoadModel(path, cgo.ModelParams{})
+	m, err := cgo.LoadModel(path, modelParams())
 	if err != nil {
 		return err
 	}
@@ -565,7 +565,7 @@ func (j *mergeJob) writeQuantized(c *cli.Context, p *merge.Plan, out string, nor
 			src = j.in
 		}
 		progress.Printf("[2/%d] importance matrix from the %s model\n", stages, from)
-		m, err := cgo.LoadModel(src, cgo.ModelParams{})
+		m, err := cgo.LoadModel(src, modelParams())
 		if err != nil {
 			return err
 		}

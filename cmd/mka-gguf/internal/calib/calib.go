@@ -131,11 +131,11 @@ func Run(m *cgo.Model, chunks [][]int32, opt Options) (*Result, error) {
 	}
 
 	var (
-		first   int       // first chunk of the current decode
-		count   int       // chunks in the current decode
-		next    int       // layer expected next
-		prev    []float32 // previous layer's rows of this decode
-		sum     = make([]float64, d)
+		first   int // first chunk of the current decode
+		count   int // chunks in the current decode
+		next    int // layer expected next
+		sums    = make([]float64, runner.SeqsPerDecode(t, opt.BatchTokens)*d)
+		fold    = folder{d: d, t: t, skip: skip}
 		hookErr error
 	)
 	capture := func(tn cgo.Tensor) bool {
@@ -144,28 +144,18 @@ func Run(m *cgo.Model, chunks [][]int32, opt Options) (*Result, error) {
 			hookErr = fmt.Errorf("capture: got layer %d with %d×%d rows, expected layer %d with %d×%d", l, tn.Rows, tn.Cols, next, count*t, d)
 			return false
 		}
-		for s := range count {
-			rows := tn.Data[s*t*d : (s+1)*t*d]
-			clear(sum)
-			for j := skip; j < t; j++ {
-				row := rows[j*d : (j+1)*d]
-				for k, v := range row {
-					sum[k] += float64(v)
-				}
-			}
-			mean := r.Mean[l][(first+s)*d : (first+s+1)*d]
-			for k := range mean {
-				mean[k] = float32(sum[k] / float64(t-skip))
-			}
-			copy(r.Last[l][(first+s)*d:(first+s+1)*d], rows[(t-1)*d:])
-			if l > 0 {
-				prows := prev[s*t*d : (s+1)*t*d]
-				cs, n := merge.CosineSum(prows[skip*d:], rows[skip*d:], d)
-				r.CosSum[l-1] += cs
-				r.CosCount[l-1] += n
-			}
+		cs, cn := fold.fold(tn.Data, count, l == 0, sums)
+		if l > 0 {
+			r.CosSum[l-1] += cs
+			r.CosCount[l-1] += cn
 		}
-		prev = append(prev[:0], tn.Data...)
+		for s := range count {
+			mean := r.Mean[l][(first+s)*d : (first+s+1)*d]
+			for k, v := range sums[s*d : (s+1)*d] {
+				mean[k] = float32(v / float64(t-skip))
+			}
+			copy(r.Last[l][(first+s)*d:(first+s+1)*d], tn.Data[(s*t+t-1)*d:(s*t+t)*d])
+		}
 		next++
 		return true
 	}
