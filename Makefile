@@ -4,7 +4,7 @@ PORTABLE ?= build-portable
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all build portable test bench demo clean
+.PHONY: all build portable test bench demo dist clean
 
 all: build
 
@@ -35,6 +35,13 @@ demo: build
 	$(BUILD)/mka-gguf synth --force $(BUILD)/demo.gguf
 	$(BUILD)/mka-gguf merge --force $(BUILD)/demo.gguf $(BUILD)/demo-merged.gguf
 	$(BUILD)/mka-gguf inspect $(BUILD)/demo-merged.gguf
+
+# A release tarball of the portable build: bin/mka-gguf + lib/mka-gguf/*.so.
+dist: portable
+	rm -rf $(PORTABLE)/dist
+	cmake --install $(PORTABLE) --prefix $(PORTABLE)/dist/mka-gguf
+	tar -C $(PORTABLE)/dist -czf $(PORTABLE)/mka-gguf-linux-x86_64.tar.gz mka-gguf
+	@echo "$(PORTABLE)/mka-gguf-linux-x86_64.tar.gz"
 
 clean:
 	rm -rf $(BUILD) $(PORTABLE)
