@@ -4,7 +4,7 @@ PORTABLE ?= build-portable
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all build portable test bench demo dist clean
+.PHONY: all build portable test bench bench-go demo dist clean
 
 all: build
 
@@ -27,8 +27,24 @@ portable: $(PORTABLE)/CMakeCache.txt
 test: $(BUILD)/CMakeCache.txt portable
 	MKA_PORTABLE_BIN=$(abspath $(PORTABLE))/mka-gguf cmake --build $(BUILD) --target check
 
+# Benchmarks (mka-gguf bench): every number is a ratio against a baseline
+# measured in the same run; the results also go to $(BUILD)/bench.json.
+# When the portable tree is configured (make portable), both builds are made
+# and the portable binary runs against the native one and against its own
+# built-in baseline x86-64 code (BENCH_PORTABLE=1 forces that, 0 skips it).
+# bench-go runs the go test benchmarks.
+BENCH_PORTABLE ?= $(if $(wildcard $(PORTABLE)/CMakeCache.txt),1,0)
+
+ifeq ($(BENCH_PORTABLE),1)
+bench: build portable
+	$(PORTABLE)/mka-gguf bench --against native=$(BUILD)/mka-gguf --against builtin=SELF --json $(BUILD)/bench.json
+else
 bench: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) --target bench
+endif
+
+bench-go: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) --target bench-go
 
 # The main job on a model the project generates (no downloads needed).
 demo: build

@@ -130,15 +130,23 @@ func BackendScore(path string) (int, error) {
 // LoadBackend loads and registers the ggml backend library at path (a GPU
 // backend, or a CPU variant: see LoadCPUBackend) and returns its name.
 func LoadBackend(path string) (string, error) {
+	reg, err := loadBackend(path)
+	if err != nil {
+		return "", err
+	}
+	return C.GoString(C.ggml_backend_reg_name(reg)), nil
+}
+
+func loadBackend(path string) (C.ggml_backend_reg_t, error) {
 	Init()
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	clearErrors()
 	reg := C.ggml_backend_load(cpath)
 	if reg == nil {
-		return "", fmt.Errorf("load backend %s: %s", path, llamaReason())
+		return nil, fmt.Errorf("load backend %s: %s", path, llamaReason())
 	}
-	return C.GoString(C.ggml_backend_reg_name(reg)), nil
+	return reg, nil
 }
 
 // LoadCPUBackend loads a build of ggml's CPU backend (a variant shipped by
@@ -146,13 +154,9 @@ func LoadBackend(path string) (string, error) {
 // runs on it instead of the CPU code compiled into the binary. Call it
 // before loading models. On error the built-in CPU code stays in use.
 func LoadCPUBackend(path string) error {
-	Init()
-	cpath := C.CString(path)
-	defer C.free(unsafe.Pointer(cpath))
-	clearErrors()
-	reg := C.ggml_backend_load(cpath)
-	if reg == nil {
-		return fmt.Errorf("load CPU backend %s: %s", path, llamaReason())
+	reg, err := loadBackend(path)
+	if err != nil {
+		return err
 	}
 	builtin := C.ggml_backend_cpu_reg()
 	if reg == builtin {

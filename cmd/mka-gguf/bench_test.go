@@ -1,0 +1,148 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// readBenchReport reads a bench --json file and checks what every report
+// must hold: positive values, and ratio = value / baseline wherever there
+// is a baseline.
+func readBenchReport(t *testing.T, path string) (benchReport, map[string]benchResult) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r benchReport
+	if err := json.Unmarshal(data, &r); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if r.Version == "" || r.Go == "" || r.CPU == "" || r.CPUVariant == "" || r.Threads < 1 {
+		t.Errorf("header incomplete: version %q go %q cpu %q cpu_variant %q threads %d", r.Version, r.Go, r.CPU, r.CPUVariant, r.Threads)
+	}
+	byName := map[string]benchResult{}
+	for _, res := range r.Results {
+		if _, dup := byName[res.Name]; dup {
+			t.Errorf("result %q appears twice", res.Name)
+		}
+		byName[res.Name] = res
+		if !(res.Value > 0) || res.Unit == "" {
+			t.Errorf("%s: value %v %q, want a positive value with a unit", res.Name, res.Value, res.Unit)
+		}
+		if res.BaselineName == "" {
+			if res.BaselineValue != 0 || res.Ratio != 0 {
+				t.Errorf("%s: no baseline name but baseline %v, ratio %v", res.Name, res.BaselineValue, res.Ratio)
+			}
+			continue
+		}
+		if !(res.BaselineValue > 0) {
+			t.Errorf("%s: baseline %s = %v, want > 0", res.Name, res.BaselineName, res.BaselineValue)
+			continue
+		}
+		if want := res.Value / res.BaselineValue; math.Abs(res.Ratio-want) > 1e-9*want {
+			t.Errorf("%s: ratio %v, want value/baseline = %v/%v = %v", res.Name, res.Ratio, res.Value, res.BaselineValue, want)
+		}
+		if res.Goal > 0 {
+			if res.GoalMet == nil || *res.GoalMet != (res.Ratio >= res.Goal) {
+				t.Errorf("%s: goal %v, ratio %v, goal_met %v", res.Name, res.Goal, res.Ratio, res.GoalMet)
+			}
+		}
+	}
+	return r, byName
+}
+
+func TestBench(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "bench.json")
+	args := []string{"bench", "--size", "tiny", "--only", "decode,simd", "--json", out}
+	stdout, stderr, code := run(t, args...)
+	wantOK(t, args, stdout, stderr, code)
+	r, res := readBenchReport(t, out)
+	if m := r.Model; m == nil || m.Bytes <= 0 || m.Params == 0 || m.Blocks != 4 || m.Embd != 256 || m.Generated != "tiny" {
+		t.Errorf("model %+v, want the generated tiny model (4 blocks, embd 256)", m)
+	}
+	if r.Decode <= 0 {
+		t.Errorf("decode_tokens %d", r.Decode)
+	}
+	if c, ok := res["decode.capture"]; !ok || c.BaselineName != "decode.bare" || c.Goal != 0.95 || c.BaselineValue != res["decode.bare"].Value {
+		t.Errorf("decode.capture = %+v, want a ratio against decode.bare with goal 0.95", c)
+	}
+	for _, k := range []string{"F16ToF32", "F32ToF16", "BF16ToF32", "F32ToBF16", "Lerp", "Axpy", "Dot", "SqDist"} {
+		if s, ok := res["simd."+k]; !ok || s.BaselineName != "pure Go" {
+			t.Errorf("simd.%s = %+v, want a ratio against pure Go", k, s)
+		}
+	}
+	for name := range res {
+		if strings.HasPrefix(name, "rewrite.") || strings.HasPrefix(name, "quant.") {
+			t.Errorf("result %s not asked for by --only", name)
+		}
+	}
+	// The table on stdout holds every result.
+	for _, want := range append([]string{"name", "ratio", "goal"}, func() []string {
+		var n []string
+		for _, x := range r.Results {
+			n = append(n, x.Name)
+		}
+		return n
+	}()...) {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+// TestBenchAgainst compares with another binary (a copy of this one) and
+// with this binary forced to the built-in CPU code.
+func TestBenchAgainst(t *testing.T) {
+	dir := t.TempDir()
+	other := filepath.Join(dir, "other-mka-gguf")
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(other, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "bench.json")
+	args := []string{"bench", "--size", "tiny", "--only", "decode", "--rounds", "1", "--decode-tokens", "1024",
+		"--against", "copy=" + other, "--against", "builtin=SELF", "--json", out}
+	stdout, stderr, code := run(t, args...)
+	wantOK(t, args, stdout, stderr, code)
+	r, res := readBenchReport(t, out)
+	if len(r.Against) != 2 {
+		t.Fatalf("against: %+v, want 2 entries", r.Against)
+	}
+	for i, name := range []string{"copy", "builtin"} {
+		a := r.Against[i]
+		if a.Name != name || a.CPUVariant == "" || len(a.Samples) != 1 || !(a.Capture > 0) {
+			t.Errorf("against[%d] = %+v, want %s with a CPU variant and 1 sample", i, a, name)
+		}
+		x, ok := res["against."+name]
+		if !ok || x.BaselineValue != a.Capture || x.Value != res["decode.capture"].Value {
+			t.Errorf("against.%s = %+v, want decode.capture %v / %v", name, x, res["decode.capture"].Value, a.Capture)
+		}
+	}
+	if b := r.Against[1]; b.CPUVariant != "builtin" || b.Tokens >= r.Decode || !strings.HasPrefix(strings.Join(b.Args, " "), "--cpu-variant builtin ") {
+		t.Errorf("builtin=SELF ran %v with cpu variant %q and %d tokens (this run: %d)", b.Args, b.CPUVariant, b.Tokens, r.Decode)
+	}
+}
+
+func TestBenchErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		wants []string
+	}{
+		{[]string{"bench", "--only", "decode,bogus"}, []string{"bench", `"bogus"`, "--only"}},
+		{[]string{"bench", "--size", "huge"}, []string{"bench", `"huge"`, "--size"}},
+		{[]string{"bench", "--only", "simd", "--against", "x=SELF"}, []string{"--against", "decode"}},
+		{[]string{"bench", "--only", "decode", "--against", "x=/nonexistent/mka-gguf"}, []string{"--against", "/nonexistent/mka-gguf"}},
+		{[]string{"bench", "--model", "/nonexistent.gguf", "--only", "rewrite"}, []string{"/nonexistent.gguf"}},
+	} {
+		stdout, stderr, code := run(t, tc.args...)
+		wantOneLineError(t, stdout, stderr, code, tc.wants...)
+	}
+}
