@@ -144,7 +144,9 @@ func loadBackend(path string) (C.ggml_backend_reg_t, error) {
 	clearErrors()
 	reg := C.ggml_backend_load(cpath)
 	if reg == nil {
-		return nil, fmt.Errorf("load backend %s: %s", path, llamaReason())
+		// ggml says "load_backend: failed to load PATH: PATH: why".
+		why := strings.ReplaceAll(llamaReason(), "load_backend: failed to load ", "")
+		return nil, fmt.Errorf("load backend %s: %s", path, strings.ReplaceAll(why, path+": ", ""))
 	}
 	return reg, nil
 }

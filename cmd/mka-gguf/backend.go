@@ -112,6 +112,8 @@ func setupBackends(force string) (*backendSetup, error) {
 			s.Reason = "forced"
 		case len(s.Shipped) == 0:
 			s.Reason = "no CPU variants shipped (a native build: its built-in code targets the build machine)"
+		case len(choice.Try) > 0:
+			s.Reason = "no shipped variant could be loaded; using the baseline x86-64 code"
 		default:
 			s.Reason = "no shipped variant runs on this CPU; using the baseline x86-64 code"
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/mka-gguf/mka-gguf/internal/shared"
@@ -154,4 +155,62 @@ func TestPortableBadVariant(t *testing.T) {
 	t.Setenv(simd.CPUVariantEnv, "sse42")
 	stdout, stderr, code = run(t, "env")
 	wantOneLineError(t, stdout, stderr, code, `cpu variant "sse42"`)
+}
+
+// TestPortableFallback installs the portable binary beside a broken zen4
+// library and a good haswell one: the broken one is skipped with the
+// loader's reason and the next best loads; with no library at all the
+// built-in code runs; forcing the broken one fails with one line.
+func TestPortableFallback(t *testing.T) {
+	pb := portableBin(t)
+	if v, _ := simd.LookupCPUVariant("zen4"); len(v.Missing()) > 0 {
+		t.Skip("needs a CPU that runs the zen4 variant")
+	}
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "mka-gguf")
+	copyFile(t, pb, exe, 0o755)
+	copyFile(t, filepath.Join(filepath.Dir(pb), "libggml-cpu-haswell.so"), filepath.Join(dir, "libggml-cpu-haswell.so"), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "libggml-cpu-zen4.so"), []byte("not an ELF file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := func(args ...string) envReport {
+		t.Helper()
+		args = append(args, "env", "--json")
+		stdout, stderr, code := runBin(t, exe, args...)
+		wantOK(t, args, stdout, stderr, code)
+		var r envReport
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatalf("env --json: %v", err)
+		}
+		return r
+	}
+	r := env()
+	if r.Backends.CPU != "haswell" || !strings.Contains(r.Backends.Skipped["zen4"], "failed to load") {
+		t.Errorf("with a broken zen4: chose %q, zen4 skipped as %q", r.Backends.CPU, r.Backends.Skipped["zen4"])
+	}
+	if len(r.Devices) != 1 {
+		t.Errorf("%d devices, want one CPU device", len(r.Devices))
+	}
+	stdout, stderr, code := runBin(t, exe, "--cpu-variant", "zen4", "env")
+	wantOneLineError(t, stdout, stderr, code, "zen4", "libggml-cpu-zen4.so")
+
+	for _, lib := range []string{"libggml-cpu-haswell.so", "libggml-cpu-zen4.so"} {
+		if err := os.Remove(filepath.Join(dir, lib)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := env(); r.Backends.CPU != simd.Builtin || len(r.Backends.Shipped) != 0 {
+		t.Errorf("with no libraries: chose %q from %v, want builtin", r.Backends.CPU, r.Backends.Shipped)
+	}
+}
+
+func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, mode); err != nil {
+		t.Fatal(err)
+	}
 }
