@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -317,5 +318,51 @@ func TestLoadErrors(t *testing.T) {
 	_, err := LoadModel(bad, ModelParams{})
 	if err == nil || !strings.Contains(err.Error(), bad) {
 		t.Fatalf("bad file: %v", err)
+	}
+}
+
+// TestSkipLogits checks that stopping the graph after the last block
+// still hands over every block output, equal to a full decode, and that
+// the decode after a stopped one is whole again.
+func TestSkipLogits(t *testing.T) {
+	m := loadStories(t)
+	toks, _ := m.Tokenize("Once upon a time, there was a little girl named Lily.", true, false)
+	run := func(skip bool) (layers []int, outs [][]float32, logits []float32) {
+		ctx, err := NewContext(m, ContextParams{NCtx: 128, NBatch: 64, Threads: 2, SkipLogits: skip,
+			Capture: func(tn Tensor) bool {
+				layers = append(layers, tn.Layer)
+				outs = append(outs, append([]float32(nil), tn.Data...))
+				return true
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ctx.Close()
+		b := NewBatch(64)
+		defer b.Close()
+		for i, tok := range toks {
+			b.Add(tok, i, 0, true)
+		}
+		for range 2 { // the second decode reuses the graph after a stop
+			layers, outs = nil, nil
+			ctx.ClearMemory()
+			if err := ctx.Decode(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return layers, outs, append([]float32(nil), ctx.Logits(len(toks)-1)...)
+	}
+	fullLayers, full, logits := run(false)
+	skipLayers, skipped, _ := run(true)
+	if !slices.Equal(fullLayers, skipLayers) || len(fullLayers) != m.NLayer() {
+		t.Fatalf("layers %v with SkipLogits, %v without (want %d)", skipLayers, fullLayers, m.NLayer())
+	}
+	for l := range full {
+		if !slices.Equal(full[l], skipped[l]) {
+			t.Fatalf("block %d output differs with SkipLogits", l)
+		}
+	}
+	if argmax(logits) < 0 {
+		t.Fatal("no logits from the full decode")
 	}
 }

@@ -17,6 +17,7 @@ typedef struct {
 	uintptr_t mm_handle; // MatMulFunc, 0 when matmul inputs are not captured
 	void *scratch;     // device-to-host copies and type conversions
 	size_t scratch_size;
+	int stop_layer;    // stop the graph after capturing this block (-2: never)
 } mka_hook;
 
 // mka_layer_of returns the block index of an "l_out-<i>" tensor, -1 for the
@@ -154,7 +155,9 @@ static bool mka_cb_eval(struct ggml_tensor *t, bool ask, void *ud) {
 			tr->to_float(buf, data, n);
 		}
 	}
-	return mkaGoTensor(h->handle, layer, data, ne0, rows);
+	// Returning false after the last block stops the graph there: the
+	// output norm and the logits are not computed.
+	return mkaGoTensor(h->handle, layer, data, ne0, rows) && layer != h->stop_layer;
 }
 
 static void mka_set_hook(struct llama_context_params *p, mka_hook *h) {
@@ -239,6 +242,13 @@ type ContextParams struct {
 	// CaptureInput) the block-0 input during Decode.
 	Capture      CaptureFunc
 	CaptureInput bool
+	// SkipLogits stops every Decode once Capture has the last block's
+	// output: the output norm and the logits, unused in calibration, are
+	// not computed (a large-vocabulary model spends a fifth or more of its
+	// compute there), and Logits returns meaningless values. It needs
+	// Capture and excludes MatMulInputs (whose output.weight input would
+	// be skipped).
+	SkipLogits bool
 
 	// MatMulInputs, when set, receives during Decode the input activations
 	// of every dense matrix multiplication by a model weight (GGML_OP_MUL_MAT
@@ -304,6 +314,10 @@ func NewContext(m *Model, cp ContextParams) (*Context, error) {
 			if cp.CaptureInput {
 				c.hook.want_inp = 1
 			}
+		}
+		c.hook.stop_layer = -2
+		if cp.SkipLogits && cp.MatMulInputs == nil {
+			c.hook.stop_layer = C.int(m.NLayer() - 1)
 		}
 		if cp.MatMulInputs != nil {
 			c.mmh = rcgo.NewHandle(cp.MatMulInputs)

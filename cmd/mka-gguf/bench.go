@@ -526,10 +526,10 @@ func benchDecode(ctx context.Context, rep *benchReport, path string, threads, to
 		}
 		return c.tokPerSec()
 	}
-	captureRun := func() (float64, error) {
+	calibRun := func(keepLogits bool) (float64, error) {
 		c := decodeClock{t: t}
 		_, err := calib.Run(m, chunks, calib.Options{Context: ctx, Threads: threads, BatchTokens: benchBatchTokens,
-			Progress: func(done, _ int, _ float64) { c.tick(done) }})
+			KeepLogits: keepLogits, Progress: func(done, _ int, _ float64) { c.tick(done) }})
 		if err != nil {
 			return 0, err
 		}
@@ -540,35 +540,42 @@ func benchDecode(ctx context.Context, rep *benchReport, path string, threads, to
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	var bare, capture []float64
+	// bare: plain decode with logits; hook: the calibration hook on the
+	// same graph (its own cost); capture: calibration as merge runs it,
+	// which also skips the unused output layer.
+	var bare, hook, capture []float64
 	for r := range rounds {
-		// Alternate the order so that a drift favours neither.
-		modes := []string{"bare", "capture"}
-		if r%2 == 1 {
-			modes = []string{"capture", "bare"}
-		}
+		modes := []string{"bare", "hook", "capture"}
 		if captureOnly {
 			modes = []string{"capture"}
 		}
+		// Rotate the order so that a drift favours no mode.
+		modes = append(modes[r%len(modes):], modes[:r%len(modes)]...)
 		for _, mode := range modes {
-			if mode == "bare" {
-				v, err := bareRun()
-				if err != nil {
-					return err
+			var v float64
+			var err error
+			switch mode {
+			case "bare":
+				if v, err = bareRun(); err == nil {
+					bare = append(bare, v)
 				}
-				bare = append(bare, v)
-			} else {
-				v, err := captureRun()
-				if err != nil {
-					return err
+			case "hook":
+				if v, err = calibRun(true); err == nil {
+					hook = append(hook, v)
 				}
-				capture = append(capture, v)
+			default:
+				if v, err = calibRun(false); err == nil {
+					capture = append(capture, v)
+				}
+			}
+			if err != nil {
+				return err
 			}
 		}
 		if captureOnly {
 			progress.Printf("bench: decode round %d/%d: capture %.1f tok/s\n", r+1, rounds, capture[r])
 		} else {
-			progress.Printf("bench: decode round %d/%d: bare %.1f tok/s, capture %.1f tok/s\n", r+1, rounds, bare[r], capture[r])
+			progress.Printf("bench: decode round %d/%d: bare %.1f tok/s, hook %.1f tok/s, capture %.1f tok/s\n", r+1, rounds, bare[r], hook[r], capture[r])
 		}
 		for _, a := range against {
 			if a.slow {
@@ -586,12 +593,14 @@ func benchDecode(ctx context.Context, rep *benchReport, path string, threads, to
 			progress.Printf("bench: decode round %d/%d: %s [%s]: capture %.1f tok/s%s\n", r+1, rounds, a.name, a.res.CPUVariant, v, more)
 		}
 	}
-	const captureNote = "calibration: decode + capture hook"
+	const captureNote = "calibration: decode + capture hook, output layer skipped"
 	if captureOnly {
 		rep.add(benchResult{Name: "decode.capture", Value: best(capture), Unit: "tok/s", Samples: capture, Note: captureNote})
 	} else {
 		rep.add(benchResult{Name: "decode.bare", Value: best(bare), Unit: "tok/s", Samples: bare,
-			Note: "llama.cpp decode, no capture"})
+			Note: "llama.cpp decode with logits, no capture"})
+		rep.add(benchResult{Name: "decode.hook", Value: best(hook), Unit: "tok/s", Samples: hook,
+			BaselineName: "decode.bare", BaselineValue: best(bare), Goal: 0.95, Note: "capture hook on the same graph, logits too"})
 		rep.add(benchResult{Name: "decode.capture", Value: best(capture), Unit: "tok/s", Samples: capture,
 			BaselineName: "decode.bare", BaselineValue: best(bare), Goal: 0.95, Note: captureNote})
 	}

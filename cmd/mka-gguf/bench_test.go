@@ -68,8 +68,10 @@ func TestBench(t *testing.T) {
 	if r.Decode <= 0 {
 		t.Errorf("decode_tokens %d", r.Decode)
 	}
-	if c, ok := res["decode.capture"]; !ok || c.BaselineName != "decode.bare" || c.Goal != 0.95 || c.BaselineValue != res["decode.bare"].Value {
-		t.Errorf("decode.capture = %+v, want a ratio against decode.bare with goal 0.95", c)
+	for _, name := range []string{"decode.hook", "decode.capture"} {
+		if c, ok := res[name]; !ok || c.BaselineName != "decode.bare" || c.Goal != 0.95 || c.BaselineValue != res["decode.bare"].Value {
+			t.Errorf("%s = %+v, want a ratio against decode.bare with goal 0.95", name, c)
+		}
 	}
 	for _, k := range []string{"F16ToF32", "F32ToF16", "BF16ToF32", "F32ToBF16", "Lerp", "Axpy", "Dot", "SqDist"} {
 		if s, ok := res["simd."+k]; !ok || s.BaselineName != "pure Go" {

@@ -29,6 +29,9 @@ type Options struct {
 	Threads     int
 	BatchTokens int
 	Progress    func(done, total int, tokPerSec float64)
+	// KeepLogits computes the logits, which calibration does not use
+	// (benchmarks compare the hook's cost with a plain decode).
+	KeepLogits bool
 }
 
 // Result holds what the pass measured.
@@ -161,7 +164,7 @@ func Run(m *cgo.Model, chunks [][]int32, opt Options) (*Result, error) {
 	}
 
 	st, err := runner.Run(m, chunks, runner.Options{
-		Ctx: opt.Context, Threads: opt.Threads, BatchTokens: opt.BatchTokens, Capture: capture, CaptureInput: true,
+		Ctx: opt.Context, Threads: opt.Threads, BatchTokens: opt.BatchTokens, Capture: capture, CaptureInput: true, SkipLogits: !opt.KeepLogits,
 		Before: func(f, c int) { first, count, next = f, c, 0 },
 		Progress: func(done int, tps float64) {
 			if opt.Progress != nil {
