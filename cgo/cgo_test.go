@@ -81,15 +81,7 @@ func TestGenerateAndCapture(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ctx.Close()
-
-	b := NewBatch(64)
-	defer b.Close()
-	for i, tok := range toks {
-		b.Add(tok, i, 0, true)
-	}
-	if err := ctx.Decode(b); err != nil {
-		t.Fatal(err)
-	}
+	decodeAll(t, ctx, toks)
 	// One decode: inp_embd plus exactly block_count l_out tensors, each
 	// n_tokens × n_embd.
 	if len(captured) != 1+m.NLayer() {
@@ -116,9 +108,11 @@ func TestGenerateAndCapture(t *testing.T) {
 		}
 		out = append(out, next)
 		captured = captured[:0]
-		b.Clear()
+		b := NewBatch(1)
 		b.Add(next, len(out)-1, 0, true)
-		if err := ctx.Decode(b); err != nil {
+		err := ctx.Decode(b)
+		b.Close()
+		if err != nil {
 			t.Fatal(err)
 		}
 		if len(captured) != 1+m.NLayer() || captured[len(captured)-1].rows != 1 {
@@ -338,17 +332,10 @@ func TestSkipLogits(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer ctx.Close()
-		b := NewBatch(64)
-		defer b.Close()
-		for i, tok := range toks {
-			b.Add(tok, i, 0, true)
-		}
 		for range 2 { // the second decode reuses the graph after a stop
 			layers, outs = nil, nil
 			ctx.ClearMemory()
-			if err := ctx.Decode(b); err != nil {
-				t.Fatal(err)
-			}
+			decodeAll(t, ctx, toks)
 		}
 		return layers, outs, append([]float32(nil), ctx.Logits(len(toks)-1)...)
 	}
@@ -364,5 +351,18 @@ func TestSkipLogits(t *testing.T) {
 	}
 	if argmax(logits) < 0 {
 		t.Fatal("no logits from the full decode")
+	}
+}
+
+// decodeAll decodes toks as sequence 0, every token an output.
+func decodeAll(t *testing.T, ctx *Context, toks []int32) {
+	t.Helper()
+	b := NewBatch(len(toks))
+	defer b.Close()
+	for i, tok := range toks {
+		b.Add(tok, i, 0, true)
+	}
+	if err := ctx.Decode(b); err != nil {
+		t.Fatal(err)
 	}
 }

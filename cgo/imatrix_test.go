@@ -46,14 +46,7 @@ func TestMatMulInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ctx.Close()
-	b := NewBatch(64)
-	defer b.Close()
-	for i, tok := range toks {
-		b.Add(tok, i, 0, true)
-	}
-	if err := ctx.Decode(b); err != nil {
-		t.Fatal(err)
-	}
+	decodeAll(t, ctx, toks)
 	if blockOuts != m.NLayer() {
 		t.Fatalf("block-output capture saw %d tensors, want %d", blockOuts, m.NLayer())
 	}
