@@ -68,8 +68,14 @@ func newApp() *cli.App {
 				cgo.SetLogLevel(cgo.LogInfo)
 			}
 			gpuLayers = c.Int("gpu-layers")
-			_, err := setupBackends(c.String("cpu-variant"))
-			return err
+			b, err := setupBackends(c.String("cpu-variant"))
+			if err != nil {
+				return err
+			}
+			for _, e := range b.GPUErrors {
+				progress.Printf("mka-gguf: warning: %s (running on the CPU)\n", e)
+			}
+			return nil
 		},
 		Commands:     commands,
 		OnUsageError: usageErr,
