@@ -52,63 +52,71 @@ static bool mka_mm_wanted(const struct ggml_tensor *t) {
 	return l > 7 && strcmp(n + l - 7, ".weight") == 0;
 }
 
+// mka_rows_f32 returns the rows of t (ne0 floats each, ggml_nrows(t) of
+// them, dense) as float32: t's own memory when it is a contiguous float32
+// host tensor, otherwise a copy in the hook's scratch buffer (device
+// tensors through ggml_backend_tensor_get, strided rows gathered, other
+// types converted with ggml's to_float). NULL when that is not possible.
+static float *mka_rows_f32(mka_hook *h, struct ggml_tensor *t) {
+	const int64_t ne0 = t->ne[0];
+	const int64_t rows = ggml_nrows(t);
+	const int64_t n = ne0 * rows;
+	const bool host = t->buffer == NULL || ggml_backend_buffer_is_host(t->buffer);
+	const bool dense = ggml_is_contiguous(t);
+	if (host && dense && t->type == GGML_TYPE_F32) {
+		return (float *)t->data;
+	}
+	// Rows must be dense even when the rows themselves are strided.
+	if (!dense && (ggml_blck_size(t->type) != 1 || t->nb[0] != ggml_type_size(t->type))) {
+		return NULL;
+	}
+	const size_t rb = ggml_row_size(t->type, ne0);
+	const size_t nb = rb * (size_t)rows;
+	const size_t need = nb + (t->type == GGML_TYPE_F32 ? 0 : (size_t)n * sizeof(float));
+	char *buf = (char *)mka_scratch(h, need);
+	if (buf == NULL) {
+		return NULL;
+	}
+	if (dense) {
+		if (host) {
+			memcpy(buf, t->data, nb);
+		} else {
+			ggml_backend_tensor_get(t, buf, 0, nb);
+		}
+	} else {
+		char *p = buf;
+		for (int64_t i3 = 0; i3 < t->ne[3]; i3++) {
+			for (int64_t i2 = 0; i2 < t->ne[2]; i2++) {
+				for (int64_t i1 = 0; i1 < t->ne[1]; i1++) {
+					const size_t off = i1 * t->nb[1] + i2 * t->nb[2] + i3 * t->nb[3];
+					if (host) {
+						memcpy(p, (const char *)t->data + off, rb);
+					} else {
+						ggml_backend_tensor_get(t, p, off, rb);
+					}
+					p += rb;
+				}
+			}
+		}
+	}
+	if (t->type == GGML_TYPE_F32) {
+		return (float *)buf;
+	}
+	const struct ggml_type_traits *tr = ggml_get_type_traits(t->type);
+	if (tr->to_float == NULL) {
+		return NULL;
+	}
+	float *data = (float *)(buf + nb);
+	tr->to_float(buf, data, n);
+	return data;
+}
+
 // mka_mm hands the activations of a weight multiplication (src[1], as
 // float32 rows of ne0) and the weight's name to Go.
 static bool mka_mm(mka_hook *h, struct ggml_tensor *t) {
 	struct ggml_tensor *s = t->src[1];
-	const int64_t ne0 = s->ne[0];
-	const int64_t rows = ggml_nrows(s);
-	const int64_t n = ne0 * rows;
-	const bool host = s->buffer == NULL || ggml_backend_buffer_is_host(s->buffer);
-	float *data = NULL;
-	if (host && s->type == GGML_TYPE_F32 && ggml_is_contiguous(s)) {
-		data = (float *)s->data;
-	} else {
-		const size_t rb = ggml_row_size(s->type, ne0);
-		const size_t nb = rb * (size_t)rows;
-		const size_t need = nb + (s->type == GGML_TYPE_F32 ? 0 : (size_t)n * sizeof(float));
-		char *buf = (char *)mka_scratch(h, need);
-		if (buf == NULL) {
-			return false;
-		}
-		if (ggml_is_contiguous(s)) {
-			if (host) {
-				memcpy(buf, s->data, nb);
-			} else {
-				ggml_backend_tensor_get(s, buf, 0, nb);
-			}
-		} else {
-			// Rows must be dense even when the rows themselves are strided.
-			if (ggml_blck_size(s->type) != 1 || s->nb[0] != ggml_type_size(s->type)) {
-				return false;
-			}
-			char *p = buf;
-			for (int64_t i3 = 0; i3 < s->ne[3]; i3++) {
-				for (int64_t i2 = 0; i2 < s->ne[2]; i2++) {
-					for (int64_t i1 = 0; i1 < s->ne[1]; i1++) {
-						const size_t off = i1 * s->nb[1] + i2 * s->nb[2] + i3 * s->nb[3];
-						if (host) {
-							memcpy(p, (const char *)s->data + off, rb);
-						} else {
-							ggml_backend_tensor_get(s, p, off, rb);
-						}
-						p += rb;
-					}
-				}
-			}
-		}
-		if (s->type == GGML_TYPE_F32) {
-			data = (float *)buf;
-		} else {
-			const struct ggml_type_traits *tr = ggml_get_type_traits(s->type);
-			if (tr->to_float == NULL) {
-				return false;
-			}
-			data = (float *)(buf + nb);
-			tr->to_float(buf, data, n);
-		}
-	}
-	return mkaGoMatMul(h->mm_handle, t->src[0]->name, data, ne0, rows);
+	float *data = mka_rows_f32(h, s);
+	return data != NULL && mkaGoMatMul(h->mm_handle, t->src[0]->name, data, s->ne[0], ggml_nrows(s));
 }
 
 static bool mka_cb_eval(struct ggml_tensor *t, bool ask, void *ud) {
@@ -126,38 +134,13 @@ static bool mka_cb_eval(struct ggml_tensor *t, bool ask, void *ud) {
 	if (layer < -1) {
 		return true;
 	}
-	const int64_t ne0 = t->ne[0];
-	const int64_t rows = ggml_nrows(t);
-	const int64_t n = ne0 * rows;
-	const bool host = t->buffer == NULL || ggml_backend_buffer_is_host(t->buffer);
-	float *data = NULL;
-	if (host && t->type == GGML_TYPE_F32 && ggml_is_contiguous(t)) {
-		data = (float *)t->data;
-	} else {
-		if (!ggml_is_contiguous(t)) {
-			return false;
-		}
-		const size_t nb = ggml_nbytes(t);
-		const size_t need = nb + (t->type == GGML_TYPE_F32 ? 0 : (size_t)n * sizeof(float));
-		char *buf = (char *)mka_scratch(h, need);
-		if (buf == NULL) {
-			return false;
-		}
-		ggml_backend_tensor_get(t, buf, 0, nb);
-		if (t->type == GGML_TYPE_F32) {
-			data = (float *)buf;
-		} else {
-			const struct ggml_type_traits *tr = ggml_get_type_traits(t->type);
-			if (tr->to_float == NULL) {
-				return false;
-			}
-			data = (float *)(buf + nb);
-			tr->to_float(buf, data, n);
-		}
+	float *data = mka_rows_f32(h, t);
+	if (data == NULL) {
+		return false;
 	}
 	// Returning false after the last block stops the graph there: the
 	// output norm and the logits are not computed.
-	return mkaGoTensor(h->handle, layer, data, ne0, rows) && layer != h->stop_layer;
+	return mkaGoTensor(h->handle, layer, data, t->ne[0], ggml_nrows(t)) && layer != h->stop_layer;
 }
 
 static void mka_set_hook(struct llama_context_params *p, mka_hook *h) {
