@@ -2,7 +2,6 @@ package simd
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 
@@ -80,11 +79,28 @@ func (v CPUVariant) Score() int {
 func (v CPUVariant) Missing() []string {
 	var miss []string
 	for _, f := range v.Features {
-		if !cpuid.CPU.Supports(ggmlFeature[f].needs...) {
+		if !hasFeature(f) {
 			miss = append(miss, f)
 		}
 	}
 	return miss
+}
+
+// hasFeature reports whether the running CPU has the ggml feature f.
+func hasFeature(f string) bool { return cpuid.CPU.Supports(ggmlFeature[f].needs...) }
+
+// GGMLFeatures returns the ggml feature names of the variants that the
+// running CPU has, in the order the variant table first uses them.
+func GGMLFeatures() []string {
+	var out []string
+	for _, v := range cpuVariants {
+		for _, f := range v.Features {
+			if !slices.Contains(out, f) && hasFeature(f) {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
 }
 
 // CPUVariantEnv names the environment variable that forces a CPU variant:
@@ -159,9 +175,6 @@ func ChooseCPUVariants(shipped []string, force string) (VariantChoice, error) {
 	slices.SortStableFunc(ch.Try, func(a, b CPUVariant) int { return b.Score() - a.Score() })
 	return ch, nil
 }
-
-// ForcedCPUVariant returns the value of CPUVariantEnv.
-func ForcedCPUVariant() string { return os.Getenv(CPUVariantEnv) }
 
 func variantNames() []string {
 	names := make([]string, len(cpuVariants))

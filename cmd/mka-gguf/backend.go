@@ -28,6 +28,7 @@ type backendSetup struct {
 	GPUErrors []string          `json:"gpu_errors,omitempty"` // GPU libraries that failed to load
 }
 
+// backends is what setupBackends did; main sets it before any command runs.
 var backends *backendSetup
 
 // backendDirs returns the folders searched for backend libraries: the
@@ -48,13 +49,10 @@ func backendDirs() []string {
 }
 
 // setupBackends loads the GPU backends and the best CPU variant shipped
-// beside the binary (a portable build), once, before any model is loaded.
-// force is --cpu-variant or MKA_CPU_VARIANT. A plain build ships no
-// libraries and keeps the CPU code compiled into it.
+// beside the binary (a portable build); main calls it once, before any
+// command. force is --cpu-variant or MKA_CPU_VARIANT. A plain build ships
+// no libraries and keeps the CPU code compiled into it.
 func setupBackends(force string) (*backendSetup, error) {
-	if backends != nil {
-		return backends, nil
-	}
 	s := &backendSetup{CPU: simd.Builtin}
 	var dir string
 	for _, d := range backendDirs() {
@@ -121,7 +119,6 @@ func setupBackends(force string) (*backendSetup, error) {
 	if len(s.Skipped) == 0 {
 		s.Skipped = nil
 	}
-	backends = s
 	return s, nil
 }
 

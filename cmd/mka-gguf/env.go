@@ -47,16 +47,13 @@ type envReport struct {
 }
 
 func runEnv(c *cli.Context) error {
-	b, err := setupBackends(c.String("cpu-variant"))
-	if err != nil {
-		return err
-	}
+	b := backends
 	r := envReport{
 		Version:    version,
 		Go:         runtime.Version(),
 		Platform:   runtime.GOOS + "/" + runtime.GOARCH,
 		CPU:        simd.Describe(),
-		CPUFlags:   cpuFlags(),
+		CPUFlags:   simd.GGMLFeatures(),
 		Threads:    defaultThreads(),
 		GoKernels:  simd.Kernels(),
 		Backends:   b,
@@ -67,9 +64,11 @@ func runEnv(c *cli.Context) error {
 		r.GGMLScores = map[string]int{}
 		for _, v := range b.Shipped {
 			lib := filepath.Join(b.Dir, "libggml-cpu-"+v+".so")
-			if r.GGMLScores[v], err = cgo.BackendScore(lib); err != nil {
+			score, err := cgo.BackendScore(lib)
+			if err != nil {
 				return err
 			}
+			r.GGMLScores[v] = score
 		}
 	}
 	if c.Bool("json") {
@@ -112,23 +111,4 @@ func runEnv(c *cli.Context) error {
 		}
 	}
 	return nil
-}
-
-// cpuFlags returns the ggml feature names (as the CPU variants use them)
-// that the running CPU supports.
-func cpuFlags() []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, v := range simd.CPUVariants() {
-		for _, f := range v.Features {
-			if seen[f] {
-				continue
-			}
-			seen[f] = true
-			if len((simd.CPUVariant{Features: []string{f}}).Missing()) == 0 {
-				out = append(out, f)
-			}
-		}
-	}
-	return out
 }

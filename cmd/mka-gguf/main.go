@@ -68,11 +68,11 @@ func newApp() *cli.App {
 				cgo.SetLogLevel(cgo.LogInfo)
 			}
 			gpuLayers = c.Int("gpu-layers")
-			b, err := setupBackends(c.String("cpu-variant"))
-			if err != nil {
+			var err error
+			if backends, err = setupBackends(c.String("cpu-variant")); err != nil {
 				return err
 			}
-			for _, e := range b.GPUErrors {
+			for _, e := range backends.GPUErrors {
 				progress.Printf("mka-gguf: warning: %s (running on the CPU)\n", e)
 			}
 			return nil
