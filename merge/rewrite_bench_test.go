@@ -7,12 +7,9 @@ package merge
 //	MKA_BENCH_1GB=1 go test ./merge -run XXX -bench BenchmarkRewrite -benchtime 1x
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -82,30 +79,15 @@ func TestRewriteChild(t *testing.T) {
 	if err := runBenchCase(t, name, f, b, in, out); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("REWRITE_CHILD case=%s hwm_before_kB=%d hwm_kB=%d\n", name, hwm0, benchenv.ProcStatusKB("VmHWM"))
+	benchenv.PrintChildResult(map[string]int64{"hwm_before_kB": hwm0, "hwm_kB": benchenv.ProcStatusKB("VmHWM")})
 }
 
 // childRSS runs a case in a child process and returns its peak RSS before
 // and after the case, in bytes.
 func childRSS(b *testing.B, name, in, out string) (before, peak int64) {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestRewriteChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), childCaseEnv+"="+name, childModelEnv+"="+in, childOutEnv+"="+out)
-	var o bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &o
-	if err := cmd.Run(); err != nil {
-		b.Fatalf("child %s: %v\n%s", name, err, o.String())
-	}
-	sc := bufio.NewScanner(&o)
-	for sc.Scan() {
-		var c string
-		var h0, h int64
-		if _, err := fmt.Sscanf(sc.Text(), "REWRITE_CHILD case=%s hwm_before_kB=%d hwm_kB=%d", &c, &h0, &h); err == nil && c == name {
-			return h0 << 10, h << 10
-		}
-	}
-	b.Fatalf("child %s printed no VmHWM:\n%s", name, o.String())
-	return 0, 0
+	r := benchenv.RunChild(b, "TestRewriteChild", childCaseEnv+"="+name, childModelEnv+"="+in, childOutEnv+"="+out)
+	return r["hwm_before_kB"] << 10, r["hwm_kB"] << 10
 }
 
 func BenchmarkRewrite(b *testing.B) {

@@ -7,11 +7,8 @@ package quant
 //	MKA_BENCH_1GB=1 go test ./quant -run XXX -bench Quantize1GB -benchtime 1x
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -56,31 +53,15 @@ func TestQuantizeChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns := time.Since(start).Nanoseconds()
-	fmt.Printf("QUANT_CHILD case=%s ns=%d hwm_kB=%d\n", name, ns, benchenv.ProcStatusKB("VmHWM"))
+	benchenv.PrintChildResult(map[string]int64{"ns": ns, "hwm_kB": benchenv.ProcStatusKB("VmHWM")})
 }
 
 // quantChild runs a case in a child process and returns how long the case
 // took and the child's peak RSS in bytes.
 func quantChild(b *testing.B, name, in, out string) (time.Duration, int64) {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestQuantizeChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), quantChildCaseEnv+"="+name, quantChildModelEnv+"="+in, quantChildOutEnv+"="+out)
-	var o bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &o
-	if err := cmd.Run(); err != nil {
-		b.Fatalf("child %s: %v\n%s", name, err, o.String())
-	}
-	sc := bufio.NewScanner(&o)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var c string
-		var ns, h int64
-		if _, err := fmt.Sscanf(sc.Text(), "QUANT_CHILD case=%s ns=%d hwm_kB=%d", &c, &ns, &h); err == nil && c == name {
-			return time.Duration(ns), h << 10
-		}
-	}
-	b.Fatalf("child %s printed no result:\n%s", name, o.String())
-	return 0, 0
+	r := benchenv.RunChild(b, "TestQuantizeChild", quantChildCaseEnv+"="+name, quantChildModelEnv+"="+in, quantChildOutEnv+"="+out)
+	return time.Duration(r["ns"]), r["hwm_kB"] << 10
 }
 
 func BenchmarkQuantize1GB(b *testing.B) {
