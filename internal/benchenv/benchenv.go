@@ -1,7 +1,7 @@
 // Package benchenv holds what the project's large benchmarks share: cases
-// run in child processes (RunChild), the
-// process's peak memory, a baseline file copy, and the free disk space that
-// decides whether a 1 GB benchmark can run.
+// run in child processes (RunChild), the process's peak memory, a baseline
+// file copy, and the free disk space that decides whether a 1 GB benchmark
+// can run.
 package benchenv
 
 import (
