@@ -113,12 +113,7 @@ func BenchmarkRewrite(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var blockElems uint64
-	for _, ti := range f.Tensors {
-		if blk, _ := rwBlockOf(ti.Name); blk == 0 {
-			blockElems += ti.Elements()
-		}
-	}
+	blockElems := block0Elements(f)
 	blockF32 := int64(4 * blockElems)
 	const mib = 1 << 20
 	// A parent benchmark's log is not printed; the cases print this.

@@ -774,12 +774,7 @@ func TestRewriteMemoryBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var blockElems uint64
-	for _, ti := range in.Tensors {
-		if blk, _ := rwBlockOf(ti.Name); blk == 0 {
-			blockElems += ti.Elements()
-		}
-	}
+	blockElems := block0Elements(in)
 	blockF32 := 4 * blockElems
 	// Fusions spread over the model, highest first so that indices are
 	// original ones; one three-block fusion.
@@ -828,12 +823,7 @@ func TestRewriteAllocProportional(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var blockElems uint64
-	for _, ti := range in.Tensors {
-		if blk, _ := rwBlockOf(ti.Name); blk == 0 {
-			blockElems += ti.Elements()
-		}
-	}
+	blockElems := block0Elements(in)
 	plan := rwPlan(t, 4, rwFuse(1, 0.5))
 	out := filepath.Join(dir, "out.gguf")
 	runtime.GC()
@@ -855,4 +845,15 @@ func TestRewriteAllocProportional(t *testing.T) {
 		t.Errorf("fusing one pair of blocks of %.2f MiB (float32) allocated %.1f MiB: the chunk buffers are not capped at the tensor's size",
 			float64(4*blockElems)/(1<<20), float64(alloc)/(1<<20))
 	}
+}
+
+// block0Elements returns the number of weights in block 0 of f.
+func block0Elements(f *gguf.File) uint64 {
+	var n uint64
+	for _, ti := range f.Tensors {
+		if blk, _ := rwBlockOf(ti.Name); blk == 0 {
+			n += ti.Elements()
+		}
+	}
+	return n
 }
