@@ -63,10 +63,7 @@ func analyzeRun(t *testing.T, model, calib, dir, name string, seed int) []byte {
 	if !strings.Contains(stdout, "5 blocks") || !strings.Contains(stdout, "blk.0 + blk.1") {
 		t.Errorf("stdout lacks the summary and ranked pairs:\n%s", stdout)
 	}
-	b, err := os.ReadFile(js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readFile(t, js)
 	return b
 }
 
@@ -149,7 +146,7 @@ func TestAnalyzeDeterministic(t *testing.T) {
 		t.Errorf("settings.seed = %d, want 8", rc.Settings.Seed)
 	}
 
-	sum := sha256.Sum256(mustRead(t, model))
+	sum := sha256.Sum256(readFile(t, model))
 	r := ra
 	if r.ModelSHA256 != hex.EncodeToString(sum[:]) {
 		t.Errorf("model_sha256 = %s, want %x", r.ModelSHA256, sum)
@@ -201,7 +198,7 @@ func TestAnalyzeDeterministic(t *testing.T) {
 	}
 
 	// The heatmap.
-	img := mustRead(t, filepath.Join(dir, "a.png"))
+	img := readFile(t, filepath.Join(dir, "a.png"))
 	if !bytes.HasPrefix(img, []byte("\x89PNG\r\n\x1a\n")) {
 		t.Fatalf("a.png does not start with the PNG signature: % x", img[:min(8, len(img))])
 	}
@@ -262,15 +259,6 @@ func equalMatrix(a, b [][]float64) bool {
 		}
 	}
 	return true
-}
-
-func mustRead(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func TestAnalyzeTooShort(t *testing.T) {

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,10 +13,7 @@ import (
 // is a baseline.
 func readBenchReport(t *testing.T, path string) (benchReport, map[string]benchResult) {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readFile(t, path)
 	var r benchReport
 	if err := json.Unmarshal(data, &r); err != nil {
 		t.Fatalf("%s: %v", path, err)
@@ -102,13 +98,7 @@ func TestBench(t *testing.T) {
 func TestBenchAgainst(t *testing.T) {
 	dir := t.TempDir()
 	other := filepath.Join(dir, "other-mka-gguf")
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(other, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	copyFile(t, bin, other, 0o755)
 	out := filepath.Join(dir, "bench.json")
 	args := []string{"bench", "--size", "tiny", "--only", "decode", "--rounds", "1", "--decode-tokens", "1024",
 		"--against", "copy=" + other, "--against", "builtin=SELF", "--json", out}

@@ -120,6 +120,24 @@ func wantOneLineError(t *testing.T, stdout, stderr string, code int, wants ...st
 	return line
 }
 
+// readFile returns the contents of path, failing the test on error.
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// copyFile copies from to to with the given mode.
+func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(to, readFile(t, from), mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // wantOK checks a successful run: exit code 0 and no "panic".
 func wantOK(t *testing.T, args []string, stdout, stderr string, code int) {
 	t.Helper()
@@ -202,10 +220,7 @@ func writeSmallGGUF(t *testing.T, path string) ([]byte, *gguf.File) {
 	if err := gguf.WriteFile(path, 3, kvs, 0, ts); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readFile(t, path)
 	f, err := gguf.Open(path)
 	if err != nil {
 		t.Fatalf("the small file does not open: %v", err)
@@ -402,10 +417,7 @@ func TestEvalBadInput(t *testing.T) {
 	if err := os.WriteFile(notGGUF, []byte("this is not a model at all\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	modelData, err := os.ReadFile(model)
-	if err != nil {
-		t.Fatal(err)
-	}
+	modelData := readFile(t, model)
 	truncated := filepath.Join(dir, "truncated.gguf")
 	if err := os.WriteFile(truncated, modelData[:len(modelData)/2], 0o644); err != nil {
 		t.Fatal(err)

@@ -85,10 +85,7 @@ type mtState struct {
 
 func mtStat(t *testing.T, path string) mtState {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readFile(t, path)
 	st, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
@@ -359,10 +356,7 @@ func TestMergeMethods(t *testing.T) {
 			}
 
 			// The report.
-			b, err := os.ReadFile(rep)
-			if err != nil {
-				t.Fatal(err)
-			}
+			b := readFile(t, rep)
 			var r mtReport
 			if err := json.Unmarshal(b, &r); err != nil {
 				t.Fatalf("report: %v\n%s", err, b)

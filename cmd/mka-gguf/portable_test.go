@@ -107,10 +107,7 @@ func TestPortableVariantsAgree(t *testing.T) {
 		args = append(slices.Clone(pre), "-q", "analyze", model, "--calib", calibText, "--samples", "16", "--ctx", "64", "--json", out)
 		stdout, stderr, code = runBin(t, binary, args...)
 		wantOK(t, args, stdout, stderr, code)
-		b, err := os.ReadFile(out)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := readFile(t, out)
 		var a analyzeReport
 		if err := json.Unmarshal(b, &a); err != nil {
 			t.Fatalf("%s: analyze --json: %v", name, err)
@@ -201,16 +198,5 @@ func TestPortableFallback(t *testing.T) {
 	}
 	if r := env(); r.Backends.CPU != simd.Builtin || len(r.Backends.Shipped) != 0 {
 		t.Errorf("with no libraries: chose %q from %v, want builtin", r.Backends.CPU, r.Backends.Shipped)
-	}
-}
-
-func copyFile(t *testing.T, from, to string, mode os.FileMode) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, b, mode); err != nil {
-		t.Fatal(err)
 	}
 }

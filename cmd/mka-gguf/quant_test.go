@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -62,13 +61,4 @@ func TestMergeQuant(t *testing.T) {
 		"--quant", "IQ2_XXS", "--imatrix-from", "none")
 	wantOneLineError(t, stdout, stderr, code, "IQ2_XXS", "importance matrix")
 	mtNoLeftovers(t, dir)
-}
-
-func readFile(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
