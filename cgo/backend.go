@@ -69,8 +69,10 @@ func Devices() []Device {
 
 // HasGPU reports whether a GPU device (CUDA, ...) is registered.
 func HasGPU() bool {
-	for _, d := range Devices() {
-		if d.Type == "gpu" || d.Type == "igpu" {
+	Init()
+	for i := range int(C.ggml_backend_dev_count()) {
+		switch C.ggml_backend_dev_type(C.ggml_backend_dev_get(C.size_t(i))) {
+		case C.GGML_BACKEND_DEVICE_TYPE_GPU, C.GGML_BACKEND_DEVICE_TYPE_IGPU:
 			return true
 		}
 	}
