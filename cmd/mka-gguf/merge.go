@@ -375,24 +375,12 @@ func (j *mergeJob) write(ctx context.Context, p *merge.Plan, out string, norms m
 	if err := checkSpace(out, total); err != nil {
 		return err
 	}
-	tmp := tempBeside(out, "mka-tmp")
-	defer os.Remove(tmp)
-	bar := progress.New("write", int(total>>20)+1, "MiB")
-	err := merge.Rewrite(ctx, j.file, j.blocks, p, tmp, codecFor(), merge.RewriteOptions{Norms: norms, Metadata: meta,
-		Progress: func(done, _ int64) { bar.Set(int(done>>20), "") }})
-	bar.Done()
-	if err != nil {
-		return err
-	}
-	if verify {
-		if err := verifyModel(tmp, len(p.Layout)); err != nil {
-			return fmt.Errorf("%s: the written model failed the llama.cpp check: %w", out, err)
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, out)
+	return writeVerified(ctx, out, "written", len(p.Layout), verify, func(tmp string) error {
+		bar := progress.New("write", int(total>>20)+1, "MiB")
+		defer bar.Done()
+		return merge.Rewrite(ctx, j.file, j.blocks, p, tmp, codecFor(), merge.RewriteOptions{Norms: norms, Metadata: meta,
+			Progress: func(done, _ int64) { bar.Set(int(done>>20), "") }})
+	})
 }
 
 // verifyModel loads path with llama.cpp, checks its block count, decodes a
@@ -591,21 +579,10 @@ func (j *mergeJob) writeQuantized(c *cli.Context, p *merge.Plan, out string, nor
 	if err := c.Context.Err(); err != nil {
 		return err
 	}
-	tmp := tempBeside(out, "mka-tmp")
-	defer os.Remove(tmp)
 	progress.Printf("[%d/%d] quantize: %s with llama.cpp's quantizer (importance matrix: %s)\n", stages, stages, ft.Name, from)
-	if err := quant.File(fused, tmp, ft, quant.Options{Threads: j.threads, Imatrix: imat}); err != nil {
-		return err
-	}
-	if !c.Bool("no-verify") {
-		if err := verifyModel(tmp, len(p.Layout)); err != nil {
-			return fmt.Errorf("%s: the quantized model failed the llama.cpp check: %w", out, err)
-		}
-	}
-	if err := c.Context.Err(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, out); err != nil {
+	if err := writeVerified(c.Context, out, "quantized", len(p.Layout), !c.Bool("no-verify"), func(tmp string) error {
+		return quant.File(fused, tmp, ft, quant.Options{Threads: j.threads, Imatrix: imat})
+	}); err != nil {
 		return err
 	}
 	rep.Quant = ft.Name

@@ -47,8 +47,6 @@ func runQuantize(c *cli.Context) error {
 	}
 	blocks, _ := f.Uint(f.Arch() + ".block_count")
 	f.Close()
-	tmp := tempBeside(out, "mka-tmp")
-	defer os.Remove(tmp)
 	var imat map[string][]float32
 	if p := c.String("imatrix"); p != "" {
 		im, err := quant.LoadImatrix(p)
@@ -57,16 +55,10 @@ func runQuantize(c *cli.Context) error {
 		}
 		imat = im.Values()
 	}
-	if err := quant.File(in, tmp, ft, quant.Options{Threads: threads(c), AllowRequantize: c.Bool("allow-requantize"),
-		LeaveOutput: c.Bool("leave-output"), Pure: c.Bool("pure"), Imatrix: imat}); err != nil {
-		return err
-	}
-	if !c.Bool("no-verify") {
-		if err := verifyModel(tmp, int(blocks)); err != nil {
-			return fmt.Errorf("%s: the quantized model failed the llama.cpp check: %w", out, err)
-		}
-	}
-	if err := os.Rename(tmp, out); err != nil {
+	if err := writeVerified(c.Context, out, "quantized", int(blocks), !c.Bool("no-verify"), func(tmp string) error {
+		return quant.File(in, tmp, ft, quant.Options{Threads: threads(c), AllowRequantize: c.Bool("allow-requantize"),
+			LeaveOutput: c.Bool("leave-output"), Pure: c.Bool("pure"), Imatrix: imat})
+	}); err != nil {
 		return err
 	}
 	si, _ := os.Stat(in)

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 
@@ -53,4 +56,27 @@ func checkModel(path string, blocks bool) error {
 func tempBeside(out, tag string) string {
 	dir, name := filepath.Split(out)
 	return filepath.Join(dir, "."+name+"."+tag)
+}
+
+// writeVerified builds out through a temporary file beside it: produce
+// writes the file, llama.cpp must load it with the given block count and
+// decode (unless verify is false), and only then is it renamed to out. The
+// temporary file is removed on any error and on cancellation (Ctrl-C).
+// what names the output in the error of a failed check ("written",
+// "quantized").
+func writeVerified(ctx context.Context, out, what string, blocks int, verify bool, produce func(tmp string) error) error {
+	tmp := tempBeside(out, "mka-tmp")
+	defer os.Remove(tmp)
+	if err := produce(tmp); err != nil {
+		return err
+	}
+	if verify {
+		if err := verifyModel(tmp, blocks); err != nil {
+			return fmt.Errorf("%s: the %s model failed the llama.cpp check: %w", out, what, err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, out)
 }
