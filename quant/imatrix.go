@@ -1,7 +1,6 @@
 package quant
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -126,9 +125,9 @@ func (im *Imatrix) Save(path string) error {
 // f32Source writes v as little-endian float32.
 func f32Source(v []float32) io.WriterTo {
 	return gguf.WriterToFunc(func(w io.Writer) (int64, error) {
-		b := make([]byte, 4*len(v))
-		for i, x := range v {
-			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+		b, err := gguf.EncodeFloats(gguf.TypeF32, make([]byte, 4*len(v)), v)
+		if err != nil {
+			return 0, err
 		}
 		n, err := w.Write(b)
 		return int64(n), err
@@ -205,8 +204,8 @@ func readF32(f *gguf.File, i int) ([]float32, error) {
 		return nil, fmt.Errorf("%s: tensor %q: %w", f.Path, f.Tensors[i].Name, err)
 	}
 	v := make([]float32, len(b)/4)
-	for j := range v {
-		v[j] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*j:]))
+	if err := gguf.DecodeFloats(gguf.TypeF32, b, v); err != nil {
+		return nil, fmt.Errorf("%s: tensor %q: %w", f.Path, f.Tensors[i].Name, err)
 	}
 	return v, nil
 }
