@@ -8,23 +8,30 @@ package cgo
 #include "ggml.h"
 #include "ggml-backend.h"
 
-extern _Bool mkaGoTensor(uintptr_t handle, int layer, float *data, int64_t ne0, int64_t rows);
+extern _Bool mkaGoTensor(uintptr_t handle, int layer, int kind, float *data, int64_t ne0, int64_t rows);
 extern _Bool mkaGoMatMul(uintptr_t handle, char *weight, float *data, int64_t ne0, int64_t rows);
 
 typedef struct {
 	uintptr_t handle;    // CaptureFunc, 0 when block outputs are not captured
 	int want_inp;
+	int want_ffn_inp;  // also capture "ffn_inp-<i>" (the residual stream before block i's FFN)
 	uintptr_t mm_handle; // MatMulFunc, 0 when matmul inputs are not captured
 	void *scratch;     // device-to-host copies and type conversions
 	size_t scratch_size;
 	int stop_layer;    // stop the graph after capturing this block (-2: never)
 } mka_hook;
 
-// mka_layer_of returns the block index of an "l_out-<i>" tensor, -1 for the
-// block-0 input "inp_embd" (when wanted) and -2 for anything else.
-static int mka_layer_of(const char *name, int want_inp) {
+// mka_layer_of returns the block index of an "l_out-<i>" tensor (kind 0) or,
+// when wanted, of an "ffn_inp-<i>" tensor (kind 1), -1 for the block-0 input
+// "inp_embd" (when wanted) and -2 for anything else.
+static int mka_layer_of(const char *name, int want_inp, int want_ffn_inp, int *kind) {
+	*kind = 0;
 	if (strncmp(name, "l_out-", 6) == 0) {
 		return atoi(name + 6);
+	}
+	if (want_ffn_inp && strncmp(name, "ffn_inp-", 8) == 0) {
+		*kind = 1;
+		return atoi(name + 8);
 	}
 	if (want_inp && strcmp(name, "inp_embd") == 0) {
 		return -1;
@@ -127,7 +134,8 @@ static bool mka_cb_eval(struct ggml_tensor *t, bool ask, void *ud) {
 	if (h->handle == 0) {
 		return !ask;
 	}
-	int layer = mka_layer_of(t->name, h->want_inp);
+	int kind;
+	int layer = mka_layer_of(t->name, h->want_inp, h->want_ffn_inp, &kind);
 	if (ask) {
 		return layer >= -1;
 	}
@@ -140,7 +148,7 @@ static bool mka_cb_eval(struct ggml_tensor *t, bool ask, void *ud) {
 	}
 	// Returning false after the last block stops the graph there: the
 	// output norm and the logits are not computed.
-	return mkaGoTensor(h->handle, layer, data, t->ne[0], ggml_nrows(t)) && layer != h->stop_layer;
+	return mkaGoTensor(h->handle, layer, kind, data, t->ne[0], ggml_nrows(t)) && !(kind == 0 && layer == h->stop_layer);
 }
 
 static void mka_set_hook(struct llama_context_params *p, mka_hook *h) {
@@ -178,6 +186,8 @@ static void mka_threadpool_free(struct ggml_threadpool *tp) {
 	}
 }
 
+static void mka_hook_stop_after(mka_hook *h, int layer) { h->stop_layer = layer; }
+
 static void mka_hook_free(mka_hook *h) {
 	if (h) {
 		free(h->scratch);
@@ -188,6 +198,7 @@ static void mka_hook_free(mka_hook *h) {
 import "C"
 
 import (
+	"errors"
 	"fmt"
 	rcgo "runtime/cgo"
 	"unsafe"
@@ -195,14 +206,28 @@ import (
 
 // Tensor is one captured graph tensor: Rows token rows of Cols floats.
 // Layer is the decoder block whose output it is ("l_out-<Layer>"), or -1
-// for the input of block 0 ("inp_embd"). Data aliases memory owned by
-// llama.cpp and is valid only during the CaptureFunc call: copy what you
-// keep.
+// for the input of block 0 ("inp_embd"); with Kind FFNInput it is the
+// residual stream of block Layer before its FFN ("ffn_inp-<Layer>"). Data
+// aliases memory owned by llama.cpp and is valid only during the
+// CaptureFunc call: copy what you keep.
 type Tensor struct {
 	Layer      int
+	Kind       TensorKind
 	Rows, Cols int
 	Data       []float32
 }
+
+// TensorKind says which graph tensor of a block was captured.
+type TensorKind int
+
+const (
+	// BlockOutput is a block's output "l_out-<i>" (or the block-0 input).
+	BlockOutput TensorKind = iota
+	// FFNInput is "ffn_inp-<i>": the residual stream after block i's
+	// attention, before its FFN. Block i's FFN output is then
+	// l_out-<i> − ffn_inp-<i>.
+	FFNInput
+)
 
 // CaptureFunc receives captured tensors in graph order during Decode. The
 // rows are the batch's tokens in batch order (the last block's rows only
@@ -225,6 +250,9 @@ type ContextParams struct {
 	// CaptureInput) the block-0 input during Decode.
 	Capture      CaptureFunc
 	CaptureInput bool
+	// CaptureFFNInput also captures every block's "ffn_inp-<i>", handed to
+	// Capture before that block's output, with Kind FFNInput.
+	CaptureFFNInput bool
 	// SkipLogits stops every Decode once Capture has the last block's
 	// output: the output norm and the logits, unused in calibration, are
 	// not computed (a large-vocabulary model spends a fifth or more of its
@@ -297,6 +325,9 @@ func NewContext(m *Model, cp ContextParams) (*Context, error) {
 			if cp.CaptureInput {
 				c.hook.want_inp = 1
 			}
+			if cp.CaptureFFNInput {
+				c.hook.want_ffn_inp = 1
+			}
 		}
 		c.hook.stop_layer = -2
 		if cp.SkipLogits && cp.MatMulInputs == nil {
@@ -324,11 +355,12 @@ func NewContext(m *Model, cp ContextParams) (*Context, error) {
 }
 
 //export mkaGoTensor
-func mkaGoTensor(handle C.uintptr_t, layer C.int, data *C.float, ne0, rows C.int64_t) C.bool {
+func mkaGoTensor(handle C.uintptr_t, layer, kind C.int, data *C.float, ne0, rows C.int64_t) C.bool {
 	f := rcgo.Handle(handle).Value().(CaptureFunc)
 	n := int(ne0) * int(rows)
 	return C.bool(f(Tensor{
 		Layer: int(layer),
+		Kind:  TensorKind(kind),
 		Rows:  int(rows),
 		Cols:  int(ne0),
 		Data:  unsafe.Slice((*float32)(unsafe.Pointer(data)), n),
@@ -368,6 +400,25 @@ func (c *Context) Close() error {
 			c.mmh = 0
 		}
 	}
+	return nil
+}
+
+// StopAfter makes every later Decode stop the graph once the capture hook
+// has block layer's output (layer < 0: run the whole graph, or up to the
+// last block with ContextParams.SkipLogits). Blocks after it, the output
+// norm and the logits are not computed, so Logits returns meaningless
+// values. It needs a Capture hook.
+func (c *Context) StopAfter(layer int) error {
+	if c == nil || c.p == nil {
+		return ErrClosed
+	}
+	if c.hook == nil || c.handle == 0 {
+		return errors.New("StopAfter needs a capture hook")
+	}
+	if layer < 0 {
+		layer = -2
+	}
+	C.mka_hook_stop_after(c.hook, C.int(layer))
 	return nil
 }
 

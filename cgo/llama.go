@@ -163,7 +163,8 @@ type ModelParams struct {
 	// GPULayers is the number of layers to offload to a GPU, when the build
 	// has a GPU backend; 0 keeps everything on the CPU.
 	GPULayers int
-	// NoMmap reads the file into memory instead of mapping it.
+	// NoMmap reads the file into memory instead of mapping it; the weights
+	// are then writable (Model.Weight, Weight.Set).
 	NoMmap bool
 	// VocabOnly loads only the vocabulary, not the weights.
 	VocabOnly bool
@@ -175,6 +176,8 @@ type Model struct {
 	p     *C.struct_llama_model
 	vocab *C.struct_llama_vocab
 	path  string
+	// writable is set when the weights live in writable buffers (NoMmap).
+	writable bool
 }
 
 // LoadModel loads the GGUF model at path (memory-mapped by default).
@@ -194,7 +197,7 @@ func LoadModel(path string, mp ModelParams) (*Model, error) {
 	if m == nil {
 		return nil, fmt.Errorf("%s: %w (%s)", path, ErrLoad, llamaReason())
 	}
-	return &Model{p: m, vocab: C.llama_model_get_vocab(m), path: path}, nil
+	return &Model{p: m, vocab: C.llama_model_get_vocab(m), path: path, writable: mp.NoMmap}, nil
 }
 
 // Close frees the model. It is nil-safe and idempotent.

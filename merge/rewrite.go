@@ -67,7 +67,15 @@ type RewriteOptions struct {
 	ChunkBytes int
 	// Progress, when set, is called with the bytes written so far.
 	Progress func(done, total int64)
+	// Align maps an output block to the alignment folded into its FFN
+	// output: its ffn_down.weight W becomes Tᵀ W (and an ffn_down.bias b,
+	// Tᵀ b), computed in float32 after the fusion and encoded back in the
+	// tensor's own type. Other tensors are unchanged.
+	Align map[int]*Alignment
 }
+
+// AlignedSuffixes are the block tensors an Alignment is folded into.
+var AlignedSuffixes = []string{"ffn_down.weight", "ffn_down.bias"}
 
 // isNorm reports whether a block tensor is a normalisation weight.
 func isNorm(suffix string) bool {
@@ -132,7 +140,7 @@ func Rewrite(ctx context.Context, f *gguf.File, b *Blocks, plan *Plan, out strin
 			emitted = true
 			for j, parts := range plan.Layout {
 				for _, suffix := range b.Suffixes {
-					ot, err := fusedTensor(ctx, f, parts, suffix, src, j, codec, chunk, opt.Norms)
+					ot, err := fusedTensor(ctx, f, parts, suffix, src, j, codec, chunk, opt.Norms, alignFor(opt.Align, j, suffix))
 					if err != nil {
 						return err
 					}
@@ -173,9 +181,25 @@ func Rewrite(ctx context.Context, f *gguf.File, b *Blocks, plan *Plan, out strin
 	return nil
 }
 
-// fusedTensor returns output block j's tensor suffix.
+// alignFor returns the alignment of output block j if tensor suffix is one
+// it is folded into.
+func alignFor(m map[int]*Alignment, j int, suffix string) *Alignment {
+	a := m[j]
+	if a == nil {
+		return nil
+	}
+	for _, s := range AlignedSuffixes {
+		if s == suffix {
+			return a
+		}
+	}
+	return nil
+}
+
+// fusedTensor returns output block j's tensor suffix: Σ w_k θ_k over its
+// parts, then, when align is set, Tᵀ applied to its rows.
 func fusedTensor(ctx context.Context, f *gguf.File, parts []Weighted, suffix string, src func(int, string) int,
-	j int, codec Codec, chunk int, norms NormRule) (gguf.OutTensor, error) {
+	j int, codec Codec, chunk int, norms NormRule, align *Alignment) (gguf.OutTensor, error) {
 	name := fmt.Sprintf("blk.%d.%s", j, suffix)
 	live := make([]Weighted, 0, len(parts))
 	for _, p := range parts {
@@ -194,13 +218,20 @@ func fusedTensor(ctx context.Context, f *gguf.File, parts []Weighted, suffix str
 	}
 	base := f.OutTensor(src(heaviest.Block, suffix))
 	base.Info.Name = name
-	if len(live) == 1 && live[0].W == 1 {
+	if len(live) == 1 && live[0].W == 1 && align == nil {
 		return base, nil // a plain copy, renumbered
 	}
 	info := base.Info
 	perRow := int(info.Dims[0])
 	rows := int(info.Elements()) / perRow
 	rowsPer := max(1, min(rows, chunk/(4*perRow)))
+	if align != nil {
+		// Tᵀ W mixes all rows: the whole tensor in one chunk.
+		rowsPer = rows
+		if rows != align.D && !(rows == 1 && perRow == align.D) {
+			return gguf.OutTensor{}, fmt.Errorf("%w: %s has %d rows of %d, the alignment is %d×%d", ErrAlign, name, rows, perRow, align.D, align.D)
+		}
+	}
 	srcIdx := make([]int, len(live))
 	for k, p := range live {
 		srcIdx[k] = src(p.Block, suffix)
@@ -239,6 +270,13 @@ func fusedTensor(ctx context.Context, f *gguf.File, parts []Weighted, suffix str
 				}
 				simd.Axpy(a, float32(p.W), t)
 			}
+			if align != nil {
+				folded, err := foldTensor(align, a, rows, perRow)
+				if err != nil {
+					return written, fmt.Errorf("%s: %w", name, err)
+				}
+				a = folded
+			}
 			enc = grow(enc, mustRowSize(info.Type, perRow)*nr)
 			if err := codec.Encode(info.Type, a, enc, nr, perRow); err != nil {
 				return written, fmt.Errorf("%s: %w", name, err)
@@ -252,6 +290,15 @@ func fusedTensor(ctx context.Context, f *gguf.File, parts []Weighted, suffix str
 		return written, nil
 	}
 	return gguf.OutTensor{Info: info, Src: gguf.WriterToFunc(write)}, nil
+}
+
+// foldTensor applies Tᵀ to a tensor of rows×perRow values: rows = d for a
+// weight (W ← Tᵀ W), or one row of d values for a bias (b ← Tᵀ b).
+func foldTensor(a *Alignment, v []float32, rows, perRow int) ([]float32, error) {
+	if rows == 1 {
+		return a.FoldRows(v, 1) // d rows of one value: the same product
+	}
+	return a.FoldRows(v, perRow)
 }
 
 // mustRowSize is t.RowSize for shapes gguf.Open has already validated.

@@ -54,6 +54,9 @@ type compareRow struct {
 	PPL     float64 `json:"ppl"`
 	StdErr  float64 `json:"ppl_stderr"`
 	Plan    string  `json:"plan"`
+	Align   string  `json:"align,omitempty"`
+	// SearchSeconds is the search and alignment time after calibration.
+	SearchSeconds float64 `json:"search_seconds,omitempty"`
 }
 
 // compareResults is results.json.
@@ -109,8 +112,25 @@ func runCompare(c *cli.Context) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	var aligns []bool
+	for _, a := range strings.Split(c.String("align"), ",") {
+		switch a {
+		case "ls":
+			aligns = append(aligns, true)
+		case "none":
+			aligns = append(aligns, false)
+		default:
+			return usageError(c, "unknown --align %q (want ls, none or ls,none)", a)
+		}
+	}
 	search := slices.Contains(ms, "mka") && c.String("lambda") == "search"
-	j, err := prepare(c, in, true, search)
+	edit := false
+	for _, m := range ms {
+		for _, a := range aligns {
+			edit = edit || needsEdit(c, m, a)
+		}
+	}
+	j, err := prepare(c, in, true, search, edit)
 	if err != nil {
 		return err
 	}
@@ -140,38 +160,41 @@ func runCompare(c *cli.Context) error {
 	res := compareResults{Input: in, Text: c.String("text"), EvalCtx: evalCtx, Calibration: j.res,
 		Original: compareRow{Method: "original", Blocks: j.blocks.Count, File: in, Bytes: j.file.Size, PPL: orig.PPL, StdErr: orig.StdErr}}
 	base := strings.TrimSuffix(filepath.Base(in), ".gguf")
+	var labels []string
 	for _, method := range ms {
-		for _, n := range counts {
-			o := opt
-			var trials []lambdaTrial
-			var cleanup func()
-			if method == "mka" && search {
-				if o.Choose, cleanup, err = j.searchChooser(c.Context, c.Int("candidates"), dir, norms, &trials); err != nil {
+		for _, al := range aligns {
+			label := method
+			if al {
+				label += " --align ls"
+			}
+			labels = append(labels, label)
+			for _, n := range counts {
+				sr, err := j.shrink(c, method, al, n, opt)
+				if err != nil {
+					return fmt.Errorf("%s at %d removed: %w", label, n, err)
+				}
+				p := sr.plan
+				name := method
+				if al {
+					name += "-ls"
+				}
+				out := filepath.Join(dir, fmt.Sprintf("%s-%s-%d.gguf", base, name, n))
+				if err := j.write(c.Context, p, sr.align, out, norms, provenance(sr, sum), true); err != nil {
 					return err
 				}
+				r, err := measure(out)
+				if err != nil {
+					return fmt.Errorf("%s: %w", out, err)
+				}
+				st, _ := os.Stat(out)
+				row := compareRow{Method: label, Removed: n, Blocks: len(p.Layout), File: out, Bytes: st.Size(), PPL: r.PPL, StdErr: r.StdErr,
+					Plan: strings.TrimSpace(p.String()), Align: sr.alignMethod, SearchSeconds: sr.seconds}
+				res.Rows = append(res.Rows, row)
+				progress.Printf("compare: %s, %d removed: PPL %.3f\n", label, n, r.PPL)
 			}
-			p, err := j.plan(method, n, o)
-			if cleanup != nil {
-				cleanup()
-			}
-			if err != nil {
-				return fmt.Errorf("%s at %d removed: %w", method, n, err)
-			}
-			out := filepath.Join(dir, fmt.Sprintf("%s-%s-%d.gguf", base, method, n))
-			if err := j.write(c.Context, p, out, norms, provenance(method, p, sum), true); err != nil {
-				return err
-			}
-			r, err := measure(out)
-			if err != nil {
-				return fmt.Errorf("%s: %w", out, err)
-			}
-			st, _ := os.Stat(out)
-			row := compareRow{Method: method, Removed: n, Blocks: len(p.Layout), File: out, Bytes: st.Size(), PPL: r.PPL, StdErr: r.StdErr,
-				Plan: strings.TrimSpace(p.String())}
-			res.Rows = append(res.Rows, row)
-			progress.Printf("compare: %s, %d removed: PPL %.3f\n", method, n, r.PPL)
 		}
 	}
+	ms = labels
 	printCompareTable(res, counts, ms)
 	if err := writeJSON(filepath.Join(dir, "results.json"), res); err != nil {
 		return err

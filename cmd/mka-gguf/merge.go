@@ -19,7 +19,7 @@ import (
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/analysis"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/corpus"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ppl"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/pipeline"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/gguf"
@@ -35,7 +35,11 @@ var mergeFlags = append([]cli.Flag{
 	&cli.IntFlag{Name: "remove", Aliases: []string{"n"}, Usage: "blocks to remove (default: a quarter of them, at least 1)"},
 	&cli.Float64Flag{Name: "ratio", Usage: "fraction of blocks to remove (removed / original, as in the MKA paper)"},
 	&cli.StringFlag{Name: "lambda", Value: "search", Usage: "fusion weight: search (pick by held-back calibration loss), paper (λ = similarity), code (the published code's rule) or a number in [0,1]"},
-	&cli.IntFlag{Name: "candidates", Value: 3, Usage: "with --lambda search: candidate pairs per fusion, most similar first, scored by held-back loss"},
+	&cli.IntFlag{Name: "candidates", Value: 3, Usage: "with --lambda search: candidates per removed block that the cheap filter (alignment residual) sends to the final round, scored by held-back loss"},
+	&cli.StringFlag{Name: "align", Value: "ls", Usage: "fold a least-squares alignment into the block before each removed one (ls) or not (none)"},
+	&cli.Float64Flag{Name: "rho", Value: 1e-3, Usage: "ridge of the alignment, relative to tr(XᵀX)/d"},
+	&cli.IntFlag{Name: "align-samples", Value: 64, Usage: "calibration samples used by each alignment pass (at most --samples)"},
+	&cli.BoolFlag{Name: "score-all", Usage: "score every candidate on held-back text, not only the filter's best (measures the filter's agreement)"},
 	&cli.StringFlag{Name: "order", Value: "greedy", Usage: "pair order for mka: greedy (most similar pair anywhere) or back-to-front (the paper)"},
 	&cli.StringFlag{Name: "norms", Value: "weighted", Usage: "norm weights of a fused block: weighted (like every tensor) or first (keep the first block's)"},
 	&cli.Float64Flag{Name: "holdout", Value: 0.15, Usage: "fraction of the calibration text held back to score λ candidates"},
@@ -59,33 +63,25 @@ func init() {
 
 // mergeReport is the --report JSON.
 type mergeReport struct {
-	Version       string             `json:"mka_gguf_version"`
-	Input         string             `json:"input"`
-	InputSHA256   string             `json:"input_sha256"`
-	Output        string             `json:"output,omitempty"`
-	Method        string             `json:"method"`
-	Original      int                `json:"blocks_before"`
-	Remaining     int                `json:"blocks_after"`
-	Steps         []merge.Step       `json:"steps"`
-	Layout        [][]merge.Weighted `json:"layout"`
-	LambdaSearch  []lambdaTrial      `json:"lambda_search,omitempty"`
-	Calibration   *calib.Result      `json:"calibration,omitempty"`
-	BytesBefore   int64              `json:"bytes_before"`
-	BytesAfter    int64              `json:"bytes_after,omitempty"`
-	Quant         string             `json:"quant,omitempty"`
-	BitsPerWeight float64            `json:"bits_per_weight,omitempty"`
-	Imatrix       string             `json:"imatrix,omitempty"`
-	Seconds       float64            `json:"seconds"`
-}
-
-// lambdaTrial is one λ candidate of the search.
-type lambdaTrial struct {
-	Step       int     `json:"step"`
-	Blocks     [2]int  `json:"blocks"`
-	Similarity float64 `json:"similarity"`
-	Lambda     float64 `json:"lambda"`
-	NLL        float64 `json:"heldback_nll"`
-	Chosen     bool    `json:"chosen"`
+	Version       string                `json:"mka_gguf_version"`
+	Input         string                `json:"input"`
+	InputSHA256   string                `json:"input_sha256"`
+	Output        string                `json:"output,omitempty"`
+	Method        string                `json:"method"`
+	Original      int                   `json:"blocks_before"`
+	Remaining     int                   `json:"blocks_after"`
+	Steps         []merge.Step          `json:"steps"`
+	Layout        [][]merge.Weighted    `json:"layout"`
+	Search        []pipeline.StepReport `json:"search,omitempty"`
+	Align         string                `json:"align"`
+	SearchSeconds float64               `json:"search_seconds,omitempty"`
+	Calibration   *calib.Result         `json:"calibration,omitempty"`
+	BytesBefore   int64                 `json:"bytes_before"`
+	BytesAfter    int64                 `json:"bytes_after,omitempty"`
+	Quant         string                `json:"quant,omitempty"`
+	BitsPerWeight float64               `json:"bits_per_weight,omitempty"`
+	Imatrix       string                `json:"imatrix,omitempty"`
+	Seconds       float64               `json:"seconds"`
 }
 
 // mergeJob holds what one merge needs; compare reuses it.
@@ -97,6 +93,7 @@ type mergeJob struct {
 	res     *calib.Result
 	an      *analysis.Analysis
 	held    [][]int32 // held-back chunks for the λ search
+	align   [][]int32 // calibration chunks for the alignment passes
 	threads int
 	batch   int
 	ctx     context.Context // cancelled by Ctrl-C
@@ -168,7 +165,10 @@ func checkSpace(out string, need int64) error {
 
 // prepare opens IN, checks its structure and, when the method needs it,
 // runs the calibration pass and the analysis.
-func prepare(c *cli.Context, in string, needCalib, needHeld bool) (*mergeJob, error) {
+//
+// With needEdit the model is loaded with writable weights (the in-memory
+// search and alignment edit it) and the alignment chunks are tokenized.
+func prepare(c *cli.Context, in string, needCalib, needHeld, needEdit bool) (*mergeJob, error) {
 	f, err := gguf.Open(in)
 	if err != nil {
 		return nil, err
@@ -190,7 +190,9 @@ func prepare(c *cli.Context, in string, needCalib, needHeld bool) (*mergeJob, er
 	if needHeld {
 		samples, held = corpus.Split(samples, c.Float64("holdout"), c.Uint64("seed"))
 	}
-	if j.model, err = cgo.LoadModel(in, modelParams()); err != nil {
+	mp := modelParams()
+	mp.NoMmap = needEdit
+	if j.model, err = cgo.LoadModel(in, mp); err != nil {
 		j.close()
 		return nil, err
 	}
@@ -201,6 +203,13 @@ func prepare(c *cli.Context, in string, needCalib, needHeld bool) (*mergeJob, er
 	if j.an, err = analysis.Compute(j.res, analyzeOptions(c)); err != nil {
 		j.close()
 		return nil, err
+	}
+	if needEdit {
+		n := max(1, min(c.Int("align-samples"), j.res.Samples))
+		if j.align, err = calib.Tokens(j.model, texts(samples), n, j.res.Ctx, c.Uint64("seed")); err != nil {
+			j.close()
+			return nil, fmt.Errorf("%s: alignment chunks: %w", source, err)
+		}
 	}
 	if needHeld {
 		t := j.res.Ctx
@@ -260,86 +269,9 @@ func (j *mergeJob) plan(method string, n int, opt merge.MKAOptions) (*merge.Plan
 	return nil, fmt.Errorf("unknown method %q (want %s)", method, strings.Join(methods, ", "))
 }
 
-// heldNLL returns the mean next-token loss of the model at path on the
-// held-back chunks.
-func (j *mergeJob) heldNLL(path string) (float64, error) {
-	m, err := cgo.LoadModel(path, modelParams())
-	if err != nil {
-		return 0, err
-	}
-	defer m.Close()
-	var acc ppl.Accumulator
-	_, err = runner.Run(m, j.held, runner.Options{Ctx: j.ctx, Threads: j.threads, BatchTokens: j.batch, Logits: true}, func(d *runner.Decoded) error {
-		for i := range d.Count {
-			ch := j.held[d.First+i]
-			for k := 0; k+1 < len(ch); k++ {
-				acc.Add(d.Logits(i, k), ch[k+1])
-			}
-		}
-		return nil
-	})
-	return acc.Mean(), err
-}
-
-// searchChooser returns a merge.MKAOptions.Choose that scores the first k
-// candidate fusions of each step (most similar first) with every λ in
-// {0, ¼, ½, ¾, 1, rule} by the next-token loss of the partially merged
-// model on held-back calibration text, and picks the lowest. λ = 0 and
-// λ = 1 drop one block of the pair, so a chosen fusion is never worse on
-// that text than dropping either block.
-func (j *mergeJob) searchChooser(ctx context.Context, k int, dir string, norms merge.NormRule, trials *[]lambdaTrial) (func([]merge.Step, []merge.Step) (int, float64, error), func(), error) {
-	tmp, err := os.MkdirTemp(dir, ".mka-lambda-*")
-	if err != nil {
-		return nil, nil, err
-	}
-	path := filepath.Join(tmp, "candidate.gguf")
-	choose := func(done, cands []merge.Step) (int, float64, error) {
-		step := len(done)
-		bestC, bestL, bestNLL := 0, 0.0, math.Inf(1)
-		first := len(*trials)
-		bar := progress.New(fmt.Sprintf("λ search, step %d", step+1), min(k, len(cands))*6, "candidates")
-		defer bar.Done()
-		for ci, cand := range cands[:min(k, len(cands))] {
-			grid := []float64{0, 0.25, 0.5, 0.75, 1}
-			if r := math.Round(cand.Lambda*1000) / 1000; !slices.Contains(grid, r) {
-				grid = append(grid, r)
-			}
-			for _, lam := range grid {
-				if err := ctx.Err(); err != nil {
-					return 0, 0, err
-				}
-				c := cand
-				c.Lambda = lam
-				partial, err := merge.NewPlan("mka", j.blocks.Count, append(slices.Clone(done), c))
-				if err != nil {
-					return 0, 0, err
-				}
-				if err := merge.Rewrite(ctx, j.file, j.blocks, partial, path, codecFor(), merge.RewriteOptions{Norms: norms}); err != nil {
-					return 0, 0, err
-				}
-				nll, err := j.heldNLL(path)
-				if err != nil {
-					return 0, 0, err
-				}
-				*trials = append(*trials, lambdaTrial{Step: step, Blocks: cand.Blocks, Similarity: cand.Similarity, Lambda: lam, NLL: nll})
-				bar.Set(len(*trials)-first, fmt.Sprintf("blk %d+%d λ=%.2f loss %.4f", cand.Blocks[0], cand.Blocks[1], lam, nll))
-				if nll < bestNLL {
-					bestC, bestL, bestNLL = ci, lam, nll
-				}
-			}
-		}
-		for t := first; t < len(*trials); t++ {
-			(*trials)[t].Chosen = (*trials)[t].Blocks == cands[bestC].Blocks && (*trials)[t].Lambda == bestL
-		}
-		progress.Printf("step %d: fuse blk %d + blk %d with λ=%.2f (S=%.3f): held-back loss %.4f (%d candidates tried)\n",
-			step+1, cands[bestC].Blocks[0], cands[bestC].Blocks[1], bestL, cands[bestC].Similarity, bestNLL, len(*trials)-first)
-		return bestC, bestL, nil
-	}
-	return choose, func() { os.RemoveAll(tmp) }, nil
-}
-
 // provenance returns the mka.* keys recorded in the output.
-func provenance(method string, p *merge.Plan, srcSHA string) []gguf.KV {
+func provenance(sr *shrinkResult, srcSHA string) []gguf.KV {
+	method, p := sr.method, sr.plan
 	var lambdas []float32
 	var layout []string
 	for _, st := range p.Steps {
@@ -364,13 +296,27 @@ func provenance(method string, p *merge.Plan, srcSHA string) []gguf.KV {
 	if len(lambdas) > 0 {
 		kvs = append(kvs, gguf.KV{Key: "mka.lambdas", Value: gguf.Float32s(lambdas)})
 	}
+	kvs = append(kvs, gguf.KV{Key: "mka.align.method", Value: gguf.String(sr.alignMethod)})
+	if sr.alignMethod == "ls" && len(sr.steps) > 0 {
+		var res []float32
+		var rho float32
+		tokens := 0
+		for _, st := range sr.steps {
+			res = append(res, float32(st.Residual))
+			rho, tokens = float32(st.Rho), max(tokens, st.Tokens)
+		}
+		kvs = append(kvs,
+			gguf.KV{Key: "mka.align.residuals", Value: gguf.Float32s(res)},
+			gguf.KV{Key: "mka.align.rho", Value: gguf.Float32(rho)},
+			gguf.KV{Key: "mka.align.tokens", Value: gguf.Uint32(uint32(tokens))})
+	}
 	return kvs
 }
 
 // write rewrites the model to out through a temporary file beside it,
 // checks that llama.cpp loads and decodes the temporary file, and only then
 // renames it to out.
-func (j *mergeJob) write(ctx context.Context, p *merge.Plan, out string, norms merge.NormRule, meta []gguf.KV, verify bool) error {
+func (j *mergeJob) write(ctx context.Context, p *merge.Plan, align map[int]*merge.Alignment, out string, norms merge.NormRule, meta []gguf.KV, verify bool) error {
 	total := merge.OutputSize(j.file, j.blocks, p)
 	if err := checkSpace(out, total); err != nil {
 		return err
@@ -378,7 +324,7 @@ func (j *mergeJob) write(ctx context.Context, p *merge.Plan, out string, norms m
 	return writeVerified(ctx, out, "written", len(p.Layout), verify, func(tmp string) error {
 		bar := progress.New("write", int(total>>20)+1, "MiB")
 		defer bar.Done()
-		return merge.Rewrite(ctx, j.file, j.blocks, p, tmp, codecFor(), merge.RewriteOptions{Norms: norms, Metadata: meta,
+		return merge.Rewrite(ctx, j.file, j.blocks, p, tmp, codecFor(), merge.RewriteOptions{Norms: norms, Metadata: meta, Align: align,
 			Progress: func(done, _ int64) { bar.Set(int(done>>20), "") }})
 	})
 }
@@ -444,8 +390,13 @@ func runMerge(c *cli.Context) error {
 	if err := checkQuantFlags(c); err != nil {
 		return err
 	}
+	align, err := alignMode(c)
+	if err != nil {
+		return err
+	}
 	search := method == "mka" && c.String("lambda") == "search"
-	j, err := prepare(c, in, method != "prune-reverse", search)
+	edit := needsEdit(c, method, align)
+	j, err := prepare(c, in, method != "prune-reverse" || edit, search, edit)
 	if err != nil {
 		return err
 	}
@@ -454,23 +405,11 @@ func runMerge(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var trials []lambdaTrial
-	if search {
-		dir := filepath.Dir(out)
-		if c.Bool("dry-run") {
-			dir = os.TempDir()
-		}
-		choose, cleanup, err := j.searchChooser(c.Context, c.Int("candidates"), dir, norms, &trials)
-		if err != nil {
-			return err
-		}
-		defer cleanup()
-		opt.Choose = choose
-	}
-	p, err := j.plan(method, n, opt)
+	sr, err := j.shrink(c, method, align, n, opt)
 	if err != nil {
 		return err
 	}
+	p := sr.plan
 	fmt.Println(strings.TrimRight(p.String(), "\n"))
 
 	sum, err := fileSHA256(in)
@@ -478,14 +417,17 @@ func runMerge(c *cli.Context) error {
 		return err
 	}
 	rep := mergeReport{Version: version, Input: in, InputSHA256: sum, Method: method, Original: p.Original,
-		Remaining: len(p.Layout), Steps: p.Steps, Layout: p.Layout, LambdaSearch: trials, Calibration: j.res,
-		BytesBefore: j.file.Size}
+		Remaining: len(p.Layout), Steps: p.Steps, Layout: p.Layout, Search: sr.steps, Align: sr.alignMethod, Calibration: j.res,
+		BytesBefore: j.file.Size, SearchSeconds: sr.seconds}
+	if sr.seconds > 0 {
+		progress.Printf("search and alignment: %.1f s after calibration\n", sr.seconds)
+	}
 	if !c.Bool("dry-run") {
 		if q := c.String("quant"); q != "" {
-			if err := j.writeQuantized(c, p, out, norms, provenance(method, p, sum), q, &rep); err != nil {
+			if err := j.writeQuantized(c, sr, out, norms, provenance(sr, sum), q, &rep); err != nil {
 				return err
 			}
-		} else if err := j.write(c.Context, p, out, norms, provenance(method, p, sum), !c.Bool("no-verify")); err != nil {
+		} else if err := j.write(c.Context, p, sr.align, out, norms, provenance(sr, sum), !c.Bool("no-verify")); err != nil {
 			return err
 		}
 		st, err := os.Stat(out)
@@ -530,7 +472,8 @@ func checkQuantFlags(c *cli.Context) error {
 // with llama.cpp's quantizer into another temporary file, checks it with
 // llama.cpp and renames it to out. Temporary files are removed on success,
 // error and Ctrl-C.
-func (j *mergeJob) writeQuantized(c *cli.Context, p *merge.Plan, out string, norms merge.NormRule, meta []gguf.KV, typ string, rep *mergeReport) error {
+func (j *mergeJob) writeQuantized(c *cli.Context, sr *shrinkResult, out string, norms merge.NormRule, meta []gguf.KV, typ string, rep *mergeReport) error {
+	p := sr.plan
 	ft, err := quant.Parse(typ)
 	if err != nil {
 		return err
@@ -543,7 +486,7 @@ func (j *mergeJob) writeQuantized(c *cli.Context, p *merge.Plan, out string, nor
 		stages = 2
 	}
 	progress.Printf("[1/%d] merge: %d -> %d blocks\n", stages, p.Original, len(p.Layout))
-	if err := j.write(c.Context, p, fused, norms, meta, false); err != nil {
+	if err := j.write(c.Context, p, sr.align, fused, norms, meta, false); err != nil {
 		return err
 	}
 	var imat map[string][]float32

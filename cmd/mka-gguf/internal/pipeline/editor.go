@@ -1,0 +1,213 @@
+// Package pipeline is mka-gguf's merge pipeline after calibration: it
+// searches for the blocks to remove on ONE loaded model, editing its
+// weights in memory (a removed block becomes an exact identity, a kept
+// block gets its least-squares alignment folded into ffn_down), scores
+// candidates on held-back calibration text with one llama.cpp context, and
+// returns the plan and the alignments that the streaming rewrite writes.
+// No candidate file is ever written: the cost of a merge is a few
+// calibration passes, whatever the model size.
+package pipeline
+
+import (
+	"fmt"
+
+	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/gguf"
+	"github.com/mka-gguf/mka-gguf/merge"
+)
+
+// outputSuffixes are the tensors that write a block's contribution to the
+// residual stream: with all of them zero, a pre-norm residual block
+// (x + attn(norm(x)), then + ffn(norm(·))) is the identity.
+var outputSuffixes = []string{"attn_output.weight", "attn_output.bias", "ffn_down.weight", "ffn_down.bias"}
+
+// Editor edits a model loaded with writable weights (cgo.ModelParams.NoMmap).
+// Blocks are "current" blocks (after the steps taken so far); phys maps each
+// to the loaded block that computes it, the others being zeroed (identity).
+// Changes are tentative until Commit; Restore undoes them.
+type Editor struct {
+	m     *cgo.Model
+	f     *gguf.File
+	codec merge.Codec
+	phys  []int
+
+	committed map[string][]byte // tensor data now in the model, when not the file's
+	pending   map[string][]byte // set since the last Commit or Restore
+}
+
+// NewEditor checks that every block has the tensors an in-memory edit needs
+// and returns an editor of m, which must have been loaded from f with
+// writable weights.
+func NewEditor(m *cgo.Model, f *gguf.File, b *merge.Blocks, codec merge.Codec) (*Editor, error) {
+	if m.NLayer() != b.Count {
+		return nil, fmt.Errorf("%s: llama.cpp sees %d blocks, the file has %d", f.Path, m.NLayer(), b.Count)
+	}
+	for _, s := range []string{"attn_output.weight", "ffn_down.weight"} {
+		if _, ok := f.Tensor("blk.0." + s); !ok {
+			return nil, fmt.Errorf("%s: %w: architecture %q has no blk.0.%s, so a block cannot be made an identity in memory", f.Path, merge.ErrUnsupported, b.Arch, s)
+		}
+	}
+	e := &Editor{m: m, f: f, codec: codec, committed: map[string][]byte{}, pending: map[string][]byte{}}
+	for i := range b.Count {
+		e.phys = append(e.phys, i)
+	}
+	return e, nil
+}
+
+// Blocks returns the number of current blocks.
+func (e *Editor) Blocks() int { return len(e.phys) }
+
+// Phys returns the loaded block that computes current block c.
+func (e *Editor) Phys(c int) int { return e.phys[c] }
+
+// data returns the bytes tensor name holds now (committed state).
+func (e *Editor) data(name string) ([]byte, error) {
+	if b, ok := e.committed[name]; ok {
+		return b, nil
+	}
+	i, ok := e.f.Tensor(name)
+	if !ok {
+		return nil, fmt.Errorf("%s: no tensor %s", e.f.Path, name)
+	}
+	return e.f.TensorBytes(i)
+}
+
+// set writes data into the loaded tensor name, tentatively.
+func (e *Editor) set(name string, data []byte) error {
+	w, err := e.m.Weight(name)
+	if err != nil {
+		return err
+	}
+	if err := w.Set(data); err != nil {
+		return err
+	}
+	e.pending[name] = data
+	return nil
+}
+
+// Floats returns the committed values of a tensor as float32.
+func (e *Editor) Floats(name string) ([]float32, gguf.TensorInfo, error) {
+	i, ok := e.f.Tensor(name)
+	if !ok {
+		return nil, gguf.TensorInfo{}, fmt.Errorf("%s: no tensor %s", e.f.Path, name)
+	}
+	info := e.f.Tensors[i]
+	raw, err := e.data(name)
+	if err != nil {
+		return nil, info, err
+	}
+	v := make([]float32, info.Elements())
+	if err := e.codec.Decode(info.Type, raw, v); err != nil {
+		return nil, info, fmt.Errorf("%s: %w", name, err)
+	}
+	return v, info, nil
+}
+
+// setFloats encodes v in the tensor's own type and sets it.
+func (e *Editor) setFloats(name string, info gguf.TensorInfo, v []float32) error {
+	perRow := int(info.Dims[0])
+	rs, err := info.Type.RowSize(uint64(perRow))
+	if err != nil {
+		return err
+	}
+	rows := len(v) / perRow
+	buf := make([]byte, int(rs)*rows)
+	if err := e.codec.Encode(info.Type, v, buf, rows, perRow); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return e.set(name, buf)
+}
+
+// Drop makes current block c an identity (its output tensors zero),
+// tentatively. The block stays current until Commit.
+func (e *Editor) Drop(c int) error {
+	p := e.phys[c]
+	for _, s := range outputSuffixes {
+		name := fmt.Sprintf("blk.%d.%s", p, s)
+		i, ok := e.f.Tensor(name)
+		if !ok {
+			continue
+		}
+		info := e.f.Tensors[i]
+		if err := e.setFloats(name, info, make([]float32, info.Elements())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Align folds a into current block c's FFN output (ffn_down W ← Tᵀ W, and
+// its bias), on top of what the block holds now, tentatively.
+func (e *Editor) Align(c int, a *merge.Alignment) error {
+	p := e.phys[c]
+	for _, s := range merge.AlignedSuffixes {
+		name := fmt.Sprintf("blk.%d.%s", p, s)
+		if _, ok := e.f.Tensor(name); !ok {
+			continue
+		}
+		v, info, err := e.Floats(name)
+		if err != nil {
+			return err
+		}
+		perRow := int(info.Dims[0])
+		if len(v) == a.D {
+			perRow = 1 // a bias
+		}
+		w, err := a.FoldRows(v, perRow)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if err := e.setFloats(name, info, w); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Restore puts back every tensor changed since the last Commit.
+func (e *Editor) Restore() error {
+	for name := range e.pending {
+		raw, err := e.data(name)
+		if err != nil {
+			return err
+		}
+		w, err := e.m.Weight(name)
+		if err != nil {
+			return err
+		}
+		if err := w.Set(raw); err != nil {
+			return err
+		}
+	}
+	clear(e.pending)
+	return nil
+}
+
+// Commit keeps the pending changes; when dropped ≥ 0, current block dropped
+// (made an identity by Drop) stops being current.
+func (e *Editor) Commit(dropped int) {
+	for name, b := range e.pending {
+		e.committed[name] = b
+	}
+	clear(e.pending)
+	if dropped >= 0 {
+		e.phys = append(e.phys[:dropped:dropped], e.phys[dropped+1:]...)
+	}
+}
+
+// Reset puts every tensor back as the file holds it and makes every block
+// current again, so that another search can start from the original model.
+func (e *Editor) Reset() error {
+	for name := range e.committed {
+		e.pending[name] = nil
+	}
+	clear(e.committed)
+	if err := e.Restore(); err != nil {
+		return err
+	}
+	e.phys = e.phys[:0]
+	for i := range e.m.NLayer() {
+		e.phys = append(e.phys, i)
+	}
+	return nil
+}

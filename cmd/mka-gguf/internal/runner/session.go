@@ -1,0 +1,119 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+
+	"github.com/mka-gguf/mka-gguf/cgo"
+)
+
+// Session is one llama.cpp context kept across many runs over chunks of
+// the same length T, for work that decodes again and again with the same
+// model (the merge search scores every candidate on one context). Its
+// capture hook calls whatever SetCapture installed last.
+type Session struct {
+	m       *cgo.Model
+	ctx     *cgo.Context
+	batch   *cgo.Batch
+	t, k    int
+	capture cgo.CaptureFunc
+}
+
+// SessionOptions configures NewSession.
+type SessionOptions struct {
+	T           int // tokens per chunk
+	Threads     int // 0: the number of CPUs
+	BatchTokens int // 0: 512
+	// Capture enables the capture hook (block outputs, the block-0 input
+	// and every ffn_inp-<i>); SetCapture chooses the function.
+	Capture bool
+}
+
+// NewSession creates the context. Close frees it.
+func NewSession(m *cgo.Model, opt SessionOptions) (*Session, error) {
+	if opt.T < 2 {
+		return nil, fmt.Errorf("runner: chunks of %d tokens", opt.T)
+	}
+	threads := opt.Threads
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
+	s := &Session{m: m, t: opt.T, k: SeqsPerDecode(opt.T, opt.BatchTokens)}
+	cp := cgo.ContextParams{NCtx: s.k * s.t, NBatch: s.k * s.t, NSeqMax: s.k, Threads: threads}
+	if opt.Capture {
+		cp.Capture = func(t cgo.Tensor) bool {
+			if s.capture == nil {
+				return true
+			}
+			return s.capture(t)
+		}
+		cp.CaptureInput, cp.CaptureFFNInput = true, true
+	}
+	var err error
+	if s.ctx, err = cgo.NewContext(m, cp); err != nil {
+		return nil, err
+	}
+	s.batch = cgo.NewBatch(s.k * s.t)
+	return s, nil
+}
+
+// SetCapture installs the function the capture hook calls (nil: none) and
+// the block after whose output each decode stops (< 0: run the whole
+// graph, logits included).
+func (s *Session) SetCapture(f cgo.CaptureFunc, stopAfter int) error {
+	s.capture = f
+	return s.ctx.StopAfter(stopAfter)
+}
+
+// Close frees the context and batch. It is nil-safe.
+func (s *Session) Close() {
+	if s == nil {
+		return
+	}
+	s.batch.Close()
+	s.ctx.Close()
+}
+
+// SeqsPerDecode returns how many chunks one decode holds.
+func (s *Session) SeqsPerDecode() int { return s.k }
+
+// Run decodes chunks (each of T tokens), at most SeqsPerDecode per decode,
+// every token asking for output; before is called with the decode's chunks
+// [first, first+count) and after once it is done (Decoded.Logits is valid
+// when no stop is set). ctx is checked between decodes.
+func (s *Session) Run(ctx context.Context, chunks [][]int32, before func(first, count int), after func(d *Decoded) error) error {
+	if s.capture != nil {
+		defer oneProc()()
+	}
+	for first := 0; first < len(chunks); first += s.k {
+		if ctx != nil {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		n := min(s.k, len(chunks)-first)
+		s.batch.Clear()
+		for c := range n {
+			if len(chunks[first+c]) != s.t {
+				return fmt.Errorf("runner: chunk %d has %d tokens, want %d", first+c, len(chunks[first+c]), s.t)
+			}
+			for j, tok := range chunks[first+c] {
+				s.batch.Add(tok, j, c, true)
+			}
+		}
+		s.ctx.ClearMemory()
+		if before != nil {
+			before(first, n)
+		}
+		if err := s.ctx.Decode(s.batch); err != nil {
+			return err
+		}
+		if after != nil {
+			if err := after(&Decoded{First: first, Count: n, ctx: s.ctx, t: s.t}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
