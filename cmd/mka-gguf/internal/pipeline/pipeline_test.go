@@ -1,0 +1,237 @@
+package pipeline
+
+import (
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
+	"github.com/mka-gguf/mka-gguf/gguf"
+	"github.com/mka-gguf/mka-gguf/internal/shared"
+	"github.com/mka-gguf/mka-gguf/merge"
+	"github.com/mka-gguf/mka-gguf/quant"
+)
+
+// fixture is a model loaded with writable weights and its file.
+type fixture struct {
+	path string
+	m    *cgo.Model
+	f    *gguf.File
+	b    *merge.Blocks
+}
+
+func open(t *testing.T, path string) *fixture {
+	t.Helper()
+	m, err := cgo.LoadModel(path, cgo.ModelParams{NoMmap: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	b, err := merge.InspectBlocks(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{path: path, m: m, f: f, b: b}
+}
+
+func texts(t *testing.T) []string {
+	b, err := os.ReadFile(shared.Path(t, "data/tinystories-train.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := strings.Split(string(b), "\n\n")
+	return p[:min(600, len(p))]
+}
+
+// logits returns the logits of every token of chunks, concatenated.
+func logits(t *testing.T, m *cgo.Model, chunks [][]int32) []float32 {
+	t.Helper()
+	var out []float32
+	_, err := runner.Run(m, chunks, runner.Options{Threads: 2, Logits: true}, func(d *runner.Decoded) error {
+		for i := range d.Count {
+			for k := range chunks[d.First+i] {
+				out = append(out, d.Logits(i, k)...)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func maxDiff(a, b []float32) float64 {
+	var m float64
+	for i := range a {
+		m = max(m, math.Abs(float64(a[i]-b[i])))
+	}
+	return m
+}
+
+// A block dropped in memory is an exact identity: the edited model gives
+// the logits of the file with that block removed, and Restore gives back
+// the original logits bit for bit.
+func TestDropInMemoryEqualsRemovedFile(t *testing.T) {
+	fx := open(t, shared.Model(t, "tinystories-deep12.gguf"))
+	chunks, err := calib.Tokens(fx.m, texts(t), 4, 64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := logits(t, fx.m, chunks)
+	e, err := NewEditor(fx.m, fx.f, fx.b, Codec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Drop(5); err != nil {
+		t.Fatal(err)
+	}
+	edited := logits(t, fx.m, chunks)
+
+	plan, err := merge.NewPlan("test", fx.b.Count, []merge.Step{{Kind: merge.StepDrop, Blocks: [2]int{5, 5}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "drop5.gguf")
+	if err := merge.Rewrite(context.Background(), fx.f, fx.b, plan, out, Codec{}, merge.RewriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := cgo.LoadModel(out, cgo.ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	removed := logits(t, m2, chunks)
+	if d := maxDiff(edited, removed); d > 1e-4 {
+		t.Errorf("in-memory drop vs removed file: max logit difference %g", d)
+	}
+	if d := maxDiff(orig, edited); d < 1e-3 {
+		t.Errorf("dropping block 5 changed the logits by only %g: the edit did not reach the model", d)
+	}
+	if err := e.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(orig, logits(t, fx.m, chunks)); d != 0 {
+		t.Errorf("after Restore the logits differ from the original by %g", d)
+	}
+}
+
+// A search step with alignment: the aligned candidate's residual is below
+// the unaligned one, its held-back loss is lower than the same drop without
+// alignment, and the rewritten file (alignment folded by merge.Rewrite)
+// reproduces the in-memory model.
+func TestAlignedSearchStep(t *testing.T) {
+	for _, tc := range []struct {
+		model string
+		quant string // re-encode the model first (folding into a quantized tensor)
+		tol   float64
+	}{
+		{"tinystories-deep12.gguf", "", 1e-4},
+		{"stories15M-f16.gguf", "Q8_0", 1e-4},
+	} {
+		t.Run(tc.model+tc.quant, func(t *testing.T) {
+			path := shared.Model(t, tc.model)
+			if tc.quant != "" {
+				ft, err := quant.Parse(tc.quant)
+				if err != nil {
+					t.Fatal(err)
+				}
+				q := filepath.Join(t.TempDir(), "q.gguf")
+				if err := quant.File(path, q, ft, quant.Options{Threads: 2}); err != nil {
+					t.Fatal(err)
+				}
+				path = q
+			}
+			fx := open(t, path)
+			tx := texts(t)
+			align, err := calib.Tokens(fx.m, tx[:300], 24, 64, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held, err := calib.Tokens(fx.m, tx[300:], 6, 64, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			run := func(alignOn bool) (*Result, []float32) {
+				e, err := NewEditor(fx.m, fx.f, fx.b, Codec{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer e.Reset()
+				s, err := NewSearcher(e, align, held, Config{Threads: 2, Align: alignOn, Rho: 1e-3, Candidates: 2, ScoreAll: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+				r, err := s.Search(1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r, logits(t, fx.m, held[:2])
+			}
+			ra, inMem := run(true)
+			ru, _ := run(false)
+			st := ra.Steps[0]
+			if !(st.Residual < st.Unaligned) {
+				t.Errorf("aligned residual %g not below unaligned %g", st.Residual, st.Unaligned)
+			}
+			for _, c := range st.Candidates {
+				if c.Residual > c.Unaligned+1e-9 {
+					t.Errorf("candidate %d: aligned residual %g above unaligned %g", c.Drop, c.Residual, c.Unaligned)
+				}
+			}
+			// The same drop without alignment scores worse on held-back text.
+			var un float64 = math.NaN()
+			for _, c := range ru.Steps[0].Candidates {
+				if c.Drop == st.Drop {
+					un = c.HeldNLL
+				}
+			}
+			if !(st.HeldNLL < un) {
+				t.Errorf("drop %d: held-back loss %g aligned, %g unaligned", st.Drop, st.HeldNLL, un)
+			}
+			if len(ra.Align) != 1 || ra.Align[st.Drop-1] == nil {
+				t.Fatalf("alignments %v, want one for output block %d", ra.Align, st.Drop-1)
+			}
+			// Write and compare with the in-memory model (which Reset undid).
+			out := filepath.Join(t.TempDir(), "aligned.gguf")
+			if err := merge.Rewrite(context.Background(), fx.f, fx.b, ra.Plan, out, Codec{}, merge.RewriteOptions{Align: ra.Align}); err != nil {
+				t.Fatal(err)
+			}
+			of, err := gguf.Open(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer of.Close()
+			name := "blk.0.ffn_down.weight"
+			i, _ := of.Tensor(name)
+			j, _ := fx.f.Tensor(name)
+			if of.Tensors[i].Type != fx.f.Tensors[j].Type {
+				t.Errorf("%s is %s after the fold, was %s", name, of.Tensors[i].Type, fx.f.Tensors[j].Type)
+			}
+			m2, err := cgo.LoadModel(out, cgo.ModelParams{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m2.Close()
+			d := maxDiff(inMem, logits(t, m2, held[:2]))
+			t.Logf("drop %d: residual %.4f (%.4f unaligned), held-back loss %.4f (%.4f unaligned), file vs memory %.2g", st.Drop, st.Residual, st.Unaligned, st.HeldNLL, un, d)
+			if d > tc.tol {
+				t.Errorf("rewritten file vs in-memory model: max logit difference %g (tolerance %g)", d, tc.tol)
+			}
+			if d := maxDiff(inMem, logits(t, fx.m, held[:2])); d < 1e-3 {
+				t.Errorf("Reset left the merged weights in place (difference %g)", d)
+			}
+		})
+	}
+}
