@@ -288,12 +288,19 @@ type mtReport struct {
 		Block int     `json:"block"`
 		W     float64 `json:"weight"`
 	} `json:"layout"`
-	LambdaSearch []struct {
-		Step   int     `json:"step"`
-		Lambda float64 `json:"lambda"`
-		NLL    float64 `json:"heldback_nll"`
-		Chosen bool    `json:"chosen"`
-	} `json:"lambda_search"`
+	Search []struct {
+		Step       int     `json:"step"`
+		Drop       int     `json:"drop"`
+		Residual   float64 `json:"residual"`
+		Unaligned  float64 `json:"residual_unaligned"`
+		NLL        float64 `json:"heldback_nll"`
+		Candidates []struct {
+			Drop   int      `json:"drop"`
+			NLL    *float64 `json:"heldback_nll"`
+			Chosen bool     `json:"chosen"`
+		} `json:"candidates"`
+	} `json:"search"`
+	Align string `json:"align"`
 	BytesBefore int64 `json:"bytes_before"`
 	BytesAfter  int64 `json:"bytes_after"`
 }
@@ -391,7 +398,7 @@ func TestMergeMethods(t *testing.T) {
 					t.Errorf("report: layout block %d weights sum to %v", o, s)
 				}
 			}
-			if c.method == "mka" {
+			if c.name == "mka-lambda-0.5" {
 				if !isKind(r.Steps[0].Kind, 2, "fuse") || len(used) != 5 {
 					t.Errorf("report: mka step %+v, %d original blocks used; want a fusion using all 5", r.Steps[0], len(used))
 				}
@@ -402,21 +409,40 @@ func TestMergeMethods(t *testing.T) {
 			}
 			switch c.name {
 			case "mka-lambda-0.5":
-				if r.Steps[0].Lambda != 0.5 || len(r.LambdaSearch) != 0 {
-					t.Errorf("report: λ %v, %d search trials; want 0.5 and no search", r.Steps[0].Lambda, len(r.LambdaSearch))
+				if r.Steps[0].Lambda != 0.5 || len(r.Search) != 0 {
+					t.Errorf("report: λ %v, %d search steps; want 0.5 and no search", r.Steps[0].Lambda, len(r.Search))
 				}
 			case "mka-search":
-				chosen := 0
-				for _, tr := range r.LambdaSearch {
-					if tr.Chosen {
+				// One step: every block but block 0 is a candidate, the
+				// filter's best 3 (the default) are scored on held-back text,
+				// the chosen one is the scored one with the lowest loss, and
+				// the alignment lowers its in-sample residual.
+				if len(r.Search) != 1 || r.Align != "ls" {
+					t.Fatalf("report: %d search steps, align %q; want 1 and ls", len(r.Search), r.Align)
+				}
+				st := r.Search[0]
+				scored, chosen := 0, 0
+				best := math.Inf(1)
+				for _, c := range st.Candidates {
+					if c.NLL != nil {
+						scored++
+						best = min(best, *c.NLL)
+					}
+					if c.Chosen {
 						chosen++
-						if tr.Lambda != r.Steps[0].Lambda {
-							t.Errorf("report: chosen trial λ %v, step λ %v", tr.Lambda, r.Steps[0].Lambda)
+						if c.Drop != st.Drop || c.NLL == nil || *c.NLL != st.NLL {
+							t.Errorf("report: chosen candidate %+v, step drops %d with loss %v", c, st.Drop, st.NLL)
 						}
 					}
 				}
-				if len(r.LambdaSearch) < 5 || chosen != 1 {
-					t.Errorf("report: %d λ trials, %d chosen; want at least 5 and one", len(r.LambdaSearch), chosen)
+				if len(st.Candidates) != 4 || scored != 3 || chosen != 1 || st.NLL != best {
+					t.Errorf("report: %d candidates, %d scored, %d chosen, loss %v (best %v); want 4, 3, 1, the best", len(st.Candidates), scored, chosen, st.NLL, best)
+				}
+				if !(st.Residual < st.Unaligned) || r.Steps[0].Blocks[0] != st.Drop {
+					t.Errorf("report: residual %v aligned, %v without; plan drops %d, search %d", st.Residual, st.Unaligned, r.Steps[0].Blocks[0], st.Drop)
+				}
+				if ins.Provenance["align.method"] != "ls" {
+					t.Errorf("inspect: provenance %v lacks align.method ls", ins.Provenance)
 				}
 			case "prune-reverse":
 				if r.Steps[0].Blocks[0] != 4 {
