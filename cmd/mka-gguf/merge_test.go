@@ -300,9 +300,9 @@ type mtReport struct {
 			Chosen bool     `json:"chosen"`
 		} `json:"candidates"`
 	} `json:"search"`
-	Align string `json:"align"`
-	BytesBefore int64 `json:"bytes_before"`
-	BytesAfter  int64 `json:"bytes_after"`
+	Align       string `json:"align"`
+	BytesBefore int64  `json:"bytes_before"`
+	BytesAfter  int64  `json:"bytes_after"`
 }
 
 // isKind reports whether a step kind from the report is drop (1) or fuse

@@ -2,10 +2,14 @@ package main
 
 import (
 	"fmt"
+	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/pipeline"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 	"github.com/mka-gguf/mka-gguf/merge"
@@ -33,6 +37,39 @@ func alignMode(c *cli.Context) (bool, error) {
 		return false, nil
 	}
 	return false, usageError(c, "unknown --align %q (want ls or none)", c.String("align"))
+}
+
+// rhoGrid are the ridges --rho auto tries.
+var rhoGrid = []float64{1e-4, 1e-3, 1e-2, 0.1}
+
+// rhoFlag reads --rho: a relative ridge ≥ 0, or auto (1e-3 for the filter,
+// then the best of rhoGrid by held-back loss).
+func rhoFlag(c *cli.Context) (float64, []float64, error) {
+	v := c.String("rho")
+	if v == "auto" {
+		return 1e-3, rhoGrid, nil
+	}
+	r, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(r >= 0) || math.IsInf(r, 0) {
+		return 0, nil, usageError(c, "--rho %q is not a number ≥ 0 or auto", v)
+	}
+	return r, nil, nil
+}
+
+// lambdaList parses comma-separated weights in (0, 1) ("" is none).
+func lambdaList(v string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		l, err := strconv.ParseFloat(f, 64)
+		if err != nil || !(l > 0 && l < 1) {
+			return nil, fmt.Errorf("%q is not a weight in (0, 1)", f)
+		}
+		out = append(out, l)
+	}
+	return out, nil
 }
 
 // needsEdit reports whether method runs on the in-memory editor: the search
@@ -73,8 +110,29 @@ func (j *mergeJob) shrink(c *cli.Context, method string, align bool, n int, opt 
 		m := j.an.BlockSimilarity()
 		sim = func(a, b int) float64 { return m.At(a, b) }
 	}
+	rho, grid, err := rhoFlag(c)
+	if err != nil {
+		return nil, err
+	}
+	fuse, err := lambdaList(c.String("fuse-lambdas"))
+	if err != nil {
+		return nil, usageError(c, "--fuse-lambdas: %v", err)
+	}
+	var orig *cgo.Model
+	switch c.String("align-target") {
+	case "merged":
+	case "original":
+		if orig, err = cgo.LoadModel(j.in, modelParams()); err != nil {
+			return nil, err
+		}
+		defer orig.Close()
+	default:
+		return nil, usageError(c, "unknown --align-target %q (want merged or original)", c.String("align-target"))
+	}
 	s, err := pipeline.NewSearcher(e, j.align, j.held, pipeline.Config{
-		Context: j.ctx, Threads: j.threads, BatchTokens: j.batch, Align: align, Rho: c.Float64("rho"),
+		Original: orig,
+		Context:  j.ctx, Threads: j.threads, BatchTokens: j.batch, Align: align, Rho: rho, RhoGrid: grid,
+		FuseLambdas: fuse, Suffixes: j.blocks.Suffixes,
 		Candidates: c.Int("candidates"), ScoreAll: c.Bool("score-all"), Similarity: sim,
 	})
 	if err != nil {

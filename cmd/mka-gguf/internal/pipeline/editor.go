@@ -60,7 +60,16 @@ func (e *Editor) Blocks() int { return len(e.phys) }
 // Phys returns the loaded block that computes current block c.
 func (e *Editor) Phys(c int) int { return e.phys[c] }
 
-// data returns the bytes tensor name holds now (committed state).
+// current returns the bytes tensor name holds now, pending changes
+// included.
+func (e *Editor) current(name string) ([]byte, error) {
+	if b, ok := e.pending[name]; ok && b != nil {
+		return b, nil
+	}
+	return e.data(name)
+}
+
+// data returns the bytes tensor name holds in the committed state.
 func (e *Editor) data(name string) ([]byte, error) {
 	if b, ok := e.committed[name]; ok {
 		return b, nil
@@ -85,14 +94,15 @@ func (e *Editor) set(name string, data []byte) error {
 	return nil
 }
 
-// Floats returns the committed values of a tensor as float32.
+// Floats returns the values a tensor holds now (pending changes included)
+// as float32.
 func (e *Editor) Floats(name string) ([]float32, gguf.TensorInfo, error) {
 	i, ok := e.f.Tensor(name)
 	if !ok {
 		return nil, gguf.TensorInfo{}, fmt.Errorf("%s: no tensor %s", e.f.Path, name)
 	}
 	info := e.f.Tensors[i]
-	raw, err := e.data(name)
+	raw, err := e.current(name)
 	if err != nil {
 		return nil, info, err
 	}
@@ -210,4 +220,33 @@ func (e *Editor) Reset() error {
 		e.phys = append(e.phys, i)
 	}
 	return nil
+}
+
+// Fuse writes λ θ_b + (1 − λ) θ_c, from the values of current
+// blocks b and c = b+1, into every tensor of block b and makes block c an
+// identity, tentatively (the fusion of merge.StepFuse with weight λ).
+func (e *Editor) Fuse(b int, lambda float64, suffixes []string) error {
+	pb, pc := e.phys[b], e.phys[b+1]
+	for _, s := range suffixes {
+		nb, nc := fmt.Sprintf("blk.%d.%s", pb, s), fmt.Sprintf("blk.%d.%s", pc, s)
+		vb, info, err := e.Floats(nb)
+		if err != nil {
+			return err
+		}
+		vc, _, err := e.Floats(nc)
+		if err != nil {
+			return err
+		}
+		if len(vb) != len(vc) {
+			return fmt.Errorf("%s and %s differ in shape", nb, nc)
+		}
+		l := float32(lambda)
+		for i := range vb {
+			vb[i] = l*vb[i] + (1-l)*vc[i]
+		}
+		if err := e.setFloats(nb, info, vb); err != nil {
+			return err
+		}
+	}
+	return e.Drop(b + 1)
 }

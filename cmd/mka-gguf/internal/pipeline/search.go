@@ -25,6 +25,17 @@ type Config struct {
 	Align bool
 	// Rho is the relative ridge of the alignment (merge.AlignStats.Solve).
 	Rho float64
+	// FuseLambdas, when set, are the interior weights λ tried for the best
+	// candidate of each step: its survivor and the removed block are fused,
+	// θ = λ θ_survivor + (1 − λ) θ_removed, aligned like a drop and scored
+	// on the held-back text (blocks that already carry an alignment are not
+	// fused). Suffixes must then name a block's tensors.
+	FuseLambdas []float64
+	Suffixes    []string
+	// RhoGrid, when set, makes each step re-solve the chosen candidate's
+	// alignment with every ridge in it and keep the one with the lowest
+	// held-back loss (Rho included).
+	RhoGrid []float64
 	// Candidates is how many of the filter's best candidates are scored on
 	// the held-back text at each step (at least 1).
 	Candidates int
@@ -35,6 +46,12 @@ type Config struct {
 	// pass (2·d²·8 bytes per candidate); candidates beyond it are the
 	// ones with the lowest Block Influence first. 0: 1 GiB.
 	MaxStatsBytes int64
+	// Original, when set, is the unmodified model (loaded read-only): the
+	// alignment target H is then its output at the removed block's depth
+	// (l_out of the same loaded block), not the merged-so-far model's, so
+	// that each step also corrects the error of the steps before it. It
+	// costs one more decode of every alignment batch.
+	Original *cgo.Model
 	// Similarity, when set, is the initial NPIB similarity between loaded
 	// blocks, recorded for each candidate.
 	Similarity func(a, b int) float64
@@ -65,6 +82,9 @@ type Candidate struct {
 	HeldNLL float64  `json:"-"`
 	Held    *float64 `json:"heldback_nll,omitempty"`
 	Chosen  bool     `json:"chosen"`
+	// Lambda is the survivor's weight: 1 for a drop, in (0, 1) for a
+	// fusion of the survivor with the removed block.
+	Lambda float64 `json:"lambda"`
 
 	align *merge.Alignment
 }
@@ -106,6 +126,7 @@ type Searcher struct {
 	skip  int // leading rows of each chunk left out of the fit (BOS)
 
 	cap   *runner.Session // capture hook, stops early
+	orig  *runner.Session // capture hook on Config.Original
 	score *runner.Session // logits
 	alns  []*merge.Alignment
 }
@@ -129,6 +150,12 @@ func NewSearcher(e *Editor, align, held [][]int32, cfg Config) (*Searcher, error
 	if s.cap, err = runner.NewSession(e.m, runner.SessionOptions{T: len(align[0]), Threads: cfg.Threads, BatchTokens: cfg.BatchTokens, Capture: true}); err != nil {
 		return nil, err
 	}
+	if cfg.Original != nil {
+		if s.orig, err = runner.NewSession(cfg.Original, runner.SessionOptions{T: len(align[0]), Threads: cfg.Threads, BatchTokens: cfg.BatchTokens, Capture: true}); err != nil {
+			s.cap.Close()
+			return nil, err
+		}
+	}
 	if len(held) > 0 {
 		if s.score, err = runner.NewSession(e.m, runner.SessionOptions{T: len(held[0]), Threads: cfg.Threads, BatchTokens: cfg.BatchTokens}); err != nil {
 			s.cap.Close()
@@ -144,6 +171,7 @@ func NewSearcher(e *Editor, align, held [][]int32, cfg Config) (*Searcher, error
 // Close frees the contexts.
 func (s *Searcher) Close() {
 	s.cap.Close()
+	s.orig.Close()
 	s.score.Close()
 }
 
@@ -168,6 +196,7 @@ func (s *Searcher) passStats(drops []int) (map[int]*merge.AlignStats, map[int][2
 	var (
 		count   int
 		t       = len(s.align[0])
+		origH   = map[int][]float32{} // target phys → the original model's output rows
 		fIn     = map[int][]float32{} // survivor phys → ffn_inp rows
 		xOut    = map[int][]float32{} // survivor phys → FFN output rows
 		lOut    = map[int][]float32{} // survivor phys → block output rows
@@ -209,7 +238,11 @@ func (s *Searcher) passStats(drops []int) (map[int]*merge.AlignStats, map[int][2
 		}
 		if j, ok := byTargetPhys[p]; ok && tn.Kind == cgo.BlockOutput {
 			sp := e.Phys(j - 1)
-			h := keep(tn.Data, nil)
+			hc := keep(tn.Data, nil) // the merged model's output (signals)
+			h := hc                  // the target
+			if s.orig != nil {
+				h = origH[p]
+			}
 			f, prev := fIn[sp], lOut[sp]
 			y = slices.Grow(y[:0], len(h))[:len(h)]
 			for i := range h {
@@ -222,7 +255,7 @@ func (s *Searcher) passStats(drops []int) (map[int]*merge.AlignStats, map[int][2
 			}
 			acc := cos[j]
 			for r := range rows {
-				a, b := prev[r*d:(r+1)*d], h[r*d:(r+1)*d]
+				a, b := prev[r*d:(r+1)*d], hc[r*d:(r+1)*d]
 				var ab, aa, bb float64
 				for k := range a {
 					ab += float64(a[k]) * float64(b[k])
@@ -240,10 +273,36 @@ func (s *Searcher) passStats(drops []int) (map[int]*merge.AlignStats, map[int][2
 		}
 		return true
 	}
-	if err := s.cap.SetCapture(capture, deepest); err != nil {
-		return nil, nil, err
+	before := func(_, n int) { count = n }
+	var err error
+	if s.orig == nil {
+		if err := s.cap.SetCapture(capture, deepest); err != nil {
+			return nil, nil, err
+		}
+		err = s.cap.Run(s.cfg.Context, s.align, before, nil)
+	} else {
+		// Per batch: the original model's outputs at the target blocks,
+		// then the merged model's pass.
+		if err := s.orig.SetCapture(func(tn cgo.Tensor) bool {
+			if _, ok := byTargetPhys[tn.Layer]; ok && tn.Kind == cgo.BlockOutput && tn.Cols == d {
+				origH[tn.Layer] = keep(tn.Data, origH[tn.Layer])
+			}
+			return true
+		}, deepest); err != nil {
+			return nil, nil, err
+		}
+		if err := s.cap.SetCapture(capture, deepest); err != nil {
+			return nil, nil, err
+		}
+		k := s.cap.SeqsPerDecode()
+		for first := 0; first < len(s.align) && err == nil; first += k {
+			batch := s.align[first:min(len(s.align), first+k)]
+			if err = s.orig.Run(s.cfg.Context, batch, before, nil); err == nil {
+				err = s.cap.Run(s.cfg.Context, batch, before, nil)
+			}
+		}
+		s.orig.SetCapture(nil, -1)
 	}
-	err := s.cap.Run(s.cfg.Context, s.align, func(_, n int) { count = n }, nil)
 	s.cap.SetCapture(nil, -1)
 	if hookErr != nil {
 		return nil, nil, hookErr
@@ -279,7 +338,13 @@ func (s *Searcher) heldNLL() (float64, error) {
 // apply makes candidate c tentatively: block c.Drop an identity, and with
 // alignment the block before it aligned.
 func (s *Searcher) apply(c *Candidate) error {
-	if err := s.e.Drop(c.Drop); err != nil {
+	var err error
+	if c.Lambda < 1 {
+		err = s.e.Fuse(c.Drop-1, c.Lambda, s.cfg.Suffixes)
+	} else {
+		err = s.e.Drop(c.Drop)
+	}
+	if err != nil {
 		return err
 	}
 	if s.cfg.Align && c.align != nil {
@@ -349,7 +414,11 @@ func (s *Searcher) Search(n int) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		steps = append(steps, merge.Step{Kind: merge.StepDrop, Blocks: [2]int{cand.Drop, cand.Drop}, Similarity: 1 - cand.Residual})
+		st := merge.Step{Kind: merge.StepDrop, Blocks: [2]int{cand.Drop, cand.Drop}, Similarity: 1 - cand.Residual}
+		if cand.Lambda < 1 {
+			st = merge.Step{Kind: merge.StepFuse, Blocks: [2]int{cand.Drop - 1, cand.Drop}, Lambda: cand.Lambda, Similarity: 1 - cand.Residual}
+		}
+		steps = append(steps, st)
 		res.Steps = append(res.Steps, rep)
 		el := time.Since(start)
 		eta := time.Duration(float64(el) / float64(step+1) * float64(n-step-1))
@@ -372,7 +441,7 @@ func (s *Searcher) step(step int, bi map[int]float64) (StepReport, *Candidate, e
 		if err != nil {
 			return StepReport{}, nil, fmt.Errorf("step %d, block %d: %w", step+1, j, err)
 		}
-		c := &Candidate{Drop: j, Residual: a.Residual, Unaligned: a.Unaligned, BI: sig[j][0], Angular: sig[j][1], HeldNLL: math.NaN(), align: a}
+		c := &Candidate{Drop: j, Lambda: 1, Residual: a.Residual, Unaligned: a.Unaligned, BI: sig[j][0], Angular: sig[j][1], HeldNLL: math.NaN(), align: a}
 		if s.cfg.Similarity != nil {
 			c.NPIB = s.cfg.Similarity(s.e.Phys(j-1), s.e.Phys(j))
 		}
@@ -421,11 +490,29 @@ func (s *Searcher) step(step int, bi map[int]float64) (StepReport, *Candidate, e
 	if len(s.held) == 0 {
 		best = final[0]
 	}
+	if len(s.cfg.FuseLambdas) > 0 && len(s.held) > 0 && s.alns[best.Drop-1] == nil && s.alns[best.Drop] == nil {
+		for _, lam := range s.cfg.FuseLambdas {
+			c, err := s.fusion(best.Drop, lam)
+			if err != nil {
+				return StepReport{}, nil, err
+			}
+			cands = append(cands, c)
+			progress.Printf("  fuse blk %d + blk %d, λ=%.2f: held-back loss %.4f (residual %.4f)\n", best.Drop-1, best.Drop, lam, c.HeldNLL, c.Residual)
+			if c.HeldNLL < best.HeldNLL {
+				best = c
+			}
+		}
+	}
+	if s.cfg.Align && len(s.cfg.RhoGrid) > 0 && len(s.held) > 0 && best.Lambda == 1 {
+		if err := s.tuneRho(best, stats[best.Drop]); err != nil {
+			return StepReport{}, nil, err
+		}
+	}
 	best.Chosen = true
 	if err := s.commit(best); err != nil {
 		return StepReport{}, nil, err
 	}
-	rep := StepReport{Step: step + 1, Drop: best.Drop, Survivor: best.Drop - 1, Lambda: 1, Residual: best.Residual, Unaligned: best.Unaligned,
+	rep := StepReport{Step: step + 1, Drop: best.Drop, Survivor: best.Drop - 1, Lambda: best.Lambda, Residual: best.Residual, Unaligned: best.Unaligned,
 		HeldNLL: best.HeldNLL, AlignSeconds: alignSec, ScoreSeconds: time.Since(t1).Seconds()}
 	if s.cfg.Align {
 		rep.Rho, rep.Tokens = best.align.Rho, best.align.Tokens
@@ -443,6 +530,145 @@ func (s *Searcher) step(step int, bi map[int]float64) (StepReport, *Candidate, e
 	progress.Printf("step %d: remove blk %d (residual %.4f aligned, %.4f without), held-back loss %.4f (%d of %d candidates scored)\n",
 		step+1, best.Drop, best.Residual, best.Unaligned, best.HeldNLL, len(final), len(cands))
 	return rep, best, nil
+}
+
+// fusion returns the candidate that fuses current blocks j−1 and j with
+// weight lam, aligned (when Config.Align) and scored on the held-back
+// text. The fused block's alignment needs its own pass: per batch, the
+// target H (block j's output) comes from a decode of the committed model,
+// and F, X from a decode with the fusion applied.
+func (s *Searcher) fusion(j int, lam float64) (*Candidate, error) {
+	c := &Candidate{Drop: j, Lambda: lam, HeldNLL: math.NaN(), Residual: math.NaN(), Unaligned: math.NaN()}
+	if s.cfg.Align {
+		st, err := s.fusedStats(j, lam)
+		if err != nil {
+			return nil, err
+		}
+		if c.align, err = st.Solve(s.cfg.Rho); err != nil {
+			return nil, err
+		}
+		c.Residual, c.Unaligned = c.align.Residual, c.align.Unaligned
+	}
+	if err := s.apply(c); err != nil {
+		return nil, err
+	}
+	nll, err := s.heldNLL()
+	if rerr := s.e.Restore(); err == nil {
+		err = rerr
+	}
+	c.HeldNLL = nll
+	return c, err
+}
+
+// fusedStats accumulates the alignment of the fusion of blocks j−1 and j
+// with weight lam to block j's output in the committed model.
+func (s *Searcher) fusedStats(j int, lam float64) (*merge.AlignStats, error) {
+	d, e := s.d, s.e
+	pb, pj := e.Phys(j-1), e.Phys(j)
+	st := merge.NewAlignStats(d)
+	t := len(s.align[0])
+	var count int
+	var h, f, x, y []float32
+	keep := func(data, dst []float32) []float32 {
+		dst = dst[:0]
+		for c := range count {
+			dst = append(dst, data[(c*t+s.skip)*d:(c+1)*t*d]...)
+		}
+		return dst
+	}
+	var hookErr error
+	target := func(tn cgo.Tensor) bool {
+		if tn.Layer == pj && tn.Kind == cgo.BlockOutput {
+			h = keep(tn.Data, h)
+		}
+		return true
+	}
+	fused := func(tn cgo.Tensor) bool {
+		if tn.Layer != pb {
+			return true
+		}
+		switch tn.Kind {
+		case cgo.FFNInput:
+			f = keep(tn.Data, f)
+		case cgo.BlockOutput:
+			o := keep(tn.Data, nil)
+			x = slices.Grow(x[:0], len(o))[:len(o)]
+			y = slices.Grow(y[:0], len(o))[:len(o)]
+			for i := range o {
+				x[i] = o[i] - f[i]
+				y[i] = h[i] - f[i]
+			}
+			if err := st.Add(x, y, len(o)/d); err != nil {
+				hookErr = err
+				return false
+			}
+		}
+		return true
+	}
+	before := func(_, n int) { count = n }
+	k := s.cap.SeqsPerDecode()
+	for first := 0; first < len(s.align); first += k {
+		batch := s.align[first:min(len(s.align), first+k)]
+		ts := s.cap
+		if s.orig != nil {
+			ts = s.orig
+		}
+		if err := ts.SetCapture(target, pj); err != nil {
+			return nil, err
+		}
+		if err := ts.Run(s.cfg.Context, batch, before, nil); err != nil {
+			return nil, err
+		}
+		ts.SetCapture(nil, -1)
+		if err := e.Fuse(j-1, lam, s.cfg.Suffixes); err != nil {
+			return nil, err
+		}
+		if err := s.cap.SetCapture(fused, pb); err != nil {
+			return nil, err
+		}
+		err := s.cap.Run(s.cfg.Context, batch, before, nil)
+		if rerr := e.Restore(); err == nil {
+			err = rerr
+		}
+		if err == nil {
+			err = hookErr
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	s.cap.SetCapture(nil, -1)
+	return st, nil
+}
+
+// tuneRho re-solves c's alignment with each ridge of RhoGrid, scores it on
+// the held-back text and keeps the best in c.
+func (s *Searcher) tuneRho(c *Candidate, st *merge.AlignStats) error {
+	for _, rho := range s.cfg.RhoGrid {
+		if rho == s.cfg.Rho {
+			continue
+		}
+		a, err := st.Solve(rho)
+		if err != nil {
+			return err
+		}
+		trial := &Candidate{Drop: c.Drop, align: a}
+		if err := s.apply(trial); err != nil {
+			return err
+		}
+		nll, err := s.heldNLL()
+		if rerr := s.e.Restore(); err == nil {
+			err = rerr
+		}
+		if err != nil {
+			return err
+		}
+		progress.Printf("  ridge %g: held-back loss %.4f (residual %.4f)\n", rho, nll, a.Residual)
+		if nll < c.HeldNLL {
+			c.HeldNLL, c.Residual, c.align = nll, a.Residual, a
+		}
+	}
+	return nil
 }
 
 // agreement says, for each cheap signal, whether its first choice is the
