@@ -413,6 +413,9 @@ func runMerge(c *cli.Context) error {
 	}
 	p := sr.plan
 	fmt.Println(strings.TrimRight(p.String(), "\n"))
+	if d := sr.describe(); d != "" {
+		fmt.Println(d)
+	}
 
 	sum, err := fileSHA256(in)
 	if err != nil {

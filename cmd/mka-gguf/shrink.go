@@ -156,3 +156,25 @@ func (j *mergeJob) shrink(c *cli.Context, method string, align bool, n int, opt 
 	r.plan, r.align, r.steps, r.seconds = res.Plan, res.Align, res.Steps, time.Since(start).Seconds()
 	return r, nil
 }
+
+// describe returns the search's steps for stdout, one line each, e.g.
+//
+//	step 1: drop blk 4, blk 3 aligned (residual 0.376, 0.477 without), held-back loss 1.874
+func (r *shrinkResult) describe() string {
+	var b strings.Builder
+	for _, st := range r.steps {
+		what := fmt.Sprintf("drop blk %d", st.Drop)
+		if st.Lambda < 1 {
+			what = fmt.Sprintf("fuse blk %d + blk %d (λ=%.2f)", st.Drop-1, st.Drop, st.Lambda)
+		}
+		fmt.Fprintf(&b, "  step %d: %s", st.Step, what)
+		if r.alignMethod == "ls" && st.Drop > 0 {
+			fmt.Fprintf(&b, ", blk %d aligned (residual %.3f, %.3f without, ρ=%.0e, %d tokens)", st.Drop-1, st.Residual, st.Unaligned, st.Rho, st.Tokens)
+		}
+		if !math.IsNaN(st.HeldNLL) && st.HeldNLL != 0 {
+			fmt.Fprintf(&b, ", held-back loss %.4f", st.HeldNLL)
+		}
+		b.WriteString("\n")
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}

@@ -414,9 +414,9 @@ func (s *Searcher) Search(n int) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		st := merge.Step{Kind: merge.StepDrop, Blocks: [2]int{cand.Drop, cand.Drop}, Similarity: 1 - cand.Residual}
+		st := merge.Step{Kind: merge.StepDrop, Blocks: [2]int{cand.Drop, cand.Drop}}
 		if cand.Lambda < 1 {
-			st = merge.Step{Kind: merge.StepFuse, Blocks: [2]int{cand.Drop - 1, cand.Drop}, Lambda: cand.Lambda, Similarity: 1 - cand.Residual}
+			st = merge.Step{Kind: merge.StepFuse, Blocks: [2]int{cand.Drop - 1, cand.Drop}, Lambda: cand.Lambda}
 		}
 		steps = append(steps, st)
 		res.Steps = append(res.Steps, rep)
