@@ -203,13 +203,7 @@ func (s *Searcher) passStats(drops []int) (map[int]*merge.AlignStats, map[int][2
 		y       []float32
 		hookErr error
 	)
-	keep := func(data []float32, dst []float32) []float32 { // rows after BOS
-		dst = dst[:0]
-		for c := range count {
-			dst = append(dst, data[(c*t+s.skip)*d:(c+1)*t*d]...)
-		}
-		return dst
-	}
+	keep := func(data, dst []float32) []float32 { return s.fitRows(data, dst, count, t) }
 	capture := func(tn cgo.Tensor) bool {
 		if tn.Layer < 0 || tn.Cols != d || tn.Rows != count*t {
 			if tn.Layer >= 0 {
@@ -317,6 +311,18 @@ func (s *Searcher) passStats(drops []int) (map[int]*merge.AlignStats, map[int][2
 		}
 	}
 	return stats, sig, nil
+}
+
+// fitRows appends to dst[:0] the rows of a captured tensor of count chunks
+// of t tokens that the alignment fits: all but each chunk's leading BOS
+// row (an outlier in many models).
+func (s *Searcher) fitRows(data, dst []float32, count, t int) []float32 {
+	d := s.d
+	dst = dst[:0]
+	for c := range count {
+		dst = append(dst, data[(c*t+s.skip)*d:(c+1)*t*d]...)
+	}
+	return dst
 }
 
 // heldNLL returns the mean next-token loss of the model as it is now on the
@@ -569,13 +575,7 @@ func (s *Searcher) fusedStats(j int, lam float64) (*merge.AlignStats, error) {
 	t := len(s.align[0])
 	var count int
 	var h, f, x, y []float32
-	keep := func(data, dst []float32) []float32 {
-		dst = dst[:0]
-		for c := range count {
-			dst = append(dst, data[(c*t+s.skip)*d:(c+1)*t*d]...)
-		}
-		return dst
-	}
+	keep := func(data, dst []float32) []float32 { return s.fitRows(data, dst, count, t) }
 	var hookErr error
 	target := func(tn cgo.Tensor) bool {
 		if tn.Layer == pj && tn.Kind == cgo.BlockOutput {
