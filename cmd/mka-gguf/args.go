@@ -15,16 +15,8 @@ func interspersed(app *cli.App, args []string) []string {
 		return args
 	}
 	globalTakesValue := flagArity(app.Flags)
-	// Skip global flags (and their values) to find the command.
-	i := 1
-	for i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "-" {
-		name := strings.TrimLeft(args[i], "-")
-		if globalTakesValue[name] && !strings.Contains(name, "=") {
-			i++
-		}
-		i++
-	}
-	if i >= len(args) {
+	i := commandIndex(app, args)
+	if i < 0 {
 		return args
 	}
 	cmd := app.Command(args[i])
@@ -63,6 +55,24 @@ func interspersed(app *cli.App, args []string) []string {
 	out = append(out, args[i])
 	out = append(out, flags...)
 	return append(out, pos...)
+}
+
+// commandIndex returns the index in args of the command name, after the
+// global flags and their values, or -1 when there is none.
+func commandIndex(app *cli.App, args []string) int {
+	globalTakesValue := flagArity(app.Flags)
+	i := 1
+	for i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "-" {
+		name := strings.TrimLeft(args[i], "-")
+		if globalTakesValue[name] && !strings.Contains(name, "=") {
+			i++
+		}
+		i++
+	}
+	if i >= len(args) {
+		return -1
+	}
+	return i
 }
 
 // flagArity maps every name of flags to whether the flag takes a value.

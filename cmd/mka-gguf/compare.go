@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,22 +16,24 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/corpus"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ppl"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 )
 
 func init() {
 	flags := []cli.Flag{
-		&cli.StringFlag{Name: "text", Required: true, Usage: "held-out text for perplexity (never the calibration text)"},
-		&cli.StringFlag{Name: "remove", Value: "1,2", Usage: "comma-separated block counts to remove"},
+		&cli.StringFlag{Name: "text", Required: true, Usage: "held-out text `FILE` for perplexity (never the calibration text)"},
+		&cli.StringFlag{Name: "remove", Value: "1,2", Usage: "comma-separated block counts to remove, each 1 to blocks−1"},
 		&cli.StringFlag{Name: "methods", Value: strings.Join(methods, ","), Usage: "comma-separated methods"},
-		&cli.StringFlag{Name: "out", Value: "mka-compare", Usage: "folder for the merged models, results.json and ppl.png"},
-		&cli.IntFlag{Name: "eval-ctx", Value: 512, Usage: "perplexity window (capped at the model's context)"},
-		&cli.IntFlag{Name: "windows", Usage: "score at most this many perplexity windows per model (default: all)"},
+		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: "mka-compare", Usage: "`FOLDER` for the merged models, results.json and ppl.png (made when missing, removed again if compare fails)"},
+		&cli.IntFlag{Name: "eval-ctx", Value: 512, Usage: "perplexity window, ≥ 8 (capped at the model's training context)"},
+		&cli.IntFlag{Name: "windows", Aliases: []string{"chunks"}, Usage: "score at most this many perplexity windows per model, ≥ 1", DefaultText: "all"},
+		jsonFlag(),
 	}
 	for _, f := range mergeFlags {
 		switch f.Names()[0] {
-		case "remove", "ratio", "dry-run", "report", "force", "method":
+		case "remove", "ratio", "dry-run", "report", "method", "json":
 			continue
 		}
 		flags = append(flags, f)
@@ -51,6 +54,7 @@ type compareRow struct {
 	Blocks  int     `json:"blocks"`
 	File    string  `json:"file"`
 	Bytes   int64   `json:"bytes"`
+	SHA256  string  `json:"sha256"`
 	PPL     float64 `json:"ppl"`
 	StdErr  float64 `json:"ppl_stderr"`
 	Plan    string  `json:"plan"`
@@ -79,34 +83,33 @@ func parseInts(s string) ([]int, error) {
 }
 
 func runCompare(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return usageError(c, "want one IN.gguf, got %d arguments", c.NArg())
+	args := posArgs(c)
+	if len(args) != 1 {
+		return usageError(c, "want one IN.gguf, got %d arguments", len(args))
 	}
-	in := c.Args().First()
+	in := args[0]
 	counts, err := parseInts(c.String("remove"))
 	if err != nil {
 		return usageError(c, "--remove: %v", err)
 	}
 	ms := strings.Split(c.String("methods"), ",")
-	for _, m := range ms {
-		if !slices.Contains(methods, m) {
-			return usageError(c, "unknown method %q (want %s)", m, strings.Join(methods, ", "))
-		}
-	}
-	text, err := os.ReadFile(c.String("text"))
+	text, err := corpus.ReadText(c.String("text"))
 	if err != nil {
-		return fmt.Errorf("read text: %w", err)
+		return err
 	}
+	dir := c.String("out")
+	base := strings.TrimSuffix(filepath.Base(in), ".gguf")
+	outs, files := compareOutputs(c, in, dir, base, ms, counts)
+	if err := outs.begin(); err != nil {
+		return err
+	}
+	defer outs.cleanup()
 	norms, err := normRule(c)
 	if err != nil {
 		return err
 	}
 	opt, err := mkaOptions(c)
 	if err != nil {
-		return err
-	}
-	dir := c.String("out")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	search := slices.Contains(ms, "mka") && c.String("lambda") == "search"
@@ -131,15 +134,14 @@ func runCompare(c *cli.Context) error {
 			return ppl.Result{}, err
 		}
 		defer m.Close()
-		return ppl.Measure(m, string(text), ppl.Options{Context: c.Context, Ctx: evalCtx, MaxWindows: c.Int("windows"), Threads: j.threads, BatchTokens: j.batch})
+		return ppl.Measure(m, text, ppl.Options{Context: c.Context, Ctx: evalCtx, MaxWindows: c.Int("windows"), Threads: j.threads, BatchTokens: j.batch})
 	}
 	orig, err := measure(in)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.String("text"), err)
 	}
 	res := compareResults{Input: in, Text: c.String("text"), EvalCtx: evalCtx, Calibration: j.res,
-		Original: compareRow{Method: "original", Blocks: j.blocks.Count, File: in, Bytes: j.file.Size, PPL: orig.PPL, StdErr: orig.StdErr}}
-	base := strings.TrimSuffix(filepath.Base(in), ".gguf")
+		Original: compareRow{Method: "original", Blocks: j.blocks.Count, File: in, Bytes: j.file.Size, SHA256: sum, PPL: orig.PPL, StdErr: orig.StdErr}}
 	for _, method := range ms {
 		for _, n := range counts {
 			o := opt
@@ -157,30 +159,66 @@ func runCompare(c *cli.Context) error {
 			if err != nil {
 				return fmt.Errorf("%s at %d removed: %w", method, n, err)
 			}
-			out := filepath.Join(dir, fmt.Sprintf("%s-%s-%d.gguf", base, method, n))
-			if err := j.write(c.Context, p, out, norms, provenance(method, p, sum), true); err != nil {
+			f := files[compareKey{method, n}]
+			if err := j.write(c.Context, p, f.Tmp, norms, provenance(method, p, sum), true); err != nil {
 				return err
 			}
-			r, err := measure(out)
+			r, err := measure(f.Tmp)
 			if err != nil {
-				return fmt.Errorf("%s: %w", out, err)
+				return fmt.Errorf("%s: %w", f.Path, err)
 			}
-			st, _ := os.Stat(out)
-			row := compareRow{Method: method, Removed: n, Blocks: len(p.Layout), File: out, Bytes: st.Size(), PPL: r.PPL, StdErr: r.StdErr,
+			st, err := os.Stat(f.Tmp)
+			if err != nil {
+				return err
+			}
+			fsum, err := fileSHA256(f.Tmp)
+			if err != nil {
+				return err
+			}
+			row := compareRow{Method: method, Removed: n, Blocks: len(p.Layout), File: f.Path, Bytes: st.Size(), SHA256: fsum, PPL: r.PPL, StdErr: r.StdErr,
 				Plan: strings.TrimSpace(p.String())}
 			res.Rows = append(res.Rows, row)
 			progress.Printf("compare: %s, %d removed: PPL %.3f\n", method, n, r.PPL)
 		}
 	}
-	printCompareTable(res, counts, ms)
-	if err := writeJSON(filepath.Join(dir, "results.json"), res); err != nil {
+	if err := writeComparePlot(files[compareKey{"plot", 0}].Tmp, res, ms, base); err != nil {
 		return err
 	}
-	return writeComparePlot(filepath.Join(dir, "ppl.png"), res, ms, base)
+	if err := writeJSONTo(files[compareKey{"results", 0}], res); err != nil {
+		return err
+	}
+	if err := outs.commit(c.Context); err != nil {
+		return err
+	}
+	printCompareTable(textOut(c), res, counts, ms)
+	return printJSONIf(c, res)
 }
 
-func printCompareTable(res compareResults, counts []int, ms []string) {
-	fmt.Printf("Perplexity on %s (n_ctx %d); original %d blocks: PPL %.3f ± %.3f, %s\n\n",
+// compareKey names one output of compare: a method and removal count, or
+// ("results", 0) and ("plot", 0).
+type compareKey struct {
+	method string
+	n      int
+}
+
+// compareOutputs declares compare's folder and every file it writes there.
+func compareOutputs(c *cli.Context, in, dir, base string, ms []string, counts []int) (*outputSet, map[compareKey]*outFile) {
+	outs := newOutputs(c, namedPath{"IN", in}, namedPath{"--calib", c.String("calib")}, namedPath{"--text", c.String("text")})
+	outs.dir(dir, "--out")
+	files := map[compareKey]*outFile{}
+	for _, m := range ms {
+		for _, n := range counts {
+			name := fmt.Sprintf("%s-%s-%d.gguf", base, m, n)
+			files[compareKey{m, n}] = outs.file(filepath.Join(dir, name), "--out file "+name)
+		}
+	}
+	files[compareKey{"results", 0}] = outs.file(filepath.Join(dir, "results.json"), "--out file results.json")
+	files[compareKey{"plot", 0}] = outs.file(filepath.Join(dir, "ppl.png"), "--out file ppl.png")
+	return outs, files
+}
+
+func printCompareTable(w io.Writer, res compareResults, counts []int, ms []string) {
+	fmt.Fprintf(w, "Perplexity on %s (n_ctx %d); original %d blocks: PPL %.3f ± %.3f, %s\n\n",
 		filepath.Base(res.Text), res.EvalCtx, res.Original.Blocks, res.Original.PPL, res.Original.StdErr, human(uint64(res.Original.Bytes)))
 	head := "| method |"
 	sep := "|---|"
@@ -188,8 +226,8 @@ func printCompareTable(res compareResults, counts []int, ms []string) {
 		head += fmt.Sprintf(" −%d blocks |", n)
 		sep += "---:|"
 	}
-	fmt.Println(head)
-	fmt.Println(sep)
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, sep)
 	for _, m := range ms {
 		line := "| " + m + " |"
 		for _, n := range counts {
@@ -199,7 +237,7 @@ func printCompareTable(res compareResults, counts []int, ms []string) {
 				}
 			}
 		}
-		fmt.Println(line)
+		fmt.Fprintln(w, line)
 	}
 }
 

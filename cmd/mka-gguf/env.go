@@ -39,7 +39,7 @@ type envReport struct {
 	Threads    int           `json:"threads"`
 	GoKernels  string        `json:"go_kernels"`
 	Backends   *backendSetup `json:"backends"`
-	Devices    []cgo.Device  `json:"devices"`
+	Devices    []envDevice   `json:"devices"`
 	SystemInfo string        `json:"system_info"`
 	// GGMLScores is each shipped variant's own ggml_backend_score (0: the
 	// CPU cannot run it), with --ggml-scores.
@@ -57,7 +57,7 @@ func runEnv(c *cli.Context) error {
 		Threads:    defaultThreads(),
 		GoKernels:  simd.Kernels(),
 		Backends:   b,
-		Devices:    cgo.Devices(),
+		Devices:    envDevices(cgo.Devices()),
 		SystemInfo: cgo.SystemInfo(),
 	}
 	if c.Bool("ggml-scores") {
@@ -111,4 +111,23 @@ func runEnv(c *cli.Context) error {
 		}
 	}
 	return nil
+}
+
+// envDevice is a cgo.Device with snake_case JSON names.
+type envDevice struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Type        string   `json:"type"`
+	Backend     string   `json:"backend"`
+	FreeBytes   uint64   `json:"free_bytes"`
+	TotalBytes  uint64   `json:"total_bytes"`
+	Features    []string `json:"features"`
+}
+
+func envDevices(ds []cgo.Device) []envDevice {
+	out := make([]envDevice, len(ds))
+	for i, d := range ds {
+		out[i] = envDevice(d)
+	}
+	return out
 }

@@ -19,7 +19,7 @@ func init() {
 		Name:      "inspect",
 		Usage:     "show a GGUF model's architecture, shapes, tensor types and sizes",
 		ArgsUsage: "MODEL.gguf",
-		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the same as a JSON object"}},
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the same as a JSON object"}, modelFlag},
 		Action:    runInspect,
 	})
 }
@@ -115,10 +115,11 @@ func inspect(path string) (*inspectReport, error) {
 }
 
 func runInspect(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return usageError(c, "want one MODEL.gguf, got %d arguments", c.NArg())
+	args := posArgs(c)
+	if len(args) != 1 {
+		return usageError(c, "want one MODEL.gguf, got %d arguments", len(args))
 	}
-	r, err := inspect(c.Args().First())
+	r, err := inspect(args[0])
 	if err != nil {
 		return err
 	}
