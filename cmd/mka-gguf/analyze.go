@@ -38,8 +38,7 @@ type analyzeReport struct {
 	Settings    calib.Result       `json:"settings"`
 	Analysis    *analysis.Analysis `json:"analysis"`
 	Version     string             `json:"mka_gguf_version"`
-	Heatmap     string             `json:"heatmap,omitempty"`
-	HeatmapSHA  string             `json:"heatmap_sha256,omitempty"`
+	HeatmapSHA  string             `json:"heatmap_sha256,omitempty"` // of the --heatmap PNG
 }
 
 func runAnalyze(c *cli.Context) error {
@@ -94,7 +93,7 @@ func runAnalyze(c *cli.Context) error {
 		settings := *res
 		settings.Seconds, settings.TokPerSec = 0, 0 // wall-clock: keep the report reproducible
 		rep := analyzeReport{Model: filepath.Base(path), ModelSHA256: sum, Calib: source, Settings: settings, Analysis: a, Version: version,
-			Heatmap: c.String("heatmap"), HeatmapSHA: heatSHA}
+			HeatmapSHA: heatSHA}
 		if err := writeJSONTo(jsonF, rep); err != nil {
 			return err
 		}

@@ -280,8 +280,10 @@ type mtReport struct {
 	Before      int    `json:"blocks_before"`
 	After       int    `json:"blocks_after"`
 	Steps       []struct {
-		Kind   any // 1/2 or "drop"/"fuse"
-		Blocks [2]int
+		Step   int    `json:"step"`
+		Kind   string `json:"kind"`
+		Block  *int   `json:"block"`  // a drop
+		Blocks []int  `json:"blocks"` // a fusion
 		Lambda float64
 	} `json:"steps"`
 	Layout [][]struct {
@@ -296,12 +298,6 @@ type mtReport struct {
 	} `json:"lambda_search"`
 	BytesBefore int64 `json:"bytes_before"`
 	BytesAfter  int64 `json:"bytes_after"`
-}
-
-// isKind reports whether a step kind from the report is drop (1) or fuse
-// (2), written as a number or a name.
-func isKind(k any, num float64, name string) bool {
-	return k == num || k == name
 }
 
 func TestMergeMethods(t *testing.T) {
@@ -370,8 +366,8 @@ func TestMergeMethods(t *testing.T) {
 				t.Errorf("report: method %q, blocks %d -> %d, input %s (%s), output %s, bytes %d -> %d (file %d)",
 					r.Method, r.Before, r.After, r.Input, r.InputSHA256, r.Output, r.BytesBefore, r.BytesAfter, st.Size())
 			}
-			if len(r.Steps) != 1 {
-				t.Fatalf("report: %d steps, want 1", len(r.Steps))
+			if len(r.Steps) != 1 || r.Steps[0].Step != 1 {
+				t.Fatalf("report: steps %+v, want one step numbered 1", r.Steps)
 			}
 			if len(r.Layout) != 4 {
 				t.Fatalf("report: layout of %d blocks, want 4:\n%s", len(r.Layout), b)
@@ -392,11 +388,11 @@ func TestMergeMethods(t *testing.T) {
 				}
 			}
 			if c.method == "mka" {
-				if !isKind(r.Steps[0].Kind, 2, "fuse") || len(used) != 5 {
+				if r.Steps[0].Kind != "fuse" || len(used) != 5 {
 					t.Errorf("report: mka step %+v, %d original blocks used; want a fusion using all 5", r.Steps[0], len(used))
 				}
 			} else {
-				if !isKind(r.Steps[0].Kind, 1, "drop") || len(used) != 4 {
+				if r.Steps[0].Kind != "drop" || len(used) != 4 {
 					t.Errorf("report: %s step %+v, %d original blocks used; want a drop using 4", c.method, r.Steps[0], len(used))
 				}
 			}
@@ -415,12 +411,17 @@ func TestMergeMethods(t *testing.T) {
 						}
 					}
 				}
+				for _, tr := range r.LambdaSearch {
+					if tr.Step != 1 {
+						t.Errorf("report: λ trial of step %d, want step 1 (numbered from 1, as printed)", tr.Step)
+					}
+				}
 				if len(r.LambdaSearch) < 5 || chosen != 1 {
 					t.Errorf("report: %d λ trials, %d chosen; want at least 5 and one", len(r.LambdaSearch), chosen)
 				}
 			case "prune-reverse":
-				if r.Steps[0].Blocks[0] != 4 {
-					t.Errorf("report: prune-reverse drops block %d, want 4", r.Steps[0].Blocks[0])
+				if b := r.Steps[0].Block; b == nil || *b != 4 || r.Steps[0].Blocks != nil {
+					t.Errorf("report: prune-reverse step %+v, want a drop of block 4", r.Steps[0])
 				}
 			}
 			mtNoLeftovers(t, dir)

@@ -145,7 +145,7 @@ func (s *outputSet) check() error {
 		}
 		for _, in := range s.inputs {
 			if samePath(f.Path, in.path) {
-				return fmt.Errorf("%s: %s is the input %s; choose another file", f.Path, f.what, in.what)
+				return fmt.Errorf("%s: %s is the input file (%s); choose another file", f.Path, f.what, in.what)
 			}
 		}
 		for _, g := range s.files[:i] {
