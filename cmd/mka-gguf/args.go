@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -85,4 +87,26 @@ func flagArity(flags []cli.Flag) map[string]bool {
 		}
 	}
 	return m
+}
+
+// missingValue reports a command's flag that takes a value but is the last
+// argument: interspersed would otherwise hand it the file argument before
+// it as its value.
+func missingValue(app *cli.App, args []string) error {
+	i := commandIndex(app, args)
+	if i < 0 || i == len(args)-1 {
+		return nil
+	}
+	cmd := app.Command(args[i])
+	if cmd == nil {
+		return nil
+	}
+	last := args[len(args)-1]
+	if !strings.HasPrefix(last, "-") || strings.Contains(last, "=") || slices.Contains(args[i+1:len(args)-1], "--") {
+		return nil
+	}
+	if name := strings.TrimLeft(last, "-"); flagArity(cmd.Flags)[name] {
+		return fmt.Errorf("%s: flag needs an argument: %s (see mka-gguf %s --help)", cmd.Name, last, cmd.Name)
+	}
+	return nil
 }

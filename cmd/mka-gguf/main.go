@@ -30,6 +30,9 @@ func main() {
 	app := newApp()
 	err := unknownCommand(app, os.Args)
 	if err == nil {
+		err = missingValue(app, os.Args)
+	}
+	if err == nil {
 		err = app.RunContext(ctx, interspersed(app, os.Args))
 	}
 	if s := sig.first(); s != nil && err != nil {
