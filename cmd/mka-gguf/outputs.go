@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -299,7 +300,26 @@ func cleanupAll() {
 	}
 	activeMu.Unlock()
 	for _, s := range sets {
+		s.removeSearchDirs()
 		s.cleanup()
+	}
+}
+
+// started is when this process started: removeSearchDirs removes only
+// folders made since.
+var started = time.Now()
+
+// removeSearchDirs removes the λ search's temporary folders (".mka-lambda-*",
+// made by this process) beside the declared outputs; the search removes
+// them itself unless the process exits at once.
+func (s *outputSet) removeSearchDirs() {
+	for _, f := range s.files {
+		m, _ := filepath.Glob(filepath.Join(filepath.Dir(f.Path), ".mka-lambda-*"))
+		for _, p := range m {
+			if st, err := os.Stat(p); err == nil && st.IsDir() && !st.ModTime().Before(started) {
+				os.RemoveAll(p)
+			}
+		}
 	}
 }
 
