@@ -69,7 +69,7 @@ func sameSnapshot(t *testing.T, before, after map[string]string) {
 
 // safetyDir is one case's folder: in.gguf (stories260K), rand.bin (random
 // bytes with a NUL), bad.txt (invalid UTF-8 without NUL), short.txt, an
-// existing old.json and a folder d.
+// existing old.json and a folder d holding an old results.json.
 func safetyDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -92,6 +92,9 @@ func safetyDir(t *testing.T) string {
 		}
 	}
 	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "d", "results.json"), []byte("{}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -120,6 +123,7 @@ func TestSafetyBadInput(t *testing.T) {
 		{"OUT is a folder", []string{"merge", "@in.gguf", "@d", "--method", "prune-reverse", "--force"}, []string{"OUT is a folder"}},
 		{"quantize OUT is a folder", []string{"quantize", "@in.gguf", "@d", "Q8_0", "--force"}, []string{"OUT is a folder"}},
 		{"compare folder is a file", []string{"compare", "@in.gguf", "--text", "@T", "--out", "@old.json"}, []string{"old.json", "--out is not a folder"}},
+		{"compare over old results", []string{"compare", "@in.gguf", "--text", "@T", "--out", "@d", "--methods", "prune-reverse", "--remove", "1"}, []string{"results.json", "exists; use --force"}},
 		{"compare fails after it began", []string{"-q", "compare", "@in.gguf", "--text", "@short.txt", "--out", "@cmp", "--methods", "prune-reverse", "--remove", "1", "--samples", "8", "--ctx", "16", "--eval-ctx", "64"}, []string{"short.txt", "too little text"}},
 		// Numbers.
 		{"merge --ctx 0", []string{"merge", "@in.gguf", "@r2.gguf", "--ctx", "0"}, []string{"--ctx 0", "≥ 8"}},
