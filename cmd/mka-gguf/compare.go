@@ -30,6 +30,7 @@ func init() {
 		&cli.IntFlag{Name: "eval-ctx", Value: 512, Usage: "perplexity window, ≥ 8 (capped at the model's training context)"},
 		&cli.IntFlag{Name: "windows", Aliases: []string{"chunks"}, Usage: "score at most this many perplexity windows per model, ≥ 1", DefaultText: "all"},
 		jsonFlag(),
+		jsonFileFlag(false),
 	}
 	for _, f := range mergeFlags {
 		switch f.Names()[0] {
@@ -184,8 +185,10 @@ func runCompare(c *cli.Context) error {
 	if err := writeComparePlot(files[compareKey{"plot", 0}].Tmp, res, ms, base); err != nil {
 		return err
 	}
-	if err := writeJSONTo(files[compareKey{"results", 0}], res); err != nil {
-		return err
+	for _, k := range []string{"results", "json-file"} {
+		if err := writeJSONTo(files[compareKey{k, 0}], res); err != nil {
+			return err
+		}
 	}
 	if err := outs.commit(c.Context); err != nil {
 		return err
@@ -195,7 +198,7 @@ func runCompare(c *cli.Context) error {
 }
 
 // compareKey names one output of compare: a method and removal count, or
-// ("results", 0) and ("plot", 0).
+// ("results", 0), ("plot", 0) and ("json-file", 0).
 type compareKey struct {
 	method string
 	n      int
@@ -214,6 +217,7 @@ func compareOutputs(c *cli.Context, in, dir, base string, ms []string, counts []
 	}
 	files[compareKey{"results", 0}] = outs.file(filepath.Join(dir, "results.json"), "--out file results.json")
 	files[compareKey{"plot", 0}] = outs.file(filepath.Join(dir, "ppl.png"), "--out file ppl.png")
+	files[compareKey{"json-file", 0}] = outs.file(c.String("json-file"), "--json-file")
 	return outs, files
 }
 

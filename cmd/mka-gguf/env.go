@@ -23,6 +23,8 @@ CPU supports; --cpu-variant (or MKA_CPU_VARIANT) forces one, "builtin"
 forces the baseline code compiled into the binary.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print JSON on stdout"},
+			jsonFileFlag(true),
+			forceFlag(),
 			&cli.BoolFlag{Name: "ggml-scores", Usage: "also ask every shipped variant for ggml's own score (opens each library: only on CPUs that can load them all)"},
 		},
 		Action: runEnv,
@@ -47,6 +49,12 @@ type envReport struct {
 }
 
 func runEnv(c *cli.Context) error {
+	outs := newOutputs(c)
+	jsonF := outs.file(c.String("json-file"), "--json-file")
+	if err := outs.begin(); err != nil {
+		return err
+	}
+	defer outs.cleanup()
 	b := backends
 	r := envReport{
 		Version:    version,
@@ -70,6 +78,12 @@ func runEnv(c *cli.Context) error {
 			}
 			r.GGMLScores[v] = score
 		}
+	}
+	if err := writeJSONTo(jsonF, r); err != nil {
+		return err
+	}
+	if err := outs.commit(c.Context); err != nil {
+		return err
 	}
 	if c.Bool("json") {
 		return printJSON(r)

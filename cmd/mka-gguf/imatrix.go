@@ -24,6 +24,7 @@ func init() {
 	flags = append(flags,
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "importance matrix `FILE` to write (GGUF, llama.cpp's imatrix format)", Required: true},
 		jsonFlag(),
+		jsonFileFlag(false),
 		forceFlag(),
 		modelFlag,
 	)
@@ -44,6 +45,7 @@ func runImatrix(c *cli.Context) error {
 	path, out := args[0], c.String("output")
 	outs := newOutputs(c, namedPath{"MODEL", path}, namedPath{"--calib", c.String("calib")})
 	outF := outs.file(out, "--output")
+	jsonF := outs.file(c.String("json-file"), "--json-file")
 	if err := outs.begin(); err != nil {
 		return err
 	}
@@ -81,12 +83,16 @@ func runImatrix(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	res := imatrixResult{Model: path, Calibration: source, Output: out, OutputSHA256: sum,
+		Weights: len(im.Sums), Chunks: im.Chunks, ChunkSize: im.ChunkSize}
+	if err := writeJSONTo(jsonF, res); err != nil {
+		return err
+	}
 	if err := outs.commit(c.Context); err != nil {
 		return err
 	}
 	fmt.Fprintf(textOut(c), "wrote %s: %d weights, %d chunks × %d tokens\n", out, len(im.Sums), im.Chunks, im.ChunkSize)
-	return printJSONIf(c, imatrixResult{Model: path, Calibration: source, Output: out, OutputSHA256: sum,
-		Weights: len(im.Sums), Chunks: im.Chunks, ChunkSize: im.ChunkSize})
+	return printJSONIf(c, res)
 }
 
 // imatrixResult is what imatrix prints with --json.

@@ -25,6 +25,7 @@ func init() {
 			&cli.BoolFlag{Name: "no-verify", Usage: "skip the llama.cpp load-and-decode check of OUT"},
 			&cli.StringFlag{Name: "imatrix", Usage: "importance matrix `FILE` (GGUF, from mka-gguf imatrix or llama.cpp's imatrix tool)"},
 			jsonFlag(),
+			jsonFileFlag(false),
 			modelFlag,
 		},
 		Action: runQuantize,
@@ -46,6 +47,7 @@ func runQuantize(c *cli.Context) error {
 	}
 	outs := newOutputs(c, namedPath{"IN", in}, namedPath{"--imatrix", c.String("imatrix")})
 	outF := outs.file(out, "OUT")
+	jsonF := outs.file(c.String("json-file"), "--json-file")
 	if err := outs.begin(); err != nil {
 		return err
 	}
@@ -82,11 +84,15 @@ func runQuantize(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	res := quantizeResult{Input: in, Output: out, OutputSHA256: sum, Type: ft.Name, BytesBefore: si.Size(), BytesAfter: so.Size()}
+	if err := writeJSONTo(jsonF, res); err != nil {
+		return err
+	}
 	if err := outs.commit(c.Context); err != nil {
 		return err
 	}
 	fmt.Fprintf(textOut(c), "wrote %s: %s, %s -> %s\n", out, ft.Name, human(uint64(si.Size())), human(uint64(so.Size())))
-	return printJSONIf(c, quantizeResult{Input: in, Output: out, OutputSHA256: sum, Type: ft.Name, BytesBefore: si.Size(), BytesAfter: so.Size()})
+	return printJSONIf(c, res)
 }
 
 // quantizeResult is what quantize prints with --json.

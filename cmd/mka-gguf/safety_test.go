@@ -10,6 +10,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -275,14 +276,35 @@ func TestSafetyJSON(t *testing.T) {
 		}
 	}
 	keys(r)
-	args = []string{"env", "--json"}
-	stdout, stderr, code = run(t, args...)
-	wantOK(t, args, stdout, stderr, code)
-	var env map[string]any
-	if err := json.Unmarshal([]byte(stdout), &env); err != nil {
-		t.Fatal(err)
+
+	// Every other command with machine output: the same JSON on stdout and
+	// in --json-file, snake_case, and the sha256 of the file it wrote.
+	syn, q := filepath.Join(dir, "s.gguf"), filepath.Join(dir, "q.gguf")
+	for i, args := range [][]string{
+		{"synth", syn, "--preset", "tiny"},
+		{"inspect", syn},
+		{"quantize", syn, q, "Q8_0"},
+		{"eval", in, "--text", filepath.Join(dir, "short.txt"), "--ctx", "16"},
+		{"env"},
+	} {
+		js := filepath.Join(dir, fmt.Sprintf("%d.json", i))
+		args = append([]string{"-q"}, append(args, "--json", "--json-file", js)...)
+		stdout, stderr, code := run(t, args...)
+		wantOK(t, args, stdout, stderr, code)
+		if file := readFile(t, js); !bytes.Equal(bytes.TrimSpace(file), bytes.TrimSpace([]byte(stdout))) {
+			t.Errorf("%s: --json printed other JSON than --json-file wrote:\n%s\nvs\n%s", args[1], stdout, file)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(stdout), &m); err != nil {
+			t.Fatalf("%s --json: %v\n%s", args[1], err, stdout)
+		}
+		keys(m)
+		if o, ok := m["output"].(string); ok {
+			if sum, err := fileSHA256(o); err != nil || m["output_sha256"] != sum {
+				t.Errorf("%s: output_sha256 %v, want %s (%v)", args[1], m["output_sha256"], sum, err)
+			}
+		}
 	}
-	keys(env)
 }
 
 // TestSafetySignals interrupts a calibrating merge with SIGINT and with

@@ -23,6 +23,7 @@ func init() {
 			&cli.Int64Flag{Name: "seed", Value: 1, Usage: "random seed"},
 			forceFlag(),
 			jsonFlag(),
+			jsonFileFlag(false),
 		},
 		Action: runSynth,
 	})
@@ -35,6 +36,7 @@ func runSynth(c *cli.Context) error {
 	out := c.Args().First()
 	outs := newOutputs(c)
 	outF := outs.file(out, "OUT")
+	jsonF := outs.file(c.String("json-file"), "--json-file")
 	if err := outs.begin(); err != nil {
 		return err
 	}
@@ -71,12 +73,16 @@ func runSynth(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	res := synthResult{Output: out, OutputSHA256: sum, Arch: cfg.Arch, Blocks: cfg.Blocks, Embd: cfg.Embd,
+		Type: cfg.Type.String(), Bytes: synth.Size(cfg), Seed: cfg.Seed}
+	if err := writeJSONTo(jsonF, res); err != nil {
+		return err
+	}
 	if err := outs.commit(c.Context); err != nil {
 		return err
 	}
 	fmt.Fprintf(textOut(c), "wrote %s: %s, %d blocks, embd %d, %s weights, %s (random weights)\n", out, cfg.Arch, cfg.Blocks, cfg.Embd, cfg.Type, human(uint64(synth.Size(cfg))))
-	return printJSONIf(c, synthResult{Output: out, OutputSHA256: sum, Arch: cfg.Arch, Blocks: cfg.Blocks, Embd: cfg.Embd,
-		Type: cfg.Type.String(), Bytes: synth.Size(cfg), Seed: cfg.Seed})
+	return printJSONIf(c, res)
 }
 
 // synthResult is what synth prints with --json.
