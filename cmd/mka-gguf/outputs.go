@@ -256,11 +256,14 @@ func (s *outputSet) cleanup() {
 }
 
 // removeTemps removes f's temporary file and the temporary files that
-// writers made beside it (".<tmp>.*").
+// writers made beside it from that name (".<tmp>.mka-tmp",
+// "..<tmp>.mka-tmp.tmp-*": the names "<dots><name>.mka-out*" with one to
+// three leading dots).
 func removeTemps(f *outFile) {
 	os.Remove(f.Tmp)
-	dir, name := filepath.Split(f.Tmp)
-	if m, err := filepath.Glob(filepath.Join(dir, "."+name+".*")); err == nil {
+	dir, name := filepath.Split(f.Path)
+	for _, dots := range []string{".", "..", "..."} {
+		m, _ := filepath.Glob(filepath.Join(dir, dots+name+"."+tmpTag+"*"))
 		for _, p := range m {
 			os.Remove(p)
 		}
