@@ -19,7 +19,7 @@ import (
 // calibFlags are shared by analyze, merge and compare.
 var calibFlags = []cli.Flag{
 	&cli.StringFlag{Name: "calib", Aliases: []string{"f"}, Usage: "calibration text `FILE`: plain text (samples separated by blank lines) or JSONL with a \"text\" field", DefaultText: "the built-in set"},
-	&cli.IntFlag{Name: "samples", Value: 128, Usage: "calibration samples, ≥ 8 for a manifold (points of each layer's manifold), ≥ 1 for imatrix"},
+	&cli.IntFlag{Name: "samples", Value: 128, Usage: "calibration samples: points of each layer's manifold, ≥ 8 (≥ 1 for imatrix)"},
 	&cli.IntFlag{Name: "ctx", Aliases: []string{"c"}, Value: 256, Usage: "tokens per calibration sample, ≥ 8 (capped at the model's training context)"},
 	&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed for the choice of calibration text"},
 	&cli.StringFlag{Name: "rep", Value: "mean", Usage: "sample representation: mean (over tokens) or last (token)"},
