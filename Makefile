@@ -37,7 +37,7 @@ BENCH_PORTABLE ?= $(if $(wildcard $(PORTABLE)/CMakeCache.txt),1,0)
 
 ifeq ($(BENCH_PORTABLE),1)
 bench: build portable
-	$(PORTABLE)/mka-gguf bench --against native=$(BUILD)/mka-gguf --against builtin=SELF --json $(BUILD)/bench.json
+	$(PORTABLE)/mka-gguf bench --against native=$(BUILD)/mka-gguf --against builtin=SELF --json-file $(BUILD)/bench.json
 else
 bench: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) --target bench

@@ -109,7 +109,7 @@ type Options struct {
 // quantizer. Types that need an importance matrix are refused without one.
 func File(in, out string, ft FileType, opt Options) error {
 	if ft.NeedsImatrix && len(opt.Imatrix) == 0 {
-		return fmt.Errorf("%s needs an importance matrix (give --imatrix or --calib)", ft.Name)
+		return fmt.Errorf("%s needs an importance matrix (Options.Imatrix)", ft.Name)
 	}
 	f, err := gguf.Open(in)
 	if err != nil {

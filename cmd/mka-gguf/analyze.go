@@ -1,9 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
+	"io"
 	"path/filepath"
 	"text/tabwriter"
 
@@ -21,8 +20,11 @@ func init() {
 		Usage:     "measure how similar the decoder blocks are (NPIB, Block Influence, CKA, angular distance)",
 		ArgsUsage: "MODEL.gguf",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "json", Usage: "write every matrix and vector, with the settings, to this JSON file"},
-			&cli.StringFlag{Name: "heatmap", Usage: "write a PNG heatmap of the NPIB matrix to this file"},
+			jsonFlag(),
+			&cli.StringFlag{Name: "json-file", Aliases: []string{"o"}, Usage: "write every matrix and vector, with the settings, to this JSON `FILE`"},
+			&cli.StringFlag{Name: "heatmap", Usage: "write a PNG heatmap of the NPIB matrix to this `FILE`"},
+			forceFlag(),
+			modelFlag,
 		}, calibFlags...),
 		Action: runAnalyze,
 	})
@@ -36,13 +38,22 @@ type analyzeReport struct {
 	Settings    calib.Result       `json:"settings"`
 	Analysis    *analysis.Analysis `json:"analysis"`
 	Version     string             `json:"mka_gguf_version"`
+	HeatmapSHA  string             `json:"heatmap_sha256,omitempty"` // of the --heatmap PNG
 }
 
 func runAnalyze(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return usageError(c, "want one MODEL.gguf, got %d arguments", c.NArg())
+	args := posArgs(c)
+	if len(args) != 1 {
+		return usageError(c, "want one MODEL.gguf, got %d arguments", len(args))
 	}
-	path := c.Args().First()
+	path := args[0]
+	outs := newOutputs(c, namedPath{"MODEL", path}, namedPath{"--calib", c.String("calib")})
+	jsonF := outs.file(c.String("json-file"), "--json-file")
+	heatF := outs.file(c.String("heatmap"), "--heatmap")
+	if err := outs.begin(); err != nil {
+		return err
+	}
+	defer outs.cleanup()
 	if err := checkModel(path, true); err != nil {
 		return err
 	}
@@ -63,35 +74,40 @@ func runAnalyze(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	printAnalysis(a, res)
+	printAnalysis(textOut(c), a, res)
 
-	if p := c.String("json"); p != "" {
+	var heatSHA string
+	if heatF != nil {
+		if err := writeHeatmap(heatF.Tmp, a, filepath.Base(path)); err != nil {
+			return err
+		}
+		if heatSHA, err = fileSHA256(heatF.Tmp); err != nil {
+			return err
+		}
+	}
+	if jsonF != nil || c.Bool("json") {
 		sum, err := fileSHA256(path)
 		if err != nil {
 			return err
 		}
 		settings := *res
 		settings.Seconds, settings.TokPerSec = 0, 0 // wall-clock: keep the report reproducible
-		rep := analyzeReport{Model: filepath.Base(path), ModelSHA256: sum, Calib: source, Settings: settings, Analysis: a, Version: version}
-		b, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
+		rep := analyzeReport{Model: filepath.Base(path), ModelSHA256: sum, Calib: source, Settings: settings, Analysis: a, Version: version,
+			HeatmapSHA: heatSHA}
+		if err := writeJSONTo(jsonF, rep); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(p, append(b, '\n')); err != nil {
+		if err := outs.commit(c.Context); err != nil {
 			return err
 		}
+		return printJSONIf(c, rep)
 	}
-	if p := c.String("heatmap"); p != "" {
-		if err := writeHeatmap(p, a, filepath.Base(path)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return outs.commit(c.Context)
 }
 
-func printAnalysis(a *analysis.Analysis, res *calib.Result) {
-	fmt.Printf("%s, %d blocks, %d samples × %d tokens (%.0f tok/s)\n\n", res.Arch, res.Blocks, res.Samples, res.Ctx, res.TokPerSec)
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+func printAnalysis(out io.Writer, a *analysis.Analysis, res *calib.Result) {
+	fmt.Fprintf(out, "%s, %d blocks, %d samples × %d tokens (%.0f tok/s)\n\n", res.Arch, res.Blocks, res.Samples, res.Ctx, res.TokPerSec)
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "block\tBI\tNPIB next\tCKA next\tangular next\t")
 	for i := range a.Blocks {
 		np, ck, an := "-", "-", "-"
@@ -103,9 +119,9 @@ func printAnalysis(a *analysis.Analysis, res *calib.Result) {
 		fmt.Fprintf(w, "%d\t%.4f\t%s\t%s\t%s\t\n", i, a.BI[i], np, ck, an)
 	}
 	w.Flush()
-	fmt.Println("\nadjacent pairs, most similar first (NPIB of block outputs):")
+	fmt.Fprintln(out, "\nadjacent pairs, most similar first (NPIB of block outputs):")
 	for k, p := range a.RankedPairs() {
-		fmt.Printf("  %2d. blk.%d + blk.%d  NPIB %.3f  CKA %.3f\n", k+1, p.A, p.B, p.NPIB, p.CKA)
+		fmt.Fprintf(out, "  %2d. blk.%d + blk.%d  NPIB %.3f  CKA %.3f\n", k+1, p.A, p.B, p.NPIB, p.CKA)
 	}
 }
 

@@ -54,7 +54,7 @@ func analyzeRun(t *testing.T, model, calib, dir, name string, seed int) []byte {
 	js, img := filepath.Join(dir, name+".json"), filepath.Join(dir, name+".png")
 	args := []string{"-q", "analyze", model, "--calib", calib,
 		"--samples", fmt.Sprint(analyzeSamples), "--ctx", fmt.Sprint(analyzeCtx), "--seed", fmt.Sprint(seed),
-		"--json", js, "--heatmap", img}
+		"--json-file", js, "--heatmap", img}
 	stdout, stderr, code := run(t, args...)
 	wantOK(t, args, stdout, stderr, code)
 	if stderr != "" {
@@ -269,7 +269,7 @@ func TestAnalyzeTooShort(t *testing.T) {
 		t.Fatal(err)
 	}
 	js := filepath.Join(dir, "out.json")
-	stdout, stderr, code := run(t, "analyze", model, "--calib", text, "--samples", "32", "--ctx", "64", "--json", js)
+	stdout, stderr, code := run(t, "analyze", model, "--calib", text, "--samples", "32", "--ctx", "64", "--json-file", js)
 	// The model adds a BOS, so each sample takes ctx-1 = 63 text tokens.
 	line := wantOneLineError(t, stdout, stderr, code, text, "too little calibration text", "tokens", fmt.Sprintf("need %d", 32*63))
 	t.Log(line)
@@ -314,7 +314,7 @@ func TestAnalyzeRefusesUnsupportedArch(t *testing.T) {
 				t.Fatal(err)
 			}
 			js := filepath.Join(dir, c.arch+".json")
-			stdout, stderr, code := run(t, "analyze", path, "--samples", "8", "--ctx", "16", "--json", js)
+			stdout, stderr, code := run(t, "analyze", path, "--samples", "8", "--ctx", "16", "--json-file", js)
 			t.Log(wantOneLineError(t, stdout, stderr, code, path, `"`+c.arch+`"`, "unsupported", c.reason))
 			if _, err := os.Stat(js); err == nil {
 				t.Errorf("a refused analyze wrote %s", js)

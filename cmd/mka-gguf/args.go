@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -15,16 +17,8 @@ func interspersed(app *cli.App, args []string) []string {
 		return args
 	}
 	globalTakesValue := flagArity(app.Flags)
-	// Skip global flags (and their values) to find the command.
-	i := 1
-	for i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "-" {
-		name := strings.TrimLeft(args[i], "-")
-		if globalTakesValue[name] && !strings.Contains(name, "=") {
-			i++
-		}
-		i++
-	}
-	if i >= len(args) {
+	i := commandIndex(app, args)
+	if i < 0 {
 		return args
 	}
 	cmd := app.Command(args[i])
@@ -65,6 +59,24 @@ func interspersed(app *cli.App, args []string) []string {
 	return append(out, pos...)
 }
 
+// commandIndex returns the index in args of the command name, after the
+// global flags and their values, or -1 when there is none.
+func commandIndex(app *cli.App, args []string) int {
+	globalTakesValue := flagArity(app.Flags)
+	i := 1
+	for i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "-" {
+		name := strings.TrimLeft(args[i], "-")
+		if globalTakesValue[name] && !strings.Contains(name, "=") {
+			i++
+		}
+		i++
+	}
+	if i >= len(args) {
+		return -1
+	}
+	return i
+}
+
 // flagArity maps every name of flags to whether the flag takes a value.
 func flagArity(flags []cli.Flag) map[string]bool {
 	m := map[string]bool{}
@@ -75,4 +87,26 @@ func flagArity(flags []cli.Flag) map[string]bool {
 		}
 	}
 	return m
+}
+
+// missingValue reports a command's flag that takes a value but is the last
+// argument: interspersed would otherwise hand it the file argument before
+// it as its value.
+func missingValue(app *cli.App, args []string) error {
+	i := commandIndex(app, args)
+	if i < 0 || i == len(args)-1 {
+		return nil
+	}
+	cmd := app.Command(args[i])
+	if cmd == nil {
+		return nil
+	}
+	last := args[len(args)-1]
+	if !strings.HasPrefix(last, "-") || strings.Contains(last, "=") || slices.Contains(args[i+1:len(args)-1], "--") {
+		return nil
+	}
+	if name := strings.TrimLeft(last, "-"); flagArity(cmd.Flags)[name] {
+		return fmt.Errorf("%s: flag needs an argument: %s (see mka-gguf %s --help)", cmd.Name, last, cmd.Name)
+	}
+	return nil
 }

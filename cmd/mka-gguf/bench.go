@@ -57,13 +57,15 @@ temporary folder unless --model names one.`,
 			&cli.IntFlag{Name: "embd", Usage: "generated model: embedding length, a multiple of 64 (64 per head)", DefaultText: "the size's"},
 			&cli.IntFlag{Name: "ffn", Usage: "generated model: feed-forward length", DefaultText: "the size's"},
 			&cli.IntFlag{Name: "vocab", Usage: "generated model: vocabulary size", DefaultText: "the size's"},
-			&cli.StringFlag{Name: "model", Usage: "bench this GGUF file instead of a generated model"},
+			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "bench this GGUF `FILE` instead of a generated model"},
 			&cli.IntFlag{Name: "decode-tokens", Usage: "tokens timed per decode measurement, rounded up to whole decodes of 512", DefaultText: "the size's; 1024 with --model"},
 			&cli.IntFlag{Name: "rounds", Value: 3, Usage: "measurements of each case; the best counts"},
 			&cli.BoolFlag{Name: "capture-only", Usage: "decode: time only calibration, not bare decode (what an --against binary is asked for)"},
 			&cli.StringSliceFlag{Name: "against", Usage: "NAME=BIN: compare calibration tokens/s with another mka-gguf binary (repeatable; BIN SELF: this binary with --cpu-variant NAME)"},
 			&cli.IntFlag{Name: "against-tokens", Usage: "tokens timed per decode measurement of each --against binary", DefaultText: "--decode-tokens; 512 for builtin"},
-			&cli.StringFlag{Name: "json", Usage: "also write the results as JSON to `FILE` (- : print JSON instead of the table)"},
+			jsonFlag(),
+			jsonFileFlag(false),
+			forceFlag(),
 			&cli.StringFlag{Name: "dir", Usage: "folder for the generated model and the outputs", DefaultText: "a temporary folder, removed afterwards"},
 			threadsFlag,
 		},
@@ -181,6 +183,12 @@ func runBench(c *cli.Context) error {
 	if c.NArg() != 0 {
 		return usageError(c, "takes no arguments, got %q", c.Args().First())
 	}
+	outs := newOutputs(c, namedPath{"--model", c.String("model")})
+	jsonF := outs.file(c.String("json-file"), "--json-file")
+	if err := outs.begin(); err != nil {
+		return err
+	}
+	defer outs.cleanup()
 	parts, err := benchSelect(c.String("only"))
 	if err != nil {
 		return usageError(c, "%v", err)
@@ -299,14 +307,14 @@ func runBench(c *cli.Context) error {
 		return err
 	}
 	rep.Seconds = time.Since(start).Seconds()
-	switch p := c.String("json"); p {
-	case "-":
+	if err := writeJSONTo(jsonF, rep); err != nil {
+		return err
+	}
+	if err := outs.commit(ctx); err != nil {
+		return err
+	}
+	if c.Bool("json") {
 		return printJSON(rep)
-	case "":
-	default:
-		if err := writeJSON(p, rep); err != nil {
-			return err
-		}
 	}
 	benchHeader(rep)
 	benchTable(rep)
@@ -615,7 +623,7 @@ func benchDecode(ctx context.Context, rep *benchReport, path string, threads, to
 func (a *benchAgainstSpec) run(ctx context.Context, model string, threads int, tmp string) error {
 	out := filepath.Join(tmp, a.name+".json")
 	args := append(slices.Clone(a.pre), "--quiet", "bench", "--only", "decode", "--capture-only", "--model", model,
-		"--rounds", "1", "--decode-tokens", fmt.Sprint(a.tokens), "--threads", fmt.Sprint(threads), "--json", out)
+		"--rounds", "1", "--decode-tokens", fmt.Sprint(a.tokens), "--threads", fmt.Sprint(threads), "--json-file", out)
 	cmd := exec.CommandContext(ctx, a.bin, args...)
 	// The other binary chooses its own CPU code unless pre forces one.
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, simd.CPUVariantEnv+"=") })

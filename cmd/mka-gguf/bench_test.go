@@ -54,7 +54,7 @@ func readBenchReport(t *testing.T, path string) (benchReport, map[string]benchRe
 
 func TestBench(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "bench.json")
-	args := []string{"bench", "--size", "tiny", "--only", "decode,simd", "--json", out}
+	args := []string{"bench", "--size", "tiny", "--only", "decode,simd", "--json-file", out}
 	stdout, stderr, code := run(t, args...)
 	wantOK(t, args, stdout, stderr, code)
 	r, res := readBenchReport(t, out)
@@ -101,7 +101,7 @@ func TestBenchAgainst(t *testing.T) {
 	copyFile(t, bin, other, 0o755)
 	out := filepath.Join(dir, "bench.json")
 	args := []string{"bench", "--size", "tiny", "--only", "decode", "--rounds", "1", "--decode-tokens", "1024",
-		"--against", "copy=" + other, "--against", "builtin=SELF", "--json", out}
+		"--against", "copy=" + other, "--against", "builtin=SELF", "--json-file", out}
 	stdout, stderr, code := run(t, args...)
 	wantOK(t, args, stdout, stderr, code)
 	r, res := readBenchReport(t, out)

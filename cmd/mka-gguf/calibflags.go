@@ -18,13 +18,13 @@ import (
 
 // calibFlags are shared by analyze, merge and compare.
 var calibFlags = []cli.Flag{
-	&cli.StringFlag{Name: "calib", Usage: "calibration text: plain text (samples separated by blank lines) or JSONL with a \"text\" field (default: the built-in set)"},
-	&cli.IntFlag{Name: "samples", Value: 128, Usage: "calibration samples (points of each layer's manifold)"},
-	&cli.IntFlag{Name: "ctx", Value: 256, Usage: "tokens per calibration sample (capped at the model's context)"},
+	&cli.StringFlag{Name: "calib", Aliases: []string{"f"}, Usage: "calibration text `FILE`: plain text (samples separated by blank lines) or JSONL with a \"text\" field", DefaultText: "the built-in set"},
+	&cli.IntFlag{Name: "samples", Value: 128, Usage: "calibration samples: points of each layer's manifold, ≥ 8 (≥ 1 for imatrix)"},
+	&cli.IntFlag{Name: "ctx", Aliases: []string{"c"}, Value: 256, Usage: "tokens per calibration sample, ≥ 8 (capped at the model's training context)"},
 	&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed for the choice of calibration text"},
 	&cli.StringFlag{Name: "rep", Value: "mean", Usage: "sample representation: mean (over tokens) or last (token)"},
 	&cli.StringFlag{Name: "kernel", Value: "median", Usage: "diffusion kernel bandwidth: median (heuristic) or paper (exp(-sqrt(D/8)))"},
-	&cli.IntFlag{Name: "batch", Value: 512, Usage: "tokens per decode (several samples per decode)"},
+	&cli.IntFlag{Name: "batch", Aliases: []string{"b"}, Value: 512, Usage: "tokens per decode, ≥ 1 (several samples per decode)"},
 	threadsFlag,
 }
 

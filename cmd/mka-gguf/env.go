@@ -23,6 +23,8 @@ CPU supports; --cpu-variant (or MKA_CPU_VARIANT) forces one, "builtin"
 forces the baseline code compiled into the binary.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print JSON on stdout"},
+			jsonFileFlag(true),
+			forceFlag(),
 			&cli.BoolFlag{Name: "ggml-scores", Usage: "also ask every shipped variant for ggml's own score (opens each library: only on CPUs that can load them all)"},
 		},
 		Action: runEnv,
@@ -39,7 +41,7 @@ type envReport struct {
 	Threads    int           `json:"threads"`
 	GoKernels  string        `json:"go_kernels"`
 	Backends   *backendSetup `json:"backends"`
-	Devices    []cgo.Device  `json:"devices"`
+	Devices    []envDevice   `json:"devices"`
 	SystemInfo string        `json:"system_info"`
 	// GGMLScores is each shipped variant's own ggml_backend_score (0: the
 	// CPU cannot run it), with --ggml-scores.
@@ -47,6 +49,12 @@ type envReport struct {
 }
 
 func runEnv(c *cli.Context) error {
+	outs := newOutputs(c)
+	jsonF := outs.file(c.String("json-file"), "--json-file")
+	if err := outs.begin(); err != nil {
+		return err
+	}
+	defer outs.cleanup()
 	b := backends
 	r := envReport{
 		Version:    version,
@@ -57,7 +65,7 @@ func runEnv(c *cli.Context) error {
 		Threads:    defaultThreads(),
 		GoKernels:  simd.Kernels(),
 		Backends:   b,
-		Devices:    cgo.Devices(),
+		Devices:    envDevices(cgo.Devices()),
 		SystemInfo: cgo.SystemInfo(),
 	}
 	if c.Bool("ggml-scores") {
@@ -70,6 +78,12 @@ func runEnv(c *cli.Context) error {
 			}
 			r.GGMLScores[v] = score
 		}
+	}
+	if err := writeJSONTo(jsonF, r); err != nil {
+		return err
+	}
+	if err := outs.commit(c.Context); err != nil {
+		return err
 	}
 	if c.Bool("json") {
 		return printJSON(r)
@@ -111,4 +125,23 @@ func runEnv(c *cli.Context) error {
 		}
 	}
 	return nil
+}
+
+// envDevice is a cgo.Device with snake_case JSON names.
+type envDevice struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Type        string   `json:"type"`
+	Backend     string   `json:"backend"`
+	FreeBytes   uint64   `json:"free_bytes"`
+	TotalBytes  uint64   `json:"total_bytes"`
+	Features    []string `json:"features"`
+}
+
+func envDevices(ds []cgo.Device) []envDevice {
+	out := make([]envDevice, len(ds))
+	for i, d := range ds {
+		out[i] = envDevice(d)
+	}
+	return out
 }

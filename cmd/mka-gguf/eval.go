@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/corpus"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ppl"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 )
@@ -18,10 +19,14 @@ func init() {
 		Usage:     "measure perplexity on a text file, as llama.cpp's perplexity tool does",
 		ArgsUsage: "MODEL.gguf",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "text", Usage: "text file to score (never the calibration text)", Required: true},
-			&cli.IntFlag{Name: "ctx", Value: 512, Usage: "window length in tokens (capped at the model's context); the second half of each window is scored"},
-			&cli.IntFlag{Name: "windows", Usage: "score at most this many windows (default: all)"},
-			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+			&cli.StringFlag{Name: "text", Aliases: []string{"f"}, Usage: "text `FILE` to score (never the calibration text)", Required: true},
+			&cli.IntFlag{Name: "ctx", Aliases: []string{"c"}, Value: 512, Usage: "window length in tokens, ≥ 8 (capped at the model's training context); the second half of each window is scored"},
+			&cli.IntFlag{Name: "windows", Aliases: []string{"chunks"}, Usage: "score at most this many windows, ≥ 1", DefaultText: "all"},
+			&cli.IntFlag{Name: "batch", Aliases: []string{"b"}, Value: 512, Usage: "tokens per decode, ≥ 1"},
+			jsonFlag(),
+			jsonFileFlag(true),
+			forceFlag(),
+			modelFlag,
 			threadsFlag,
 		},
 		Action: runEval,
@@ -36,16 +41,23 @@ type evalResult struct {
 }
 
 func runEval(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return usageError(c, "want one MODEL.gguf, got %d arguments", c.NArg())
+	args := posArgs(c)
+	if len(args) != 1 {
+		return usageError(c, "want one MODEL.gguf, got %d arguments", len(args))
 	}
-	path := c.Args().First()
+	path := args[0]
+	outs := newOutputs(c, namedPath{"MODEL", path}, namedPath{"--text", c.String("text")})
+	jsonF := outs.file(c.String("json-file"), "--json-file")
+	if err := outs.begin(); err != nil {
+		return err
+	}
+	defer outs.cleanup()
 	if err := checkModel(path, false); err != nil {
 		return err
 	}
-	text, err := os.ReadFile(c.String("text"))
+	text, err := corpus.ReadText(c.String("text"))
 	if err != nil {
-		return fmt.Errorf("read text: %w", err)
+		return err
 	}
 	m, err := cgo.LoadModel(path, modelParams())
 	if err != nil {
@@ -54,7 +66,7 @@ func runEval(c *cli.Context) error {
 	defer m.Close()
 	n := min(c.Int("ctx"), m.NCtxTrain())
 	bar := progress.New("eval", 0, "windows")
-	r, err := ppl.Measure(m, string(text), ppl.Options{Context: c.Context, Ctx: n, MaxWindows: c.Int("windows"), Threads: threads(c),
+	r, err := ppl.Measure(m, text, ppl.Options{Context: c.Context, Ctx: n, MaxWindows: c.Int("windows"), Threads: threads(c), BatchTokens: c.Int("batch"),
 		Progress: func(done, total int) {
 			bar.SetTotal(total)
 			bar.Set(done, "")
@@ -63,8 +75,15 @@ func runEval(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.String("text"), err)
 	}
+	res := evalResult{Model: path, Text: c.String("text"), Result: r}
+	if err := writeJSONTo(jsonF, res); err != nil {
+		return err
+	}
+	if err := outs.commit(c.Context); err != nil {
+		return err
+	}
 	if c.Bool("json") {
-		return printJSON(evalResult{Model: path, Text: c.String("text"), Result: r})
+		return printJSON(res)
 	}
 	fmt.Printf("%s: PPL = %.4f ± %.4f  (%d windows of %d tokens, %d tokens scored, %.0f tokens/s)\n",
 		path, r.PPL, r.StdErr, r.Windows, r.Ctx, r.Scored, r.TokPerSec)

@@ -22,8 +22,11 @@ func init() {
 		}
 	}
 	flags = append(flags,
-		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "importance matrix to write (GGUF, llama.cpp's imatrix format)", Required: true},
-		&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite the output if it exists"},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "importance matrix `FILE` to write (GGUF, llama.cpp's imatrix format)", Required: true},
+		jsonFlag(),
+		jsonFileFlag(false),
+		forceFlag(),
+		modelFlag,
 	)
 	commands = append(commands, &cli.Command{
 		Name:      "imatrix",
@@ -35,13 +38,18 @@ func init() {
 }
 
 func runImatrix(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return usageError(c, "want one MODEL.gguf, got %d arguments", c.NArg())
+	args := posArgs(c)
+	if len(args) != 1 {
+		return usageError(c, "want one MODEL.gguf, got %d arguments", len(args))
 	}
-	path, out := c.Args().First(), c.String("output")
-	if err := checkOutput(path, out, c.Bool("force")); err != nil {
+	path, out := args[0], c.String("output")
+	outs := newOutputs(c, namedPath{"MODEL", path}, namedPath{"--calib", c.String("calib")})
+	outF := outs.file(out, "--output")
+	jsonF := outs.file(c.String("json-file"), "--json-file")
+	if err := outs.begin(); err != nil {
 		return err
 	}
+	defer outs.cleanup()
 	if err := checkModel(path, false); err != nil {
 		return err
 	}
@@ -50,9 +58,6 @@ func runImatrix(c *cli.Context) error {
 		return err
 	}
 	n := c.Int("samples")
-	if n < 1 {
-		return usageError(c, "--samples %d: need at least 1", n)
-	}
 	m, err := cgo.LoadModel(path, modelParams())
 	if err != nil {
 		return err
@@ -71,11 +76,34 @@ func runImatrix(c *cli.Context) error {
 	if len(im.Sums) == 0 {
 		return fmt.Errorf("%s: no weight multiplications were seen", path)
 	}
-	if err := im.Save(out); err != nil {
+	if err := im.Save(outF.Tmp); err != nil {
 		return err
 	}
-	fmt.Printf("wrote %s: %d weights, %d chunks × %d tokens\n", out, len(im.Sums), im.Chunks, im.ChunkSize)
-	return nil
+	sum, err := fileSHA256(outF.Tmp)
+	if err != nil {
+		return err
+	}
+	res := imatrixResult{Model: path, Calibration: source, Output: out, OutputSHA256: sum,
+		Weights: len(im.Sums), Chunks: im.Chunks, ChunkSize: im.ChunkSize}
+	if err := writeJSONTo(jsonF, res); err != nil {
+		return err
+	}
+	if err := outs.commit(c.Context); err != nil {
+		return err
+	}
+	fmt.Fprintf(textOut(c), "wrote %s: %d weights, %d chunks × %d tokens\n", out, len(im.Sums), im.Chunks, im.ChunkSize)
+	return printJSONIf(c, res)
+}
+
+// imatrixResult is what imatrix prints with --json.
+type imatrixResult struct {
+	Model        string `json:"model"`
+	Calibration  string `json:"calibration"`
+	Output       string `json:"output"`
+	OutputSHA256 string `json:"output_sha256"`
+	Weights      int    `json:"weights"`
+	Chunks       int    `json:"chunks"`
+	ChunkSize    int    `json:"chunk_size"`
 }
 
 // computeImatrix decodes the chunks (all of one length, several per decode

@@ -7,11 +7,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -25,18 +25,68 @@ import (
 var version = "0.1.0-dev"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	sig := watchSignals(cancel)
 	app := newApp()
-	err := app.RunContext(ctx, interspersed(app, os.Args))
+	err := unknownCommand(app, os.Args)
+	if err == nil {
+		err = missingValue(app, os.Args)
+	}
+	if err == nil {
+		err = app.RunContext(ctx, interspersed(app, os.Args))
+	}
+	if s := sig.first(); s != nil && err != nil {
+		// Whatever the error says, it comes from the cancellation.
+		fmt.Fprintln(os.Stderr, "mka-gguf: interrupted")
+		os.Exit(exitCode(s))
+	}
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			err = errors.New("interrupted")
-		}
-		fmt.Fprintf(os.Stderr, "mka-gguf: %s\n", oneLine(err))
-		stop()
+		fmt.Fprintf(os.Stderr, "mka-gguf: %s\n", displayPaths(oneLine(err)))
 		os.Exit(1)
 	}
+}
+
+// signalState records the first SIGINT/SIGTERM.
+type signalState struct {
+	mu sync.Mutex
+	s  os.Signal
+}
+
+func (st *signalState) first() os.Signal {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.s
+}
+
+// watchSignals makes the first Ctrl-C or SIGTERM cancel the command's
+// context (the command stops, removes its temporary files and main exits
+// with 130 or 143 and "interrupted"); a second one removes the
+// temporaries of the declared outputs and exits at once.
+func watchSignals(cancel context.CancelFunc) *signalState {
+	st := &signalState{}
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-ch
+		st.mu.Lock()
+		st.s = s
+		st.mu.Unlock()
+		cancel()
+		s = <-ch
+		cleanupAll()
+		fmt.Fprintln(os.Stderr, "mka-gguf: interrupted")
+		os.Exit(exitCode(s))
+	}()
+	return st
+}
+
+// exitCode is the shell's status for a process ended by s: 128 + its
+// number (130 for SIGINT, 143 for SIGTERM).
+func exitCode(s os.Signal) int {
+	if n, ok := s.(syscall.Signal); ok {
+		return 128 + int(n)
+	}
+	return 1
 }
 
 // oneLine folds an error message onto one line.
@@ -47,6 +97,8 @@ func oneLine(err error) string {
 func newApp() *cli.App {
 	for _, c := range commands {
 		c.OnUsageError = usageErr
+		c.Before = validateFlags
+		markRequired(c.Flags)
 	}
 	return &cli.App{
 		Name:                 "mka-gguf",
@@ -63,6 +115,9 @@ func newApp() *cli.App {
 		},
 		Before: func(c *cli.Context) error {
 			progress.Quiet = c.Bool("quiet")
+			if n := c.Int("gpu-layers"); n < -1 {
+				return fmt.Errorf("--gpu-layers %d is out of range: want -1 (all when a GPU is present), 0 (CPU only) or more (see mka-gguf --help)", n)
+			}
 			cgo.Init()
 			if c.Bool("verbose") {
 				cgo.SetLogLevel(cgo.LogInfo)
@@ -98,7 +153,41 @@ func usageErr(c *cli.Context, err error, _ bool) error {
 var commands []*cli.Command
 
 // threadsFlag is the common --threads flag.
-var threadsFlag = &cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Usage: "CPU threads (default: physical cores)"}
+var threadsFlag = &cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Usage: "CPU threads, at most the CPUs this process may use", DefaultText: "physical cores"}
+
+// markRequired appends "(required)" to the help of required flags.
+func markRequired(flags []cli.Flag) {
+	for _, f := range flags {
+		if sf, ok := f.(*cli.StringFlag); ok && sf.Required && !strings.HasSuffix(sf.Usage, "(required)") {
+			sf.Usage += " (required)"
+		}
+	}
+}
+
+// unknownCommand refuses a command (or "help COMMAND") that does not
+// exist, listing the commands.
+func unknownCommand(app *cli.App, args []string) error {
+	i := commandIndex(app, args)
+	if i < 0 {
+		return nil
+	}
+	name := args[i]
+	if (name == "help" || name == "h") && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+		name = args[i+1]
+	} else if name == "help" || name == "h" {
+		return nil
+	}
+	if app.Command(name) != nil {
+		return nil
+	}
+	var names []string
+	for _, c := range app.Commands {
+		if !c.Hidden {
+			names = append(names, c.Name)
+		}
+	}
+	return fmt.Errorf("unknown command %q; the commands are %s (see mka-gguf --help)", name, strings.Join(names, ", "))
+}
 
 // usageError reports a wrong command line.
 func usageError(c *cli.Context, format string, args ...any) error {

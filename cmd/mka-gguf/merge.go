@@ -32,10 +32,10 @@ var methods = []string{"mka", "prune-reverse", "prune-bi", "prune-angular"}
 
 var mergeFlags = append([]cli.Flag{
 	&cli.StringFlag{Name: "method", Value: "mka", Usage: "mka | prune-reverse | prune-bi | prune-angular"},
-	&cli.IntFlag{Name: "remove", Aliases: []string{"n"}, Usage: "blocks to remove (default: a quarter of them, at least 1)"},
-	&cli.Float64Flag{Name: "ratio", Usage: "fraction of blocks to remove (removed / original, as in the MKA paper)"},
+	&cli.IntFlag{Name: "remove", Aliases: []string{"n"}, Usage: "blocks to remove, 1 to blocks−1", DefaultText: "a quarter of them, at least 1"},
+	&cli.Float64Flag{Name: "ratio", Usage: "fraction of blocks to remove, in (0, 1) (removed / original, as in the MKA paper)", DefaultText: "none"},
 	&cli.StringFlag{Name: "lambda", Value: "search", Usage: "fusion weight: search (pick by held-back calibration loss), paper (λ = similarity), code (the published code's rule) or a number in [0,1]"},
-	&cli.IntFlag{Name: "candidates", Value: 3, Usage: "with --lambda search: candidates per removed block that the cheap filter (alignment residual) sends to the final round, scored by held-back loss"},
+	&cli.IntFlag{Name: "candidates", Value: 3, Usage: "with --lambda search (≥ 1): candidates per removed block that the cheap filter (alignment residual) sends to the final round, scored by held-back loss"},
 	&cli.StringFlag{Name: "align", Value: "ls", Usage: "fold a least-squares alignment into the block before each removed one (ls) or not (none)"},
 	&cli.StringFlag{Name: "rho", Value: "1e-3", Usage: "ridge of the alignment, relative to tr(XᵀX)/d: a number ≥ 0, or auto (each step keeps the best of 1e-4, 1e-3, 1e-2, 0.1 by held-back loss)"},
 	&cli.StringFlag{Name: "align-target", Value: "merged", Usage: "alignment target: the removed block's output in the model as merged so far (merged) or in the original model (original: one more decode per alignment batch)"},
@@ -44,10 +44,12 @@ var mergeFlags = append([]cli.Flag{
 	&cli.BoolFlag{Name: "score-all", Usage: "score every candidate on held-back text, not only the filter's best (measures the filter's agreement)"},
 	&cli.StringFlag{Name: "order", Value: "greedy", Usage: "pair order for mka: greedy (most similar pair anywhere) or back-to-front (the paper)"},
 	&cli.StringFlag{Name: "norms", Value: "weighted", Usage: "norm weights of a fused block: weighted (like every tensor) or first (keep the first block's)"},
-	&cli.Float64Flag{Name: "holdout", Value: 0.15, Usage: "fraction of the calibration text held back to score λ candidates"},
+	&cli.Float64Flag{Name: "holdout", Value: 0.15, Usage: "fraction of the calibration text held back to score λ candidates, in (0, 0.9]"},
 	&cli.BoolFlag{Name: "dry-run", Usage: "print the plan and write nothing"},
-	&cli.StringFlag{Name: "report", Usage: "write a JSON report of the plan, λ search and sizes"},
-	&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite OUT if it exists"},
+	&cli.StringFlag{Name: "report", Aliases: []string{"json-file"}, Usage: "write a JSON report of the plan, λ search and sizes to this `FILE`"},
+	jsonFlag(),
+	forceFlag(),
+	modelFlag,
 	&cli.BoolFlag{Name: "no-verify", Usage: "skip the llama.cpp load-and-decode check of OUT"},
 	&cli.StringFlag{Name: "quant", Usage: "quantize the merged model to this type (Q8_0, Q4_K_M, IQ4_XS, ...) with llama.cpp's quantizer"},
 	&cli.StringFlag{Name: "imatrix-from", Value: "merged", Usage: "with --quant: importance matrix from a calibration pass over the merged model (merged), the original model (original), or none"},
@@ -69,10 +71,11 @@ type mergeReport struct {
 	Input         string                `json:"input"`
 	InputSHA256   string                `json:"input_sha256"`
 	Output        string                `json:"output,omitempty"`
+	OutputSHA256  string                `json:"output_sha256,omitempty"`
 	Method        string                `json:"method"`
 	Original      int                   `json:"blocks_before"`
 	Remaining     int                   `json:"blocks_after"`
-	Steps         []merge.Step          `json:"steps"`
+	Steps         []reportStep          `json:"steps"`
 	Layout        [][]merge.Weighted    `json:"layout"`
 	Search        []pipeline.StepReport `json:"search,omitempty"`
 	Align         string                `json:"align"`
@@ -127,29 +130,6 @@ func removeCount(c *cli.Context, blocks int) (int, error) {
 		return 0, usageError(c, "cannot remove %d of %d blocks", n, blocks)
 	}
 	return n, nil
-}
-
-// checkOutput refuses OUT == IN and an existing OUT without --force.
-func checkOutput(in, out string, force bool) error {
-	ai, _ := filepath.Abs(in)
-	ao, _ := filepath.Abs(out)
-	if ai == ao {
-		return fmt.Errorf("%s: output is the input file; choose another OUT", out)
-	}
-	if si, err := os.Stat(in); err == nil || in == "" {
-		if so, err := os.Stat(out); err == nil {
-			if si != nil && os.SameFile(si, so) {
-				return fmt.Errorf("%s: output is the input file (same file); choose another OUT", out)
-			}
-			if !force {
-				return fmt.Errorf("%s: output exists; use --force to overwrite it", out)
-			}
-		}
-	}
-	if fi, err := os.Stat(filepath.Dir(ao)); err != nil || !fi.IsDir() {
-		return fmt.Errorf("%s: output folder %s does not exist", out, filepath.Dir(ao))
-	}
-	return nil
 }
 
 // checkSpace reports when the output folder has less free space than need.
@@ -368,10 +348,21 @@ func verifyModel(path string, blocks int) error {
 
 func runMerge(c *cli.Context) error {
 	start := time.Now()
-	if c.NArg() != 2 {
-		return usageError(c, "want IN.gguf OUT.gguf, got %d arguments", c.NArg())
+	args := posArgs(c)
+	if len(args) != 2 {
+		return usageError(c, "want IN.gguf OUT.gguf, got %d arguments", len(args))
 	}
-	in, out := c.Args().Get(0), c.Args().Get(1)
+	in, out := args[0], args[1]
+	outs := newOutputs(c, namedPath{"IN", in}, namedPath{"--calib", c.String("calib")})
+	var outF *outFile
+	if !c.Bool("dry-run") {
+		outF = outs.file(out, "OUT")
+	}
+	repF := outs.file(c.String("report"), "--report")
+	if err := outs.begin(); err != nil {
+		return err
+	}
+	defer outs.cleanup()
 	method := c.String("method")
 	if !slices.Contains(methods, method) {
 		return usageError(c, "unknown --method %q (want %s)", method, strings.Join(methods, ", "))
@@ -383,11 +374,6 @@ func runMerge(c *cli.Context) error {
 	opt, err := mkaOptions(c)
 	if err != nil {
 		return err
-	}
-	if !c.Bool("dry-run") {
-		if err := checkOutput(in, out, c.Bool("force")); err != nil {
-			return err
-		}
 	}
 	if err := checkQuantFlags(c); err != nil {
 		return err
@@ -412,9 +398,9 @@ func runMerge(c *cli.Context) error {
 		return err
 	}
 	p := sr.plan
-	fmt.Println(strings.TrimRight(p.String(), "\n"))
+	fmt.Fprintln(textOut(c), strings.TrimRight(p.String(), "\n"))
 	if d := sr.describe(); d != "" {
-		fmt.Println(d)
+		fmt.Fprintln(textOut(c), d)
 	}
 
 	sum, err := fileSHA256(in)
@@ -422,34 +408,42 @@ func runMerge(c *cli.Context) error {
 		return err
 	}
 	rep := mergeReport{Version: version, Input: in, InputSHA256: sum, Method: method, Original: p.Original,
-		Remaining: len(p.Layout), Steps: p.Steps, Layout: p.Layout, Search: sr.steps, Align: sr.alignMethod, Calibration: j.res,
+		Remaining: len(p.Layout), Steps: reportSteps(p.Steps), Layout: p.Layout, Search: sr.steps, Align: sr.alignMethod, Calibration: j.res,
 		BytesBefore: j.file.Size, SearchSeconds: sr.seconds}
 	if sr.seconds > 0 {
 		progress.Printf("search and alignment: %.1f s after calibration\n", sr.seconds)
 	}
-	if !c.Bool("dry-run") {
+	var wrote string
+	if outF != nil {
 		if q := c.String("quant"); q != "" {
-			if err := j.writeQuantized(c, sr, out, norms, provenance(sr, sum), q, &rep); err != nil {
+			if err := j.writeQuantized(c, sr, outF.Tmp, norms, provenance(sr, sum), q, &rep); err != nil {
 				return err
 			}
-		} else if err := j.write(c.Context, p, sr.align, out, norms, provenance(sr, sum), !c.Bool("no-verify")); err != nil {
+		} else if err := j.write(c.Context, p, sr.align, outF.Tmp, norms, provenance(sr, sum), !c.Bool("no-verify")); err != nil {
 			return err
 		}
-		st, err := os.Stat(out)
+		st, err := os.Stat(outF.Tmp)
 		if err != nil {
 			return err
 		}
+		if rep.OutputSHA256, err = fileSHA256(outF.Tmp); err != nil {
+			return err
+		}
 		rep.Output, rep.BytesAfter = out, st.Size()
-		fmt.Printf("wrote %s: %d -> %d blocks, %s -> %s (%.1f%% smaller)\n", out, p.Original, len(p.Layout),
+		wrote = fmt.Sprintf("wrote %s: %d -> %d blocks, %s -> %s (%.1f%% smaller)", out, p.Original, len(p.Layout),
 			human(uint64(j.file.Size)), human(uint64(st.Size())), 100*(1-float64(st.Size())/float64(j.file.Size)))
 	}
 	rep.Seconds = time.Since(start).Seconds()
-	if r := c.String("report"); r != "" {
-		if err := writeJSON(r, rep); err != nil {
-			return err
-		}
+	if err := writeJSONTo(repF, rep); err != nil {
+		return err
 	}
-	return nil
+	if err := outs.commit(c.Context); err != nil {
+		return err
+	}
+	if wrote != "" {
+		fmt.Fprintln(textOut(c), wrote)
+	}
+	return printJSONIf(c, rep)
 }
 
 // checkQuantFlags validates --quant and --imatrix-from before any work.

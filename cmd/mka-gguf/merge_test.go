@@ -280,8 +280,10 @@ type mtReport struct {
 	Before      int    `json:"blocks_before"`
 	After       int    `json:"blocks_after"`
 	Steps       []struct {
-		Kind   any // 1/2 or "drop"/"fuse"
-		Blocks [2]int
+		Step   int    `json:"step"`
+		Kind   string `json:"kind"`
+		Block  *int   `json:"block"`  // a drop
+		Blocks []int  `json:"blocks"` // a fusion
 		Lambda float64
 	} `json:"steps"`
 	Layout [][]struct {
@@ -303,12 +305,6 @@ type mtReport struct {
 	Align       string `json:"align"`
 	BytesBefore int64  `json:"bytes_before"`
 	BytesAfter  int64  `json:"bytes_after"`
-}
-
-// isKind reports whether a step kind from the report is drop (1) or fuse
-// (2), written as a number or a name.
-func isKind(k any, num float64, name string) bool {
-	return k == num || k == name
 }
 
 func TestMergeMethods(t *testing.T) {
@@ -377,8 +373,8 @@ func TestMergeMethods(t *testing.T) {
 				t.Errorf("report: method %q, blocks %d -> %d, input %s (%s), output %s, bytes %d -> %d (file %d)",
 					r.Method, r.Before, r.After, r.Input, r.InputSHA256, r.Output, r.BytesBefore, r.BytesAfter, st.Size())
 			}
-			if len(r.Steps) != 1 {
-				t.Fatalf("report: %d steps, want 1", len(r.Steps))
+			if len(r.Steps) != 1 || r.Steps[0].Step != 1 {
+				t.Fatalf("report: steps %+v, want one step numbered 1", r.Steps)
 			}
 			if len(r.Layout) != 4 {
 				t.Fatalf("report: layout of %d blocks, want 4:\n%s", len(r.Layout), b)
@@ -399,11 +395,11 @@ func TestMergeMethods(t *testing.T) {
 				}
 			}
 			if c.name == "mka-lambda-0.5" {
-				if !isKind(r.Steps[0].Kind, 2, "fuse") || len(used) != 5 {
+				if r.Steps[0].Kind != "fuse" || len(used) != 5 {
 					t.Errorf("report: mka step %+v, %d original blocks used; want a fusion using all 5", r.Steps[0], len(used))
 				}
 			} else {
-				if !isKind(r.Steps[0].Kind, 1, "drop") || len(used) != 4 {
+				if r.Steps[0].Kind != "drop" || len(used) != 4 {
 					t.Errorf("report: %s step %+v, %d original blocks used; want a drop using 4", c.method, r.Steps[0], len(used))
 				}
 			}
@@ -438,15 +434,15 @@ func TestMergeMethods(t *testing.T) {
 				if len(st.Candidates) != 4 || scored != 3 || chosen != 1 || st.NLL != best {
 					t.Errorf("report: %d candidates, %d scored, %d chosen, loss %v (best %v); want 4, 3, 1, the best", len(st.Candidates), scored, chosen, st.NLL, best)
 				}
-				if !(st.Residual < st.Unaligned) || r.Steps[0].Blocks[0] != st.Drop {
-					t.Errorf("report: residual %v aligned, %v without; plan drops %d, search %d", st.Residual, st.Unaligned, r.Steps[0].Blocks[0], st.Drop)
+				if !(st.Residual < st.Unaligned) || r.Steps[0].Block == nil || *r.Steps[0].Block != st.Drop {
+					t.Errorf("report: residual %v aligned, %v without; plan step %+v, search drops %d", st.Residual, st.Unaligned, r.Steps[0], st.Drop)
 				}
 				if ins.Provenance["align.method"] != "ls" {
 					t.Errorf("inspect: provenance %v lacks align.method ls", ins.Provenance)
 				}
 			case "prune-reverse":
-				if r.Steps[0].Blocks[0] != 4 {
-					t.Errorf("report: prune-reverse drops block %d, want 4", r.Steps[0].Blocks[0])
+				if b := r.Steps[0].Block; b == nil || *b != 4 || r.Steps[0].Blocks != nil {
+					t.Errorf("report: prune-reverse step %+v, want a drop of block 4", r.Steps[0])
 				}
 			}
 			mtNoLeftovers(t, dir)

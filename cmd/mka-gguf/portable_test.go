@@ -104,7 +104,7 @@ func TestPortableVariantsAgree(t *testing.T) {
 			t.Fatalf("%s: eval --json: %v", name, err)
 		}
 		out := filepath.Join(dir, name+".json")
-		args = append(slices.Clone(pre), "-q", "analyze", model, "--calib", calibText, "--samples", "16", "--ctx", "64", "--json", out)
+		args = append(slices.Clone(pre), "-q", "analyze", model, "--calib", calibText, "--samples", "16", "--ctx", "64", "--json-file", out)
 		stdout, stderr, code = runBin(t, binary, args...)
 		wantOK(t, args, stdout, stderr, code)
 		b := readFile(t, out)

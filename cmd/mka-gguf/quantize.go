@@ -21,26 +21,37 @@ func init() {
 			&cli.BoolFlag{Name: "allow-requantize", Usage: "allow requantizing already quantized tensors"},
 			&cli.BoolFlag{Name: "leave-output", Usage: "keep output.weight unquantized"},
 			&cli.BoolFlag{Name: "pure", Usage: "quantize every tensor to TYPE (no per-tensor mixture rules)"},
-			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite OUT if it exists"},
+			forceFlag(),
 			&cli.BoolFlag{Name: "no-verify", Usage: "skip the llama.cpp load-and-decode check of OUT"},
-			&cli.StringFlag{Name: "imatrix", Usage: "importance matrix (GGUF, from mka-gguf imatrix or llama.cpp's imatrix tool)"},
+			&cli.StringFlag{Name: "imatrix", Usage: "importance matrix `FILE` (GGUF, from mka-gguf imatrix or llama.cpp's imatrix tool)"},
+			jsonFlag(),
+			jsonFileFlag(false),
+			modelFlag,
 		},
 		Action: runQuantize,
 	})
 }
 
 func runQuantize(c *cli.Context) error {
-	if c.NArg() != 3 {
-		return usageError(c, "want IN.gguf OUT.gguf TYPE, got %d arguments", c.NArg())
+	args := posArgs(c)
+	if len(args) != 3 {
+		return usageError(c, "want IN.gguf OUT.gguf TYPE, got %d arguments", len(args))
 	}
-	in, out := c.Args().Get(0), c.Args().Get(1)
-	ft, err := quant.Parse(c.Args().Get(2))
+	in, out := args[0], args[1]
+	ft, err := quant.Parse(args[2])
 	if err != nil {
+		return usageError(c, "%v", err)
+	}
+	if ft.NeedsImatrix && c.String("imatrix") == "" {
+		return usageError(c, "%s needs an importance matrix: give --imatrix FILE (make one with mka-gguf imatrix)", ft.Name)
+	}
+	outs := newOutputs(c, namedPath{"IN", in}, namedPath{"--imatrix", c.String("imatrix")})
+	outF := outs.file(out, "OUT")
+	jsonF := outs.file(c.String("json-file"), "--json-file")
+	if err := outs.begin(); err != nil {
 		return err
 	}
-	if err := checkOutput(in, out, c.Bool("force")); err != nil {
-		return err
-	}
+	defer outs.cleanup()
 	f, err := gguf.Open(in)
 	if err != nil {
 		return err
@@ -55,14 +66,41 @@ func runQuantize(c *cli.Context) error {
 		}
 		imat = im.Values()
 	}
-	if err := writeVerified(c.Context, out, "quantized", int(blocks), !c.Bool("no-verify"), func(tmp string) error {
+	if err := writeVerified(c.Context, outF.Tmp, "quantized", int(blocks), !c.Bool("no-verify"), func(tmp string) error {
 		return quant.File(in, tmp, ft, quant.Options{Threads: threads(c), AllowRequantize: c.Bool("allow-requantize"),
 			LeaveOutput: c.Bool("leave-output"), Pure: c.Bool("pure"), Imatrix: imat})
 	}); err != nil {
 		return err
 	}
-	si, _ := os.Stat(in)
-	so, _ := os.Stat(out)
-	fmt.Printf("wrote %s: %s, %s -> %s\n", out, ft.Name, human(uint64(si.Size())), human(uint64(so.Size())))
-	return nil
+	si, err := os.Stat(in)
+	if err != nil {
+		return err
+	}
+	so, err := os.Stat(outF.Tmp)
+	if err != nil {
+		return err
+	}
+	sum, err := fileSHA256(outF.Tmp)
+	if err != nil {
+		return err
+	}
+	res := quantizeResult{Input: in, Output: out, OutputSHA256: sum, Type: ft.Name, BytesBefore: si.Size(), BytesAfter: so.Size()}
+	if err := writeJSONTo(jsonF, res); err != nil {
+		return err
+	}
+	if err := outs.commit(c.Context); err != nil {
+		return err
+	}
+	fmt.Fprintf(textOut(c), "wrote %s: %s, %s -> %s\n", out, ft.Name, human(uint64(si.Size())), human(uint64(so.Size())))
+	return printJSONIf(c, res)
+}
+
+// quantizeResult is what quantize prints with --json.
+type quantizeResult struct {
+	Input        string `json:"input"`
+	Output       string `json:"output"`
+	OutputSHA256 string `json:"output_sha256"`
+	Type         string `json:"type"`
+	BytesBefore  int64  `json:"bytes_before"`
+	BytesAfter   int64  `json:"bytes_after"`
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -15,12 +16,14 @@ func init() {
 		Usage:     "write a llama-architecture GGUF model with random weights (for demos, tests and benchmarks)",
 		ArgsUsage: "OUT.gguf",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "preset", Value: "demo", Usage: "tiny | demo | 1gb"},
-			&cli.StringFlag{Name: "arch", Usage: "llama, qwen2 or qwen3 (default: the preset's)"},
-			&cli.IntFlag{Name: "blocks", Usage: "decoder blocks (default: the preset's)"},
-			&cli.StringFlag{Name: "type", Usage: "weight type: F32, F16 or BF16 (default: the preset's)"},
+			&cli.StringFlag{Name: "preset", Value: "demo", Usage: strings.Join(synthPresets, " | ")},
+			&cli.StringFlag{Name: "arch", Usage: "llama, qwen2 or qwen3", DefaultText: "the preset's"},
+			&cli.IntFlag{Name: "blocks", Usage: "decoder blocks, ≥ 1", DefaultText: "the preset's"},
+			&cli.StringFlag{Name: "type", Usage: "weight type: F32, F16 or BF16", DefaultText: "the preset's"},
 			&cli.Int64Flag{Name: "seed", Value: 1, Usage: "random seed"},
-			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite OUT if it exists"},
+			forceFlag(),
+			jsonFlag(),
+			jsonFileFlag(false),
 		},
 		Action: runSynth,
 	})
@@ -31,9 +34,13 @@ func runSynth(c *cli.Context) error {
 		return usageError(c, "want one OUT.gguf, got %d arguments", c.NArg())
 	}
 	out := c.Args().First()
-	if err := checkOutput("", out, c.Bool("force")); err != nil {
+	outs := newOutputs(c)
+	outF := outs.file(out, "OUT")
+	jsonF := outs.file(c.String("json-file"), "--json-file")
+	if err := outs.begin(); err != nil {
 		return err
 	}
+	defer outs.cleanup()
 	var cfg synth.Config
 	if c.String("preset") == "demo" {
 		// Deep enough that merging shows a plan, small enough to be instant.
@@ -59,9 +66,33 @@ func runSynth(c *cli.Context) error {
 		cfg.Type = typ
 	}
 	cfg.Seed = c.Int64("seed")
-	if err := synth.Write(out, cfg); err != nil {
+	if err := synth.Write(outF.Tmp, cfg); err != nil {
 		return err
 	}
-	fmt.Printf("wrote %s: %s, %d blocks, embd %d, %s weights, %s (random weights)\n", out, cfg.Arch, cfg.Blocks, cfg.Embd, cfg.Type, human(uint64(synth.Size(cfg))))
-	return nil
+	sum, err := fileSHA256(outF.Tmp)
+	if err != nil {
+		return err
+	}
+	res := synthResult{Output: out, OutputSHA256: sum, Arch: cfg.Arch, Blocks: cfg.Blocks, Embd: cfg.Embd,
+		Type: cfg.Type.String(), Bytes: synth.Size(cfg), Seed: cfg.Seed}
+	if err := writeJSONTo(jsonF, res); err != nil {
+		return err
+	}
+	if err := outs.commit(c.Context); err != nil {
+		return err
+	}
+	fmt.Fprintf(textOut(c), "wrote %s: %s, %d blocks, embd %d, %s weights, %s (random weights)\n", out, cfg.Arch, cfg.Blocks, cfg.Embd, cfg.Type, human(uint64(synth.Size(cfg))))
+	return printJSONIf(c, res)
+}
+
+// synthResult is what synth prints with --json.
+type synthResult struct {
+	Output       string `json:"output"`
+	OutputSHA256 string `json:"output_sha256"`
+	Arch         string `json:"arch"`
+	Blocks       int    `json:"blocks"`
+	Embd         int    `json:"embd"`
+	Type         string `json:"type"`
+	Bytes        int64  `json:"bytes"`
+	Seed         int64  `json:"seed"`
 }

@@ -18,6 +18,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // Sample is one calibration text.
@@ -62,13 +63,50 @@ func Default() []Sample {
 // blank lines, CRLF line ends are accepted, each sample is trimmed of
 // surrounding whitespace and has an empty Kind.
 //
-// A file without any sample is an error, as is one that cannot be read.
+// A file without any sample is an error, as is one that cannot be read or
+// is not text (see CheckText).
 func Load(path string) ([]Sample, error) {
+	data, err := ReadText(path)
+	if err != nil {
+		return nil, err
+	}
+	return parse(path, []byte(data))
+}
+
+// ReadText reads a text file: it fails, naming the file, when the file
+// cannot be read or is not text (see CheckText).
+func ReadText(path string) (string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return "", fmt.Errorf("read %s: %w", path, err)
 	}
-	return parse(path, data)
+	if err := CheckText(path, data); err != nil {
+		return "", err
+	}
+	return string(data), nil
+}
+
+// CheckText reports, naming path and the byte offset, data that is not
+// text: a GGUF model (by its magic "GGUF"), a NUL byte or invalid UTF-8.
+func CheckText(path string, data []byte) error {
+	if bytes.HasPrefix(data, []byte("GGUF")) {
+		return fmt.Errorf("%s: is a GGUF model, not text", path)
+	}
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		return fmt.Errorf("%s: not text: NUL byte at byte offset %d", path, i)
+	}
+	if !utf8.Valid(data) {
+		off := 0
+		for off < len(data) {
+			r, n := utf8.DecodeRune(data[off:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			off += n
+		}
+		return fmt.Errorf("%s: not text: invalid UTF-8 at byte offset %d", path, off)
+	}
+	return nil
 }
 
 // parse decodes data, naming it path in errors.

@@ -341,3 +341,25 @@ func TestLoadEmbeddedFile(t *testing.T) {
 		t.Fatal("Load(default.jsonl) differs from Default()")
 	}
 }
+
+func TestCheckText(t *testing.T) {
+	for _, c := range []struct {
+		name, data, want string
+	}{
+		{"text", "Once upon a time, a cat — ünïcode too.\n", ""},
+		{"empty", "", ""},
+		{"gguf", "GGUF\x03\x00\x00\x00rest", "f: is a GGUF model, not text"},
+		{"nul", "abc\x00def", "f: not text: NUL byte at byte offset 3"},
+		{"bad utf-8", "héllo \xff\xfe", "f: not text: invalid UTF-8 at byte offset 7"},
+		{"truncated rune", "ab\xe2\x82", "f: not text: invalid UTF-8 at byte offset 2"},
+	} {
+		err := CheckText("f", []byte(c.data))
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != c.want {
+			t.Errorf("%s: CheckText = %q, want %q", c.name, got, c.want)
+		}
+	}
+}

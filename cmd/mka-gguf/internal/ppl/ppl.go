@@ -17,14 +17,14 @@ import (
 // Result is a perplexity measurement.
 type Result struct {
 	PPL       float64 `json:"ppl"`
-	StdErr    float64 `json:"stderr"`    // standard error of PPL
-	NLL       float64 `json:"nll"`       // mean negative log-likelihood, nats
-	Scored    int     `json:"scored"`    // tokens scored
-	Windows   int     `json:"windows"`   // windows of Ctx tokens
-	Ctx       int     `json:"ctx"`       // window length
-	Tokens    int     `json:"tokens"`    // tokens decoded
-	TokPerSec float64 `json:"tok_per_s"` // decode throughput
-	Seconds   float64 `json:"seconds"`   // decode time
+	StdErr    float64 `json:"ppl_stderr"` // standard error of PPL
+	NLL       float64 `json:"nll"`        // mean negative log-likelihood, nats
+	Scored    int     `json:"scored"`     // tokens scored
+	Windows   int     `json:"windows"`    // windows of Ctx tokens
+	Ctx       int     `json:"ctx"`        // window length
+	Tokens    int     `json:"tokens"`     // tokens decoded
+	TokPerSec float64 `json:"tok_per_s"`  // decode throughput
+	Seconds   float64 `json:"seconds"`    // decode time
 }
 
 // Accumulator sums token log-likelihoods.

@@ -1,0 +1,318 @@
+package main
+
+// One mechanism for every path a command writes: the command declares its
+// outputs up front (newOutputs, file, dir), begin checks them all before any
+// work, the command builds each one in a temporary file beside it (Tmp), and
+// commit renames them into place only when everything succeeded. cleanup,
+// deferred right after begin, removes every temporary and, when the command
+// did not commit, the folders it created: a failed or interrupted command
+// leaves none of its outputs.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// outputSet is the set of files (and folders) one command writes.
+type outputSet struct {
+	force     bool
+	inputs    []namedPath
+	files     []*outFile
+	dirs      []*outDir
+	begun     bool
+	committed bool
+}
+
+// namedPath is a path and what the command line calls it ("IN",
+// "--calib").
+type namedPath struct{ what, path string }
+
+// outFile is one declared output file: the command writes Tmp, commit
+// renames it to Path.
+type outFile struct {
+	Path    string // where the output appears when the command succeeds
+	Tmp     string // where the command builds it
+	what    string // how the command line names it: "OUT", "--report"
+	existed bool   // Path existed before (overwritten with --force)
+	renamed bool
+}
+
+// outDir is a declared output folder (compare --out).
+type outDir struct {
+	path    string
+	what    string
+	created bool // made by begin, removed by cleanup unless committed
+}
+
+// tmpTag marks the temporary files of declared outputs: ".<name>.mka-out".
+const tmpTag = "mka-out"
+
+// newOutputs starts the output set of a command. Inputs are the files the
+// command reads, with their names on the command line; empty paths are
+// ignored. --force (when the command has it) allows replacing existing
+// files.
+func newOutputs(c *cli.Context, inputs ...namedPath) *outputSet {
+	s := &outputSet{force: c.Bool("force")}
+	for _, in := range inputs {
+		if in.path != "" {
+			s.inputs = append(s.inputs, in)
+		}
+	}
+	return s
+}
+
+// file declares an output file; an empty path (an output not asked for)
+// gives nil.
+func (s *outputSet) file(path, what string) *outFile {
+	if path == "" {
+		return nil
+	}
+	f := &outFile{Path: path, Tmp: tempBeside(path, tmpTag), what: what}
+	s.files = append(s.files, f)
+	return f
+}
+
+// dir declares an output folder; it may exist (then only the files in it
+// are outputs) or not (then begin creates it and a failure removes it).
+func (s *outputSet) dir(path, what string) *outDir {
+	d := &outDir{path: path, what: what}
+	s.dirs = append(s.dirs, d)
+	return d
+}
+
+// begin checks every declared output, then creates the declared folders
+// that do not exist yet. Checks: an output is no input and no other
+// output (same absolute path or the same file), is not a folder or a
+// special file, exists only with --force, and its folder exists (or is a
+// declared one) and is writable.
+func (s *outputSet) begin() error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	for _, d := range s.dirs {
+		if _, err := os.Stat(d.path); errors.Is(err, os.ErrNotExist) {
+			if err := os.Mkdir(d.path, 0o755); err != nil {
+				s.cleanup()
+				return fmt.Errorf("%s: %s: %w", d.path, d.what, err)
+			}
+			d.created = true
+		}
+	}
+	s.begun = true
+	register(s)
+	return nil
+}
+
+func (s *outputSet) check() error {
+	declared := map[string]bool{}
+	for _, d := range s.dirs {
+		abs, err := filepath.Abs(d.path)
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", d.path, d.what, err)
+		}
+		declared[abs] = true
+		st, err := os.Stat(d.path)
+		switch {
+		case err == nil && !st.IsDir():
+			return fmt.Errorf("%s: %s is not a folder", d.path, d.what)
+		case err == nil:
+			if err := writable(d.path); err != nil {
+				return fmt.Errorf("%s: %s: folder is not writable", d.path, d.what)
+			}
+		case errors.Is(err, os.ErrNotExist):
+			if err := folderOK(filepath.Dir(abs)); err != nil {
+				return fmt.Errorf("%s: %s: %w", d.path, d.what, err)
+			}
+		default:
+			return fmt.Errorf("%s: %s: %w", d.path, d.what, err)
+		}
+	}
+	for i, f := range s.files {
+		if strings.HasSuffix(f.Path, string(filepath.Separator)) {
+			return fmt.Errorf("%s: %s is a folder name; give a file name", f.Path, f.what)
+		}
+		abs, err := filepath.Abs(f.Path)
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", f.Path, f.what, err)
+		}
+		for _, in := range s.inputs {
+			if samePath(f.Path, in.path) {
+				return fmt.Errorf("%s: %s is the input file (%s); choose another file", f.Path, f.what, in.what)
+			}
+		}
+		for _, g := range s.files[:i] {
+			if samePath(f.Path, g.Path) {
+				return fmt.Errorf("%s: given as both %s and %s; choose two files", f.Path, g.what, f.what)
+			}
+		}
+		st, err := os.Lstat(f.Path)
+		switch {
+		case err == nil && st.IsDir():
+			return fmt.Errorf("%s: %s is a folder; give a file name", f.Path, f.what)
+		case err == nil && st.Mode()&os.ModeSymlink != 0:
+			return fmt.Errorf("%s: %s is a symbolic link; give the file itself", f.Path, f.what)
+		case err == nil && !st.Mode().IsRegular():
+			return fmt.Errorf("%s: %s is not a regular file", f.Path, f.what)
+		case err == nil && !s.force:
+			return fmt.Errorf("%s: %s exists; use --force to overwrite it", f.Path, f.what)
+		case err == nil:
+			f.existed = true
+		case !errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("%s: %s: %w", f.Path, f.what, err)
+		}
+		if parent := filepath.Dir(abs); !declared[parent] {
+			if err := folderOK(parent); err != nil {
+				return fmt.Errorf("%s: %s: %w", f.Path, f.what, err)
+			}
+		}
+	}
+	return nil
+}
+
+// samePath reports whether a and b name the same file: the same absolute
+// path, or (when both exist) os.SameFile.
+func samePath(a, b string) bool {
+	aa, err1 := filepath.Abs(a)
+	ab, err2 := filepath.Abs(b)
+	if err1 == nil && err2 == nil && aa == ab {
+		return true
+	}
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
+
+// folderOK checks that dir exists, is a folder and is writable.
+func folderOK(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("folder %s does not exist", dir)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a folder", dir)
+	}
+	if err := writable(dir); err != nil {
+		return fmt.Errorf("folder %s is not writable", dir)
+	}
+	return nil
+}
+
+// writable asks the kernel whether this process may create files in dir.
+func writable(dir string) error {
+	return syscall.Access(dir, 0x2) // W_OK
+}
+
+// commit renames every temporary file to its output, in the order
+// declared, unless ctx was cancelled. If a rename fails, the outputs
+// renamed so far are removed again, so that none of them is left.
+func (s *outputSet) commit(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, f := range s.files {
+		if _, err := os.Stat(f.Tmp); err != nil {
+			return fmt.Errorf("%s: %s was not written", f.Path, f.what)
+		}
+	}
+	for _, f := range s.files {
+		if err := os.Rename(f.Tmp, f.Path); err != nil {
+			for _, g := range s.files {
+				if g.renamed {
+					os.Remove(g.Path)
+				}
+			}
+			return fmt.Errorf("%s: %w", f.Path, err)
+		}
+		f.renamed = true
+	}
+	s.committed = true
+	return nil
+}
+
+// cleanup removes every temporary file and, unless the set was committed,
+// the folders begin created. It is safe to call more than once.
+func (s *outputSet) cleanup() {
+	unregister(s)
+	for _, f := range s.files {
+		removeTemps(f)
+	}
+	if !s.committed {
+		for i := len(s.dirs) - 1; i >= 0; i-- {
+			if d := s.dirs[i]; d.created {
+				os.Remove(d.path) // only when empty: never what someone else put there
+				d.created = false
+			}
+		}
+	}
+}
+
+// removeTemps removes f's temporary file and the temporary files that
+// writers made beside it from that name (".<tmp>.mka-tmp",
+// "..<tmp>.mka-tmp.tmp-*": the names "<dots><name>.mka-out*" with one to
+// three leading dots).
+func removeTemps(f *outFile) {
+	os.Remove(f.Tmp)
+	dir, name := filepath.Split(f.Path)
+	for _, dots := range []string{".", "..", "..."} {
+		m, _ := filepath.Glob(filepath.Join(dir, dots+name+"."+tmpTag+"*"))
+		for _, p := range m {
+			os.Remove(p)
+		}
+	}
+}
+
+// The sets of running commands, for cleanupAll on a second signal, and the
+// temporary paths of every declared output, for displayPaths.
+var (
+	activeMu sync.Mutex
+	active   = map[*outputSet]bool{}
+	tmpNames = map[string]string{}
+)
+
+func register(s *outputSet) {
+	activeMu.Lock()
+	defer activeMu.Unlock()
+	active[s] = true
+	for _, f := range s.files {
+		tmpNames[f.Tmp] = f.Path
+	}
+}
+
+func unregister(s *outputSet) {
+	activeMu.Lock()
+	defer activeMu.Unlock()
+	delete(active, s)
+}
+
+// cleanupAll removes the temporaries of every running command; main calls
+// it before exiting at once on a second signal.
+func cleanupAll() {
+	activeMu.Lock()
+	sets := make([]*outputSet, 0, len(active))
+	for s := range active {
+		sets = append(sets, s)
+	}
+	activeMu.Unlock()
+	for _, s := range sets {
+		s.cleanup()
+	}
+}
+
+// displayPaths replaces the temporary paths of declared outputs in msg by
+// the outputs' own paths, so that an error names the file the user gave.
+func displayPaths(msg string) string {
+	activeMu.Lock()
+	defer activeMu.Unlock()
+	for tmp, path := range tmpNames {
+		msg = strings.ReplaceAll(msg, tmp, path)
+	}
+	return msg
+}
