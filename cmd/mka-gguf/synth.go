@@ -20,6 +20,7 @@ func init() {
 			&cli.IntFlag{Name: "blocks", Usage: "decoder blocks (default: the preset's)"},
 			&cli.StringFlag{Name: "type", Usage: "weight type: F32, F16 or BF16 (default: the preset's)"},
 			&cli.Int64Flag{Name: "seed", Value: 1, Usage: "random seed"},
+			&cli.BoolFlag{Name: "no-byte-fallback", Usage: "a vocabulary without <0xNN> byte tokens: text with a non-ASCII character cannot be encoded (for tests)"},
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "overwrite OUT if it exists"},
 		},
 		Action: runSynth,
@@ -59,6 +60,7 @@ func runSynth(c *cli.Context) error {
 		cfg.Type = typ
 	}
 	cfg.Seed = c.Int64("seed")
+	cfg.NoByteFallback = c.Bool("no-byte-fallback")
 	if err := synth.Write(out, cfg); err != nil {
 		return err
 	}
