@@ -59,3 +59,7 @@ extern "C" int32_t mka_detokenize(const struct llama_vocab *v, const llama_token
 extern "C" int32_t mka_decode(struct llama_context *c, struct llama_batch b, mka_exc *e) {
     return mka_guard<int32_t>(e, -1, [&] { return llama_decode(c, b); });
 }
+
+extern "C" ggml_backend_reg_t mka_backend_load(const char *path, mka_exc *e) {
+    return mka_guard<ggml_backend_reg_t>(e, nullptr, [&] { return ggml_backend_load(path); });
+}

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "llama.h"
+#include "ggml-backend.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,6 +29,7 @@ int32_t mka_token_to_piece(const struct llama_vocab *v, llama_token token, char 
 int32_t mka_detokenize(const struct llama_vocab *v, const llama_token *tokens, int32_t n_tokens, char *text,
                        int32_t text_len_max, bool remove_special, bool unparse_special, mka_exc *e);
 int32_t mka_decode(struct llama_context *c, struct llama_batch b, mka_exc *e);
+ggml_backend_reg_t mka_backend_load(const char *path, mka_exc *e);
 
 #ifdef __cplusplus
 }
