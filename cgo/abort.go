@@ -38,8 +38,9 @@ type aborter struct {
 
 // SetAbort makes Decode stop once ctx is done, also in the middle of a
 // decode: llama.cpp's abort callback reads a flag that ctx's cancellation
-// sets, and ggml checks it after every graph node (on the CPU backend, so a
-// decode stops within one node's time, milliseconds for the models here).
+// sets, and ggml's CPU backend checks it after every graph node, so a
+// decode stops within one node's time (milliseconds for the models here; a
+// GPU backend has no such check and finishes its part of the graph first).
 // Decode then returns ctx.Err(), and the context stays usable: the aborted
 // batch's tokens are removed from the KV cache and a later Decode, after
 // SetAbort with a live context or nil, works. A nil ctx, or one that is
