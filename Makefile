@@ -4,27 +4,37 @@ PORTABLE ?= build-portable
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all build portable test bench bench-go demo dist clean
+.PHONY: all setup setup-portable build portable test bench bench-go demo dist clean
 
 all: build
 
-$(BUILD)/CMakeCache.txt:
+# What the build needs (scripts/setup.sh): go, gcc, g++, make, cmake, and
+# for the portable build ccache when it can be had. Missing tools are
+# installed with apt-get when running as root; otherwise it stops with one
+# line naming them and the command that installs them. Milliseconds when
+# everything is there.
+setup:
+	@scripts/setup.sh
+setup-portable:
+	@scripts/setup.sh --ccache
+
+$(BUILD)/CMakeCache.txt: | setup
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
 
-build: $(BUILD)/CMakeCache.txt
+build: setup $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD)
 
 # The release build: a baseline x86-64 binary plus ggml CPU variants
 # (libggml-cpu-*.so) it chooses from at run time; see CMakeLists.txt.
-$(PORTABLE)/CMakeCache.txt:
+$(PORTABLE)/CMakeCache.txt: | setup-portable
 	cmake -S . -B $(PORTABLE) -DMKA_PORTABLE=ON $(CMAKE_FLAGS)
 
-portable: $(PORTABLE)/CMakeCache.txt
+portable: setup-portable $(PORTABLE)/CMakeCache.txt
 	cmake --build $(PORTABLE) -j $(JOBS)
 
 # The whole test suite: go vet, every package's tests (including the
 # portable binary's variant choice and results), the pure-Go kernels.
-test: $(BUILD)/CMakeCache.txt portable
+test: setup $(BUILD)/CMakeCache.txt portable
 	MKA_PORTABLE_BIN=$(abspath $(PORTABLE))/mka-gguf cmake --build $(BUILD) --target check
 
 # Benchmarks (mka-gguf bench): every number is a ratio against a baseline
@@ -39,11 +49,11 @@ ifeq ($(BENCH_PORTABLE),1)
 bench: build portable
 	$(PORTABLE)/mka-gguf bench --against native=$(BUILD)/mka-gguf --against builtin=SELF --json-file $(BUILD)/bench.json
 else
-bench: $(BUILD)/CMakeCache.txt
+bench: setup $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) --target bench
 endif
 
-bench-go: $(BUILD)/CMakeCache.txt
+bench-go: setup $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) --target bench-go
 
 # The main job on a model the project generates (no downloads needed).

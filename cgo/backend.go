@@ -5,6 +5,7 @@ package cgo
 #include <dlfcn.h>
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
+#include "safe.h"
 
 // mka_backend_score dlopens a backend library and calls its
 // ggml_backend_score without registering it: -1 when the library has no
@@ -144,7 +145,11 @@ func loadBackend(path string) (C.ggml_backend_reg_t, error) {
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	clearErrors()
-	reg := C.ggml_backend_load(cpath)
+	var exc C.mka_exc
+	reg := C.mka_backend_load(cpath, &exc)
+	if err := caught("ggml_backend_load", &exc); err != nil {
+		return nil, fmt.Errorf("load backend %s: %w", path, err)
+	}
 	if reg == nil {
 		// ggml says "load_backend: failed to load PATH: PATH: why".
 		why := strings.ReplaceAll(llamaReason(), "load_backend: failed to load ", "")

@@ -58,8 +58,8 @@ func TestGenerateAndCapture(t *testing.T) {
 	if len(toks) < 3 || toks[0] != m.BOS() {
 		t.Fatalf("tokens %v (bos %d)", toks, m.BOS())
 	}
-	if got := strings.TrimSpace(m.Detokenize(toks)); got != "Once upon a time" {
-		t.Fatalf("detokenize = %q", got)
+	if got, err := m.Detokenize(toks); err != nil || strings.TrimSpace(got) != "Once upon a time" {
+		t.Fatalf("detokenize = %q, %v", got, err)
 	}
 
 	type seen struct{ rows, cols, n int }
@@ -120,7 +120,10 @@ func TestGenerateAndCapture(t *testing.T) {
 		}
 		next = argmax(ctx.Logits(0))
 	}
-	text := m.Detokenize(out)
+	text, err := m.Detokenize(out)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("generated: %q", text)
 	if len(out)-len(toks) < 10 {
 		t.Fatalf("only %d tokens generated: %q", len(out)-len(toks), text)

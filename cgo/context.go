@@ -7,6 +7,7 @@ package cgo
 #include "llama.h"
 #include "ggml.h"
 #include "ggml-backend.h"
+#include "safe.h"
 
 extern _Bool mkaGoTensor(uintptr_t handle, int layer, int kind, float *data, int64_t ne0, int64_t rows);
 extern _Bool mkaGoMatMul(uintptr_t handle, char *weight, float *data, int64_t ne0, int64_t rows);
@@ -286,6 +287,7 @@ type Context struct {
 	nvocab int
 	err    error
 	pool   *C.struct_ggml_threadpool
+	abort  aborter // SetAbort
 }
 
 // NewContext creates an inference context for m.
@@ -340,7 +342,12 @@ func NewContext(m *Model, cp ContextParams) (*Context, error) {
 		C.mka_set_hook(&p, c.hook)
 	}
 	clearErrors()
-	c.p = C.llama_init_from_model(m.p, p)
+	var exc C.mka_exc
+	c.p = C.mka_init_from_model(m.p, p, &exc)
+	if err := caught("llama_init_from_model", &exc); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%s: %w (%w)", m.path, ErrContext, err)
+	}
 	if c.p == nil {
 		c.Close()
 		return nil, fmt.Errorf("%s: %w (n_ctx %d, n_batch %d; %s)", m.path, ErrContext, int(p.n_ctx), int(p.n_batch), llamaReason())
@@ -384,6 +391,7 @@ func (c *Context) Close() error {
 		C.llama_free(c.p)
 		c.p = nil
 	}
+	c.abort.free()
 	if c.pool != nil {
 		C.mka_threadpool_free(c.pool)
 		c.pool = nil
@@ -432,19 +440,30 @@ func (c *Context) NBatch() int { return int(C.llama_n_batch(c.p)) }
 func (c *Context) NSeqMax() int { return int(C.llama_n_seq_max(c.p)) }
 
 // Decode evaluates a batch. A capture hook, if any, runs during the call.
+// Once the context given to SetAbort is done, Decode stops (also in the
+// middle of the batch) and returns that context's error.
 func (c *Context) Decode(b *Batch) error {
 	if c == nil || c.p == nil {
 		return ErrClosed
 	}
+	if err := c.abort.err(); err != nil {
+		return err
+	}
 	if b.Len() == 0 {
 		return nil
 	}
-	r := C.llama_decode(c.p, b.c)
+	var exc C.mka_exc
+	r := C.mka_decode(c.p, b.c, &exc)
+	if err := caught("llama_decode", &exc); err != nil {
+		return fmt.Errorf("%w: %w", ErrDecode, err)
+	}
 	switch {
 	case r == 0:
 		return nil
 	case r == 1:
 		return fmt.Errorf("%w: no room in the KV cache for %d tokens (n_ctx %d)", ErrDecode, b.Len(), c.NCtx())
+	case r == 2 && c.abort.err() != nil:
+		return c.abort.err()
 	case r == 2:
 		return fmt.Errorf("%w: aborted (the capture hook returned false or could not read a tensor)", ErrDecode)
 	default:

@@ -16,6 +16,19 @@
 // rows during the decode; Dequantize / Quantize for rows of any ggml type; and
 // QuantizeFile, llama.cpp's own file quantizer.
 //
+// Context.SetAbort stops a decode in progress when a Go context is done
+// (llama.cpp's abort callback reading a flag that the cancellation sets).
+//
+// No C++ exception crosses cgo (one that did would abort the process):
+// every llama.cpp call that can throw (model load, context creation,
+// tokenize, token_to_piece, detokenize, decode, the quantizer, loading a
+// backend library) goes through a wrapper in safe.cpp that catches
+// everything, and the Go side returns a *CppError (errors.Is ErrException)
+// with the exception's type and what() text; for text a vocabulary without
+// byte fallback cannot encode, Tokenize returns an *EncodeError naming the
+// character. (ggml's GGML_ASSERT calls abort() instead of throwing; that
+// cannot be caught.)
+//
 // Every type that owns C memory has a nil-safe, idempotent Close. Nothing is
 // freed by finalizers: Close is the contract.
 package cgo

@@ -7,6 +7,7 @@ package cgo
 #include "llama.h"
 #include "ggml.h"
 #include "ggml-backend.h"
+#include "safe.h"
 
 extern void mkaGoLog(int level, char *text);
 
@@ -46,6 +47,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 	"unsafe"
 
 	// The C sources of ggml (base + CPU backend) and llama.cpp core.
@@ -193,7 +195,11 @@ func LoadModel(path string, mp ModelParams) (*Model, error) {
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	clearErrors()
-	m := C.llama_model_load_from_file(cpath, p)
+	var exc C.mka_exc
+	m := C.mka_model_load(cpath, p, &exc)
+	if err := caught("llama_model_load_from_file", &exc); err != nil {
+		return nil, fmt.Errorf("%s: %w (%w)", path, ErrLoad, err)
+	}
 	if m == nil {
 		return nil, fmt.Errorf("%s: %w (%s)", path, ErrLoad, llamaReason())
 	}
@@ -276,56 +282,118 @@ func (m *Model) IsEOG(tok int32) bool { return bool(C.llama_vocab_is_eog(m.vocab
 
 // Tokenize converts text to tokens. addSpecial adds BOS/EOS as the model's
 // tokenizer asks; parseSpecial lets control-token text map to those tokens.
+// When the text holds a character the vocabulary cannot encode (no token
+// for it and no byte fallback) the error is an *EncodeError naming the
+// first such character and its byte offset.
 func (m *Model) Tokenize(text string, addSpecial, parseSpecial bool) ([]int32, error) {
+	toks, err := m.tokenize(text, addSpecial, parseSpecial)
+	var ce *CppError
+	if errors.As(err, &ce) && ce.Kind == "std::out_of_range" {
+		if ch, off, ok := m.unencodable(text); ok {
+			return nil, &EncodeError{Model: m.path, Char: ch, Offset: off, Err: err}
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tokenize: %w", err)
+	}
+	return toks, nil
+}
+
+// tokenize is Tokenize without the search for the character that failed.
+func (m *Model) tokenize(text string, addSpecial, parseSpecial bool) ([]int32, error) {
+	if m == nil || m.vocab == nil {
+		return nil, ErrClosed
+	}
 	if len(text) > 1<<30 {
-		return nil, fmt.Errorf("tokenize: text of %d bytes is too long", len(text))
+		return nil, fmt.Errorf("text of %d bytes is too long", len(text))
 	}
 	ctext := C.CString(text)
 	defer C.free(unsafe.Pointer(ctext))
 	n := len(text) + 2
 	for range 2 {
 		toks := make([]int32, n)
-		r := C.llama_tokenize(m.vocab, ctext, C.int32_t(len(text)), (*C.llama_token)(unsafe.Pointer(&toks[0])),
-			C.int32_t(len(toks)), C.bool(addSpecial), C.bool(parseSpecial))
+		var exc C.mka_exc
+		r := C.mka_tokenize(m.vocab, ctext, C.int32_t(len(text)), (*C.llama_token)(unsafe.Pointer(&toks[0])),
+			C.int32_t(len(toks)), C.bool(addSpecial), C.bool(parseSpecial), &exc)
+		if err := caught("llama_tokenize", &exc); err != nil {
+			return nil, err
+		}
 		if r >= 0 {
 			return toks[:r], nil
 		}
 		if r == C.INT32_MIN {
-			return nil, errors.New("tokenize: result too large")
+			return nil, errors.New("result too large")
 		}
 		n = int(-r)
 	}
-	return nil, errors.New("tokenize: size changed between calls")
+	return nil, errors.New("size changed between calls")
 }
 
-// TokenToPiece returns the text of one token (special tokens rendered).
-func (m *Model) TokenToPiece(tok int32) string {
-	var buf [256]C.char
-	n := C.llama_token_to_piece(m.vocab, C.llama_token(tok), &buf[0], C.int32_t(len(buf)), 0, C.bool(true))
-	if n < 0 {
-		big := make([]byte, -n)
-		n = C.llama_token_to_piece(m.vocab, C.llama_token(tok), (*C.char)(unsafe.Pointer(&big[0])), C.int32_t(len(big)), 0, C.bool(true))
-		return string(big[:n])
+// unencodable returns the first character of text (with its byte offset)
+// that the vocabulary cannot tokenize on its own. In SentencePiece, BPE and
+// WordPiece vocabularies a text's characters are its first symbols, so the
+// text is encodable exactly when each of its characters is.
+func (m *Model) unencodable(text string) (string, int, bool) {
+	tried := map[string]bool{}
+	for off := 0; off < len(text); {
+		_, n := utf8.DecodeRuneInString(text[off:])
+		ch := text[off : off+n]
+		if !tried[ch] {
+			tried[ch] = true
+			if _, err := m.tokenize(ch, false, false); err != nil {
+				return ch, off, true
+			}
+		}
+		off += n
 	}
-	return C.GoStringN(&buf[0], C.int(n))
+	return "", 0, false
 }
 
-// Detokenize converts tokens back to text, dropping BOS/EOS.
-func (m *Model) Detokenize(toks []int32) string {
+// TokenToPiece returns the text of one token (special tokens rendered). A
+// token outside the vocabulary is an error.
+func (m *Model) TokenToPiece(tok int32) (string, error) {
+	if m == nil || m.vocab == nil {
+		return "", ErrClosed
+	}
+	buf := make([]byte, 256)
+	for range 2 {
+		var exc C.mka_exc
+		n := C.mka_token_to_piece(m.vocab, C.llama_token(tok), (*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(len(buf)), 0, C.bool(true), &exc)
+		if err := caught("llama_token_to_piece", &exc); err != nil {
+			return "", fmt.Errorf("token %d: %w", tok, err)
+		}
+		if n >= 0 {
+			return string(buf[:n]), nil
+		}
+		buf = make([]byte, -n)
+	}
+	return "", errors.New("token_to_piece: size changed between calls")
+}
+
+// Detokenize converts tokens back to text, dropping BOS/EOS. A token
+// outside the vocabulary is an error.
+func (m *Model) Detokenize(toks []int32) (string, error) {
+	if m == nil || m.vocab == nil {
+		return "", ErrClosed
+	}
 	if len(toks) == 0 {
-		return ""
+		return "", nil
 	}
 	n := len(toks)*8 + 16
 	for range 2 {
 		buf := make([]byte, n)
-		r := C.llama_detokenize(m.vocab, (*C.llama_token)(unsafe.Pointer(&toks[0])), C.int32_t(len(toks)),
-			(*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(len(buf)), C.bool(true), C.bool(false))
+		var exc C.mka_exc
+		r := C.mka_detokenize(m.vocab, (*C.llama_token)(unsafe.Pointer(&toks[0])), C.int32_t(len(toks)),
+			(*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(len(buf)), C.bool(true), C.bool(false), &exc)
+		if err := caught("llama_detokenize", &exc); err != nil {
+			return "", fmt.Errorf("detokenize: %w", err)
+		}
 		if r >= 0 {
-			return string(buf[:r])
+			return string(buf[:r]), nil
 		}
 		n = int(-r)
 	}
-	return ""
+	return "", errors.New("detokenize: size changed between calls")
 }
 
 // Batch is a llama_batch of token inputs, each with a position, one

@@ -9,7 +9,8 @@
 #include "quantize.h"
 
 extern "C" uint32_t mka_quantize_file(const char *in, const char *out, llama_model_quantize_params *params,
-                                      int n_imatrix, const char **names, const float **values, const int *lens) {
+                                      int n_imatrix, const char **names, const float **values, const int *lens,
+                                      mka_exc *e) {
     std::unordered_map<std::string, std::vector<float>> imatrix;
     try {
         for (int i = 0; i < n_imatrix; i++) {
@@ -23,6 +24,7 @@ extern "C" uint32_t mka_quantize_file(const char *in, const char *out, llama_mod
         return r;
     } catch (...) {
         params->imatrix = nullptr;
+        mka_caught(e);
         return 1;
     }
 }

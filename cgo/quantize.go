@@ -96,8 +96,12 @@ func QuantizeFile(in, out string, qp QuantizeParams) error {
 		}()
 	}
 	clearErrors()
-	if r := C.mka_quantize_file(cin, cout, &p, C.int(n), cnames, cvals, clens); r != 0 {
+	var exc C.mka_exc
+	if r := C.mka_quantize_file(cin, cout, &p, C.int(n), cnames, cvals, clens, &exc); r != 0 {
 		os.Remove(out)
+		if err := caught("llama_model_quantize", &exc); err != nil {
+			return fmt.Errorf("quantize %s: llama.cpp's quantizer failed (%w)", in, err)
+		}
 		return fmt.Errorf("quantize %s: llama.cpp's quantizer failed (%s)", in, llamaReason())
 	}
 	return nil

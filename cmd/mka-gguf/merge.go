@@ -196,14 +196,18 @@ func prepare(c *cli.Context, in string, needCalib, needHeld, needEdit bool) (*me
 	if needHeld {
 		t := j.res.Ctx
 		n := 16
+		var short *calib.TooShortError
 		for ; n >= 2; n /= 2 {
-			if j.held, err = calib.Tokens(j.model, texts(held), n, t, c.Uint64("seed")); err == nil {
+			if j.held, err = calib.Tokens(j.model, texts(held), n, t, c.Uint64("seed")); !errors.As(err, &short) {
 				break
 			}
 		}
 		if err != nil {
 			j.close()
-			return nil, fmt.Errorf("%s: held-back text for the λ search: %w (raise --holdout or give more text)", source, err)
+			if errors.As(err, &short) {
+				return nil, fmt.Errorf("%s: held-back text for the λ search: %w (raise --holdout or give more text)", source, err)
+			}
+			return nil, fmt.Errorf("%s: held-back text for the λ search: %w", source, err)
 		}
 	}
 	return j, nil

@@ -21,6 +21,7 @@ func init() {
 			&cli.IntFlag{Name: "blocks", Usage: "decoder blocks, ≥ 1", DefaultText: "the preset's"},
 			&cli.StringFlag{Name: "type", Usage: "weight type: F32, F16 or BF16", DefaultText: "the preset's"},
 			&cli.Int64Flag{Name: "seed", Value: 1, Usage: "random seed"},
+			&cli.BoolFlag{Name: "no-byte-fallback", Usage: "a vocabulary without <0xNN> byte tokens: text with a non-ASCII character cannot be encoded (for tests)"},
 			forceFlag(),
 			jsonFlag(),
 			jsonFileFlag(false),
@@ -66,6 +67,7 @@ func runSynth(c *cli.Context) error {
 		cfg.Type = typ
 	}
 	cfg.Seed = c.Int64("seed")
+	cfg.NoByteFallback = c.Bool("no-byte-fallback")
 	if err := synth.Write(outF.Tmp, cfg); err != nil {
 		return err
 	}

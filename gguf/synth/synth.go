@@ -5,7 +5,8 @@
 // The models have the llama.cpp tensor names and shapes of the "llama",
 // "qwen2" (q/k/v biases) or "qwen3" (per-head q/k norms) architectures, the
 // metadata llama.cpp needs, and a small SentencePiece-style tokenizer (byte
-// fallback plus English words). Weights are drawn from N(0, 0.02²) with a
+// fallback plus English words; Config.NoByteFallback leaves the byte tokens
+// out). Weights are drawn from N(0, 0.02²) with a
 // deterministic generator seeded by Config.Seed and the tensor name, so a
 // config always gives the same bytes. Data is generated while it is written:
 // a 1 GB model needs no 1 GB buffer.
@@ -49,6 +50,12 @@ type Config struct {
 	Seed int64
 	// TiedEmbeddings omits output.weight; llama.cpp then uses token_embd.
 	TiedEmbeddings bool
+	// NoByteFallback writes a vocabulary without the 256 byte tokens
+	// <0x00>..<0xFF>: it holds tab, newline and printable ASCII as single
+	// characters instead, so ASCII text tokenizes and any other character
+	// (é, ü, an emoji) cannot be encoded: llama.cpp's tokenizer throws
+	// std::out_of_range on it. For testing that failure.
+	NoByteFallback bool
 }
 
 // MinVocab is the smallest vocabulary: 3 special tokens, 256 byte tokens,
@@ -101,8 +108,8 @@ func (c *Config) check() error {
 			bad("Heads %d must be a multiple of KVHeads %d", c.Heads, c.KVHeads)
 		}
 	}
-	if c.Vocab < MinVocab || c.Vocab > maxVocab() {
-		bad("Vocab %d, want %d to %d", c.Vocab, MinVocab, maxVocab())
+	if hi := maxVocab(c.NoByteFallback); c.Vocab < MinVocab || c.Vocab > hi {
+		bad("Vocab %d, want %d to %d", c.Vocab, MinVocab, hi)
 	}
 	switch c.Type {
 	case gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16:
@@ -129,7 +136,7 @@ func fileType(t gguf.Type) uint32 {
 // kvs returns the metadata in the order written.
 func (c Config) kvs() []gguf.KV {
 	a := c.Arch
-	tokens, scores, types := vocab(c.Vocab)
+	tokens, scores, types := vocab(c.Vocab, c.NoByteFallback)
 	return []gguf.KV{
 		{Key: "general.architecture", Value: gguf.String(a)},
 		{Key: "general.name", Value: gguf.String(fmt.Sprintf("synth-%s-%dx%d", a, c.Blocks, c.Embd))},

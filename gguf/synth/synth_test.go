@@ -72,7 +72,13 @@ func checkModel(t *testing.T, cfg Config) {
 	}
 	kv, _ := f.KV("tokenizer.ggml.tokens")
 	tokens := kv.Value.V.(gguf.Array).Values.([]string)
-	if len(tokens) != cfg.Vocab || tokens[0] != "<unk>" || tokens[1] != "<s>" || tokens[2] != "</s>" || tokens[3+0x41] != "<0x41>" {
+	// Token 3+0x41 is the byte <0x41>, or, without byte fallback, plain
+	// character 65: after tab, newline and CR, '!'+62 = '_'.
+	byte41 := "<0x41>"
+	if cfg.NoByteFallback {
+		byte41 = "_"
+	}
+	if len(tokens) != cfg.Vocab || tokens[0] != "<unk>" || tokens[1] != "<s>" || tokens[2] != "</s>" || tokens[3+0x41] != byte41 {
 		t.Errorf("tokens: %d, %q", len(tokens), tokens[:4])
 	}
 
@@ -265,7 +271,7 @@ func TestPreset(t *testing.T) {
 }
 
 func TestVocab(t *testing.T) {
-	tokens, scores, types := vocab(maxVocab())
+	tokens, scores, types := vocab(maxVocab(false), false)
 	seen := map[string]bool{}
 	for i, s := range tokens {
 		if seen[s] {
@@ -282,7 +288,53 @@ func TestVocab(t *testing.T) {
 	if tokens[259] != "▁" || tokens[260] != "▁a" {
 		t.Errorf("first normal tokens %q", tokens[259:261])
 	}
-	if maxVocab() < 32000 {
-		t.Errorf("max vocab %d", maxVocab())
+	if maxVocab(false) < 32000 {
+		t.Errorf("max vocab %d", maxVocab(false))
+	}
+}
+
+// TestVocabNoByteFallback checks the vocabulary without byte tokens at its
+// smallest and largest: no <0xNN> token, every ASCII character a token of
+// its own, no non-ASCII character anywhere except the SentencePiece space
+// "▁", no duplicates, and the requested size.
+func TestVocabNoByteFallback(t *testing.T) {
+	for _, n := range []int{MinVocab, maxVocab(true)} {
+		tokens, scores, types := vocab(n, true)
+		if len(tokens) != n || len(scores) != n || len(types) != n {
+			t.Fatalf("vocab(%d): %d tokens, %d scores, %d types", n, len(tokens), len(scores), len(types))
+		}
+		seen := map[string]bool{}
+		for i, s := range tokens {
+			if seen[s] {
+				t.Fatalf("vocab(%d): duplicate token %q", n, s)
+			}
+			seen[s] = true
+			if types[i] == tokenByte || strings.HasPrefix(s, "<0x") {
+				t.Fatalf("vocab(%d): byte token %q (type %d) at %d", n, s, types[i], i)
+			}
+			for _, r := range strings.ReplaceAll(s, "▁", "") {
+				if r > 0x7e {
+					t.Fatalf("vocab(%d): token %q holds non-ASCII %q", n, s, r)
+				}
+			}
+		}
+		for c := byte('!'); c <= '~'; c++ {
+			if !seen[string(c)] {
+				t.Fatalf("vocab(%d): no token for %q", n, c)
+			}
+		}
+		if !seen["\n"] || !seen["\t"] || !seen["▁"] || !seen["▁the"] {
+			t.Fatalf("vocab(%d): newline, tab, ▁ or ▁the missing", n)
+		}
+	}
+	if maxVocab(true) >= maxVocab(false) || maxVocab(true) < 32000 {
+		t.Errorf("max vocab %d without byte fallback, %d with", maxVocab(true), maxVocab(false))
+	}
+	cfg := small("llama", gguf.TypeF32, false)
+	cfg.NoByteFallback = true
+	checkModel(t, cfg)
+	cfg.Vocab = maxVocab(true) + 1
+	if err := Write(filepath.Join(t.TempDir(), "m.gguf"), cfg); err == nil {
+		t.Error("a vocabulary larger than the candidates was accepted")
 	}
 }

@@ -2,6 +2,7 @@ package synth
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -73,7 +74,36 @@ var normalTokens = sync.OnceValue(func() []string {
 	return out
 })
 
-func maxVocab() int { return 3 + 256 + len(normalTokens()) }
+// maxVocab returns the largest vocabulary: every token candidate.
+func maxVocab(noByteFallback bool) int {
+	if !noByteFallback {
+		return 3 + 256 + len(normalTokens())
+	}
+	return 3 + len(plainChars()) + len(normalTokens()) - plainOverlap()
+}
+
+// plainChars are the single-character tokens of a vocabulary without byte
+// fallback: tab, newline, carriage return and printable ASCII except the
+// space (which SentencePiece writes as "▁"), so that any ASCII text can be
+// encoded and any other character cannot.
+var plainChars = sync.OnceValue(func() []string {
+	out := []string{"\t", "\n", "\r"}
+	for c := byte('!'); c <= '~'; c++ {
+		out = append(out, string(c))
+	}
+	return out
+})
+
+// plainOverlap counts the plain characters that are also normal tokens.
+var plainOverlap = sync.OnceValue(func() int {
+	n := 0
+	for _, s := range normalTokens() {
+		if slices.Contains(plainChars(), s) {
+			n++
+		}
+	}
+	return n
+})
 
 // Token types of llama.cpp (enum llama_token_type).
 const (
@@ -84,25 +114,39 @@ const (
 )
 
 // vocab returns n tokens with their scores and types: <unk>, <s>, </s>,
-// the 256 byte tokens <0x00>..<0xFF>, then normal tokens with decreasing
-// scores. n must be between MinVocab and maxVocab().
-func vocab(n int) (tokens []string, scores []float32, types []int32) {
+// the 256 byte tokens <0x00>..<0xFF> (or, with noByteFallback, the
+// plainChars instead), then normal tokens with decreasing scores. n must be
+// between MinVocab and maxVocab(noByteFallback).
+func vocab(n int, noByteFallback bool) (tokens []string, scores []float32, types []int32) {
 	tokens = make([]string, 0, n)
 	scores = make([]float32, 0, n)
 	types = make([]int32, 0, n)
+	seen := map[string]bool{}
 	add := func(s string, score float32, typ int32) {
 		tokens = append(tokens, s)
 		scores = append(scores, score)
 		types = append(types, typ)
+		seen[s] = true
 	}
 	add("<unk>", 0, tokenUnknown)
 	add("<s>", 0, tokenControl)
 	add("</s>", 0, tokenControl)
-	for b := range 256 {
-		add(fmt.Sprintf("<0x%02X>", b), 0, tokenByte)
+	if noByteFallback {
+		for _, s := range plainChars() {
+			add(s, 0, tokenNormal)
+		}
+	} else {
+		for b := range 256 {
+			add(fmt.Sprintf("<0x%02X>", b), 0, tokenByte)
+		}
 	}
-	for i, s := range normalTokens()[:n-len(tokens)] {
-		add(s, -float32(i), tokenNormal)
+	for i, s := range normalTokens() {
+		if len(tokens) == n {
+			break
+		}
+		if !seen[s] {
+			add(s, -float32(i), tokenNormal)
+		}
 	}
 	return tokens, scores, types
 }

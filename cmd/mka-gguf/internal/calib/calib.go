@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"unicode/utf8"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
@@ -90,6 +91,11 @@ func Tokens(m *cgo.Model, texts []string, n, t int, seed uint64) ([][]int32, err
 	var stream []int32
 	for _, i := range order {
 		toks, err := m.Tokenize(texts[i]+"\n\n", false, false)
+		var ee *cgo.EncodeError
+		if errors.As(err, &ee) {
+			// The offset is the sample's: say which sample.
+			return nil, fmt.Errorf("sample beginning %q: %w", head(texts[i], 24), err)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -110,6 +116,18 @@ func Tokens(m *cgo.Model, texts []string, n, t int, seed uint64) ([][]int32, err
 		chunks[i] = append(c, stream[i*per:(i+1)*per]...)
 	}
 	return chunks, nil
+}
+
+// head returns the first n bytes of s, cut at a character boundary, with
+// "…" when s is longer.
+func head(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // Run calibrates m on chunks (from Tokens).

@@ -16,8 +16,8 @@ import (
 
 // Options configures Run.
 type Options struct {
-	// Ctx, when set, is checked between decodes: a cancelled context
-	// (Ctrl-C) stops Run with its error.
+	// Ctx, when set, stops Run with its error once it is done (Ctrl-C),
+	// also in the middle of a decode (cgo.Context.SetAbort).
 	Ctx context.Context
 	// Threads for llama.cpp (0: the number of CPUs).
 	Threads int
@@ -108,6 +108,7 @@ func Run(m *cgo.Model, chunks [][]int32, opt Options, after func(d *Decoded) err
 		return st, err
 	}
 	defer ctx.Close()
+	ctx.SetAbort(opt.Ctx)
 	if opt.Capture != nil || opt.MatMulInputs != nil {
 		defer oneProc()()
 	}

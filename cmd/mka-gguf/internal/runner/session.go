@@ -81,8 +81,11 @@ func (s *Session) SeqsPerDecode() int { return s.k }
 // Run decodes chunks (each of T tokens), at most SeqsPerDecode per decode,
 // every token asking for output; before is called with the decode's chunks
 // [first, first+count) and after once it is done (Decoded.Logits is valid
-// when no stop is set). ctx is checked between decodes.
+// when no stop is set). A cancelled ctx stops Run, also in the middle of a
+// decode (cgo.Context.SetAbort).
 func (s *Session) Run(ctx context.Context, chunks [][]int32, before func(first, count int), after func(d *Decoded) error) error {
+	s.ctx.SetAbort(ctx)
+	defer s.ctx.SetAbort(nil)
 	if s.capture != nil {
 		defer oneProc()()
 	}
