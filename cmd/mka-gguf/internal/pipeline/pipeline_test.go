@@ -138,6 +138,7 @@ func TestAlignedSearchStep(t *testing.T) {
 	}{
 		{"tinystories-deep12.gguf", "", 1e-4},
 		{"stories15M-f16.gguf", "Q8_0", 1e-4},
+		{"stories15M-f16.gguf", "Q4_K_M", 1e-4},
 	} {
 		t.Run(tc.model+tc.quant, func(t *testing.T) {
 			path := shared.Model(t, tc.model)
