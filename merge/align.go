@@ -31,6 +31,7 @@ type AlignStats struct {
 	XtX    []float64 // d×d, row-major, symmetric (both triangles filled by Solve)
 	XtY    []float64 // d×d, row-major
 	YtY    float64   // ‖Y‖²_F
+	HH     float64   // ‖H‖²_F, the target's own norm (AddTargetNorm)
 	Tokens int
 
 	g32, c32 []float32 // per-batch products
@@ -77,6 +78,16 @@ func (s *AlignStats) Add(x, y []float32, rows int) error {
 	return nil
 }
 
+// AddTargetNorm adds ‖h‖² of target rows h (H itself, not H − F) to HH,
+// which scales Alignment.Stream.
+func (s *AlignStats) AddTargetNorm(h []float32) {
+	var v float64
+	for _, x := range h {
+		v += float64(x) * float64(x)
+	}
+	s.HH += v
+}
+
 // Alignment is a solved alignment: the d×d matrix T and how well it fits.
 type Alignment struct {
 	D int
@@ -84,13 +95,18 @@ type Alignment struct {
 	// In GGUF's row convention the block's ffn_down W (d rows of n_ff) becomes
 	// Tᵀ W (FoldRows).
 	T []float64
-	// Rho is the ridge ρ used (absolute: ρ_rel · tr(XᵀX)/d).
-	Rho float64
+	// Rho is the ridge ρ used (absolute: ρ_rel · tr(XᵀX)/d) and RhoRel
+	// its ρ_rel (raised from 0 when XᵀX was singular).
+	Rho, RhoRel float64
 	// Residual is the in-sample relative residual ‖X T − Y‖² / ‖Y‖².
 	Residual float64
 	// Unaligned is the same with T = I: ‖X − Y‖² / ‖Y‖², the error of
 	// simply dropping the replaced blocks.
 	Unaligned float64
+	// Stream and StreamUnaligned are the same errors relative to the
+	// residual stream instead, ‖X T − Y‖² / ‖H‖² (0 when HH is unknown):
+	// the size of the change the next block sees.
+	Stream, StreamUnaligned float64
 	// Tokens is the number of calibration tokens the fit used.
 	Tokens int
 }
@@ -191,7 +207,11 @@ func (s *AlignStats) Solve(rhoRel float64) (*Alignment, error) {
 	}
 	res := (tGT - 2*tC + s.YtY) / s.YtY
 	un := (tr - 2*trC + s.YtY) / s.YtY
-	return &Alignment{D: d, T: T, Rho: rho, Residual: math.Max(res, 0), Unaligned: math.Max(un, 0), Tokens: s.Tokens}, nil
+	a := &Alignment{D: d, T: T, Rho: rho, RhoRel: rel, Residual: math.Max(res, 0), Unaligned: math.Max(un, 0), Tokens: s.Tokens}
+	if s.HH > 0 {
+		a.Stream, a.StreamUnaligned = a.Residual*s.YtY/s.HH, a.Unaligned*s.YtY/s.HH
+	}
+	return a, nil
 }
 
 // Identity returns the alignment T = I of dimension d (no change).

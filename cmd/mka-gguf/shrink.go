@@ -169,7 +169,7 @@ func (r *shrinkResult) describe() string {
 		}
 		fmt.Fprintf(&b, "  step %d: %s", st.Step, what)
 		if r.alignMethod == "ls" && st.Drop > 0 {
-			fmt.Fprintf(&b, ", blk %d aligned (residual %.3f, %.3f without, ρ=%.0e, %d tokens)", st.Drop-1, st.Residual, st.Unaligned, st.Rho, st.Tokens)
+			fmt.Fprintf(&b, ", blk %d aligned (residual %.3f, %.3f without, ρ_rel=%g, %d tokens)", st.Drop-1, st.Residual, st.Unaligned, st.Rho, st.Tokens)
 		}
 		if !math.IsNaN(st.HeldNLL) && st.HeldNLL != 0 {
 			fmt.Fprintf(&b, ", held-back loss %.4f", st.HeldNLL)

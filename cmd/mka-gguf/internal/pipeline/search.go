@@ -66,9 +66,13 @@ type Candidate struct {
 	// Residual is the alignment's in-sample relative residual
 	// ‖X T − (H − F)‖² / ‖H − F‖² (the filter's score with alignment).
 	Residual float64 `json:"residual"`
-	// Unaligned is the same without alignment (T = I): the filter's score
-	// with --align none.
+	// Unaligned is the same without alignment (T = I).
 	Unaligned float64 `json:"residual_unaligned"`
+	// Stream and StreamUnaligned are the same errors relative to the
+	// residual stream, ‖X T − (H − F)‖² / ‖H‖²: the filter's score with
+	// and without alignment.
+	Stream          float64 `json:"stream_residual"`
+	StreamUnaligned float64 `json:"stream_residual_unaligned"`
 	// BI is 1 − mean cos(input, output) of the removed block in the model
 	// as merged so far; Angular is mean arccos(cos)/π.
 	BI      float64 `json:"bi"`
@@ -97,7 +101,7 @@ type StepReport struct {
 	Lambda     float64     `json:"lambda"`   // weight of the survivor (1: its own weights)
 	Residual   float64     `json:"residual"`
 	Unaligned  float64     `json:"residual_unaligned"`
-	Rho        float64     `json:"rho"`
+	Rho        float64     `json:"rho"` // relative: ρ_rel of merge.AlignStats.Solve
 	Tokens     int         `json:"align_tokens"`
 	HeldNLL    float64     `json:"heldback_nll"`
 	Candidates []Candidate `json:"candidates,omitempty"`
@@ -243,6 +247,7 @@ func (s *Searcher) passStats(drops []int) (map[int]*merge.AlignStats, map[int][2
 				y[i] = h[i] - f[i]
 			}
 			rows := len(h) / d
+			stats[j].AddTargetNorm(h)
 			if err := stats[j].Add(xOut[sp], y, rows); err != nil {
 				hookErr = err
 				return false
@@ -397,8 +402,9 @@ func (s *Searcher) candidates(bi map[int]float64) []int {
 
 // Search removes n blocks, one per step: an alignment pass over the model
 // as merged so far gives every candidate's closed-form fit and signals, the
-// filter keeps the Candidates best (by aligned residual, or by unaligned
-// residual without alignment), each is applied in memory and scored by
+// filter keeps the Candidates best (by the aligned residual relative to the
+// residual stream, ‖X T − (H − F)‖² / ‖H‖², or by the unaligned one
+// without alignment), each is applied in memory and scored by
 // held-back loss, and the best is committed.
 //
 // The alignment target is the output of the removed block in the model as
@@ -447,7 +453,8 @@ func (s *Searcher) step(step int, bi map[int]float64) (StepReport, *Candidate, e
 		if err != nil {
 			return StepReport{}, nil, fmt.Errorf("step %d, block %d: %w", step+1, j, err)
 		}
-		c := &Candidate{Drop: j, Lambda: 1, Residual: a.Residual, Unaligned: a.Unaligned, BI: sig[j][0], Angular: sig[j][1], HeldNLL: math.NaN(), align: a}
+		c := &Candidate{Drop: j, Lambda: 1, Residual: a.Residual, Unaligned: a.Unaligned, Stream: a.Stream, StreamUnaligned: a.StreamUnaligned,
+			BI: sig[j][0], Angular: sig[j][1], HeldNLL: math.NaN(), align: a}
 		if s.cfg.Similarity != nil {
 			c.NPIB = s.cfg.Similarity(s.e.Phys(j-1), s.e.Phys(j))
 		}
@@ -459,9 +466,9 @@ func (s *Searcher) step(step int, bi map[int]float64) (StepReport, *Candidate, e
 	}
 	filter := func(c *Candidate) float64 {
 		if s.cfg.Align {
-			return c.Residual
+			return c.Stream
 		}
-		return c.Unaligned
+		return c.StreamUnaligned
 	}
 	order := slices.Clone(cands)
 	sort.SliceStable(order, func(a, b int) bool { return filter(order[a]) < filter(order[b]) })
@@ -521,7 +528,7 @@ func (s *Searcher) step(step int, bi map[int]float64) (StepReport, *Candidate, e
 	rep := StepReport{Step: step + 1, Drop: best.Drop, Survivor: best.Drop - 1, Lambda: best.Lambda, Residual: best.Residual, Unaligned: best.Unaligned,
 		HeldNLL: best.HeldNLL, AlignSeconds: alignSec, ScoreSeconds: time.Since(t1).Seconds()}
 	if s.cfg.Align {
-		rep.Rho, rep.Tokens = best.align.Rho, best.align.Tokens
+		rep.Rho, rep.Tokens = best.align.RhoRel, best.align.Tokens
 	}
 	for _, c := range cands {
 		cc := *c
@@ -554,6 +561,7 @@ func (s *Searcher) fusion(j int, lam float64) (*Candidate, error) {
 			return nil, err
 		}
 		c.Residual, c.Unaligned = c.align.Residual, c.align.Unaligned
+		c.Stream, c.StreamUnaligned = c.align.Stream, c.align.StreamUnaligned
 	}
 	if err := s.apply(c); err != nil {
 		return nil, err
@@ -598,6 +606,7 @@ func (s *Searcher) fusedStats(j int, lam float64) (*merge.AlignStats, error) {
 				x[i] = o[i] - f[i]
 				y[i] = h[i] - f[i]
 			}
+			st.AddTargetNorm(h)
 			if err := st.Add(x, y, len(o)/d); err != nil {
 				hookErr = err
 				return false
@@ -652,7 +661,7 @@ func (s *Searcher) tuneRho(c *Candidate, st *merge.AlignStats) error {
 		if err != nil {
 			return err
 		}
-		trial := &Candidate{Drop: c.Drop, align: a}
+		trial := &Candidate{Drop: c.Drop, Lambda: 1, align: a}
 		if err := s.apply(trial); err != nil {
 			return err
 		}
@@ -685,11 +694,13 @@ func agreement(cands []*Candidate) map[string]bool {
 	}
 	held := argmin(func(c *Candidate) float64 { return c.HeldNLL })
 	return map[string]bool{
-		"residual":           argmin(func(c *Candidate) float64 { return c.Residual }) == held,
-		"residual_unaligned": argmin(func(c *Candidate) float64 { return c.Unaligned }) == held,
-		"bi":                 argmin(func(c *Candidate) float64 { return c.BI }) == held,
-		"angular":            argmin(func(c *Candidate) float64 { return c.Angular }) == held,
-		"npib":               argmin(func(c *Candidate) float64 { return -c.NPIB }) == held,
+		"residual":                  argmin(func(c *Candidate) float64 { return c.Residual }) == held,
+		"residual_unaligned":        argmin(func(c *Candidate) float64 { return c.Unaligned }) == held,
+		"stream_residual":           argmin(func(c *Candidate) float64 { return c.Stream }) == held,
+		"stream_residual_unaligned": argmin(func(c *Candidate) float64 { return c.StreamUnaligned }) == held,
+		"bi":                        argmin(func(c *Candidate) float64 { return c.BI }) == held,
+		"angular":                   argmin(func(c *Candidate) float64 { return c.Angular }) == held,
+		"npib":                      argmin(func(c *Candidate) float64 { return -c.NPIB }) == held,
 	}
 }
 
@@ -716,7 +727,7 @@ func (s *Searcher) Apply(p *merge.Plan) (*Result, error) {
 				return nil, fmt.Errorf("step %d, block %d: %w", i+1, j, err)
 			}
 			c.align, c.Residual, c.Unaligned = a, a.Residual, a.Unaligned
-			rep.Residual, rep.Unaligned, rep.Rho, rep.Tokens = a.Residual, a.Unaligned, a.Rho, a.Tokens
+			rep.Residual, rep.Unaligned, rep.Rho, rep.Tokens = a.Residual, a.Unaligned, a.RhoRel, a.Tokens
 		}
 		if err := s.commit(c); err != nil {
 			return nil, err
