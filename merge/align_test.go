@@ -70,6 +70,8 @@ func TestAlignResidualProperties(t *testing.T) {
 	if err := s.Add(x, y, rows); err != nil {
 		t.Fatal(err)
 	}
+	s.AddTargetNorm(y) // H = Y here (F = 0)
+	s.AddTargetNorm(y)
 	prev := -1.0
 	for _, rho := range []float64{0, 1e-3, 0.1, 1, 10} {
 		a, err := s.Solve(rho)
@@ -83,6 +85,10 @@ func TestAlignResidualProperties(t *testing.T) {
 			t.Errorf("ρ=%g: residual %g fell below the smaller ridge's %g", rho, a.Residual, prev)
 		}
 		prev = a.Residual
+		// ‖H‖² was added twice: the stream residual is half the relative one.
+		if math.Abs(a.Stream-a.Residual/2) > 1e-12 || math.Abs(a.StreamUnaligned-a.Unaligned/2) > 1e-12 {
+			t.Errorf("ρ=%g: stream residuals %g, %g; want half of %g, %g", rho, a.Stream, a.StreamUnaligned, a.Residual, a.Unaligned)
+		}
 		// Direct ‖XT − Y‖² / ‖Y‖².
 		var num, den float64
 		for i := 0; i < rows; i++ {

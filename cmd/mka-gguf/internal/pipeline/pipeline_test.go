@@ -187,8 +187,8 @@ func TestAlignedSearchStep(t *testing.T) {
 				t.Errorf("aligned residual %g not below unaligned %g", st.Residual, st.Unaligned)
 			}
 			for _, c := range st.Candidates {
-				if c.Residual > c.Unaligned+1e-9 {
-					t.Errorf("candidate %d: aligned residual %g above unaligned %g", c.Drop, c.Residual, c.Unaligned)
+				if c.Residual > c.Unaligned+1e-9 || c.Stream > c.StreamUnaligned+1e-9 || !(c.Stream > 0) {
+					t.Errorf("candidate %d: aligned residuals %g, %g above unaligned %g, %g (or zero)", c.Drop, c.Residual, c.Stream, c.Unaligned, c.StreamUnaligned)
 				}
 			}
 			// The same drop without alignment scores worse on held-back text.
