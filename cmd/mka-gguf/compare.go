@@ -9,13 +9,7 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/plotutil"
-	"gonum.org/v1/plot/vg"
 
-	"github.com/mka-gguf/mka-gguf/cgo"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ppl"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 )
 
@@ -28,6 +22,7 @@ func init() {
 		&cli.IntFlag{Name: "eval-ctx", Value: 512, Usage: "perplexity window (capped at the model's context)"},
 		&cli.IntFlag{Name: "windows", Usage: "score at most this many perplexity windows per model (default: all)"},
 	}
+	flags = append(flags, compareQualityFlags...)
 	for _, f := range mergeFlags {
 		switch f.Names()[0] {
 		case "remove", "ratio", "dry-run", "report", "force", "method":
@@ -54,6 +49,7 @@ type compareRow struct {
 	PPL     float64 `json:"ppl"`
 	StdErr  float64 `json:"ppl_stderr"`
 	Plan    string  `json:"plan"`
+	qualityFigures
 }
 
 // compareResults is results.json.
@@ -63,6 +59,8 @@ type compareResults struct {
 	EvalCtx     int          `json:"eval_ctx"`
 	Original    compareRow   `json:"original"`
 	Rows        []compareRow `json:"results"`
+	Base        string       `json:"base"`              // the KLD's reference model
+	Choices     string       `json:"choices,omitempty"` // multiple-choice tasks
 	Calibration any          `json:"calibration"`
 }
 
@@ -125,20 +123,18 @@ func runCompare(c *cli.Context) error {
 		return err
 	}
 	evalCtx := min(c.Int("eval-ctx"), j.model.NCtxTrain())
-	measure := func(path string) (ppl.Result, error) {
-		m, err := cgo.LoadModel(path, modelParams())
-		if err != nil {
-			return ppl.Result{}, err
-		}
-		defer m.Close()
-		return ppl.Measure(m, string(text), ppl.Options{Context: c.Context, Ctx: evalCtx, MaxWindows: c.Int("windows"), Threads: j.threads, BatchTokens: j.batch})
-	}
-	orig, err := measure(in)
+	q, err := newQuality(c, in, dir, string(text), evalCtx, c.Int("windows"), j.threads, j.batch)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.String("text"), err)
 	}
-	res := compareResults{Input: in, Text: c.String("text"), EvalCtx: evalCtx, Calibration: j.res,
-		Original: compareRow{Method: "original", Blocks: j.blocks.Count, File: in, Bytes: j.file.Size, PPL: orig.PPL, StdErr: orig.StdErr}}
+	defer q.close()
+	orig, err := q.original(in)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.String("text"), err)
+	}
+	res := compareResults{Input: in, Text: c.String("text"), EvalCtx: evalCtx, Calibration: j.res, Base: q.basePath, Choices: c.String("choices"),
+		Original: compareRow{Method: "original", Blocks: j.blocks.Count, File: in, Bytes: j.file.Size, PPL: orig.PPL, StdErr: orig.StdErr,
+			qualityFigures: orig.qualityFigures}}
 	base := strings.TrimSuffix(filepath.Base(in), ".gguf")
 	for _, method := range ms {
 		for _, n := range counts {
@@ -161,81 +157,20 @@ func runCompare(c *cli.Context) error {
 			if err := j.write(c.Context, p, out, norms, provenance(method, p, sum), true); err != nil {
 				return err
 			}
-			r, err := measure(out)
+			r, err := q.measure(out)
 			if err != nil {
 				return fmt.Errorf("%s: %w", out, err)
 			}
 			st, _ := os.Stat(out)
 			row := compareRow{Method: method, Removed: n, Blocks: len(p.Layout), File: out, Bytes: st.Size(), PPL: r.PPL, StdErr: r.StdErr,
-				Plan: strings.TrimSpace(p.String())}
+				Plan: strings.TrimSpace(p.String()), qualityFigures: r.qualityFigures}
 			res.Rows = append(res.Rows, row)
-			progress.Printf("compare: %s, %d removed: PPL %.3f\n", method, n, r.PPL)
+			progress.Printf("compare: %s, %d removed: PPL %.3f, KLD %.4f, same top %.2f %%\n", method, n, r.PPL, r.KLD, r.SameTop)
 		}
 	}
 	printCompareTable(res, counts, ms)
 	if err := writeJSON(filepath.Join(dir, "results.json"), res); err != nil {
 		return err
 	}
-	return writeComparePlot(filepath.Join(dir, "ppl.png"), res, ms, base)
-}
-
-func printCompareTable(res compareResults, counts []int, ms []string) {
-	fmt.Printf("Perplexity on %s (n_ctx %d); original %d blocks: PPL %.3f ± %.3f, %s\n\n",
-		filepath.Base(res.Text), res.EvalCtx, res.Original.Blocks, res.Original.PPL, res.Original.StdErr, human(uint64(res.Original.Bytes)))
-	head := "| method |"
-	sep := "|---|"
-	for _, n := range counts {
-		head += fmt.Sprintf(" −%d blocks |", n)
-		sep += "---:|"
-	}
-	fmt.Println(head)
-	fmt.Println(sep)
-	for _, m := range ms {
-		line := "| " + m + " |"
-		for _, n := range counts {
-			for _, r := range res.Rows {
-				if r.Method == m && r.Removed == n {
-					line += fmt.Sprintf(" %.2f (%s) |", r.PPL, human(uint64(r.Bytes)))
-				}
-			}
-		}
-		fmt.Println(line)
-	}
-}
-
-func writeComparePlot(path string, res compareResults, ms []string, title string) error {
-	p := plot.New()
-	p.Title.Text = "Perplexity after removing blocks — " + title
-	p.X.Label.Text = "blocks removed"
-	p.Y.Label.Text = "perplexity (held-out text)"
-	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-	var lines []any
-	for _, m := range ms {
-		pts := plotter.XYs{{X: 0, Y: res.Original.PPL}}
-		for _, r := range res.Rows {
-			if r.Method == m {
-				pts = append(pts, plotter.XY{X: float64(r.Removed), Y: r.PPL})
-			}
-		}
-		lines = append(lines, m, pts)
-	}
-	if err := plotutil.AddLinePoints(p, lines...); err != nil {
-		return err
-	}
-	p.Legend.Top = true
-	p.Legend.Left = true
-	af, err := createAtomic(path)
-	if err != nil {
-		return err
-	}
-	defer af.Abort()
-	wt, err := p.WriterTo(7*vg.Inch, 4.5*vg.Inch, "png")
-	if err != nil {
-		return err
-	}
-	if _, err := wt.WriteTo(af); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return af.Commit()
+	return writeComparePlots(dir, res, ms, base)
 }

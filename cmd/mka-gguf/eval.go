@@ -15,15 +15,15 @@ import (
 func init() {
 	commands = append(commands, &cli.Command{
 		Name:      "eval",
-		Usage:     "measure perplexity on a text file, as llama.cpp's perplexity tool does",
+		Usage:     "measure perplexity, KL divergence against the original model (--base) or multiple-choice accuracy (--choices), as llama.cpp's perplexity tool does",
 		ArgsUsage: "MODEL.gguf",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "text", Usage: "text file to score (never the calibration text)", Required: true},
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "text", Usage: "text file to score (never the calibration text); needed unless --choices or --base-logits is given"},
 			&cli.IntFlag{Name: "ctx", Value: 512, Usage: "window length in tokens (capped at the model's context); the second half of each window is scored"},
 			&cli.IntFlag{Name: "windows", Usage: "score at most this many windows (default: all)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 			threadsFlag,
-		},
+		}, qualityFlags...),
 		Action: runEval,
 	})
 }
@@ -42,6 +42,12 @@ func runEval(c *cli.Context) error {
 	path := c.Args().First()
 	if err := checkModel(path, false); err != nil {
 		return err
+	}
+	if wantsQuality(c) {
+		return runEvalQuality(c, path)
+	}
+	if c.String("text") == "" {
+		return usageError(c, "give --text F (perplexity, with --base: KL divergence) and/or --choices F (multiple choice)")
 	}
 	text, err := os.ReadFile(c.String("text"))
 	if err != nil {

@@ -111,6 +111,20 @@ func parallel(n int, f func(w, i int)) int {
 	return workers
 }
 
+// groupMemory bounds the base distributions held at once (full-vocabulary
+// float32 log-probabilities); see group.
+const groupMemory = 256 << 20
+
+// group returns how many chunks the base provides at once: a multiple of
+// the k chunks of one decode, as many as fit in groupMemory. Decoding many
+// chunks with one model before switching to the other matters on the CPU:
+// after every graph, ggml's idle worker threads spin for a while, and they
+// would compete with the other model's decode at every switch.
+func group(k, chunks, m, vocab int) int {
+	g := max(1, groupMemory/(m*vocab*4)/k) * k
+	return min(g, chunks)
+}
+
 // run decodes chunks with model and scores every scored position against
 // the base distributions that base provides.
 func run(model *cgo.Model, chunks [][]int32, opt Options, base baseFunc) (Summary, error) {
@@ -125,35 +139,39 @@ func run(model *cgo.Model, chunks [][]int32, opt Options, base baseFunc) (Summar
 		return Summary{}, err
 	}
 	defer dec.close()
-	dst := make([][]Dist, k)
+	g := group(k, len(chunks), m, model.NVocab())
+	dst := make([][]Dist, g)
 	for s := range dst {
 		dst[s] = make([]Dist, m)
 	}
 	toks := make([]Token, k*m)
 	scratch := make([]Scratch, runtime.GOMAXPROCS(0))
 	var acc Accumulator
-	for first := 0; first < len(chunks); first += k {
-		if opt.Context != nil {
-			if err := opt.Context.Err(); err != nil {
+	for gfirst := 0; gfirst < len(chunks); gfirst += g {
+		gn := min(g, len(chunks)-gfirst)
+		if err := base(gfirst, dst[:gn]); err != nil {
+			return Summary{}, err
+		}
+		for first := gfirst; first < gfirst+gn; first += k {
+			if opt.Context != nil {
+				if err := opt.Context.Err(); err != nil {
+					return Summary{}, err
+				}
+			}
+			n := min(k, gfirst+gn-first)
+			if err := dec.decode(chunks[first : first+n]); err != nil {
 				return Summary{}, err
 			}
-		}
-		n := min(k, len(chunks)-first)
-		if err := base(first, dst[:n]); err != nil {
-			return Summary{}, err
-		}
-		if err := dec.decode(chunks[first : first+n]); err != nil {
-			return Summary{}, err
-		}
-		parallel(n*m, func(w, i int) {
-			s, j := i/m, i%m+opt.First
-			toks[i] = Score(&dst[s][j-opt.First], dec.logits(s, j), chunks[first+s][j+1], &scratch[w])
-		})
-		for _, tk := range toks[:n*m] {
-			acc.Add(tk)
-		}
-		if opt.Progress != nil {
-			opt.Progress(first+n, len(chunks))
+			parallel(n*m, func(w, i int) {
+				s, j := i/m, i%m+opt.First
+				toks[i] = Score(&dst[first-gfirst+s][j-opt.First], dec.logits(s, j), chunks[first+s][j+1], &scratch[w])
+			})
+			for _, tk := range toks[:n*m] {
+				acc.Add(tk)
+			}
+			if opt.Progress != nil {
+				opt.Progress(first+n, len(chunks))
+			}
 		}
 	}
 	return acc.Summary(), nil
@@ -162,8 +180,8 @@ func run(model *cgo.Model, chunks [][]int32, opt Options, base baseFunc) (Summar
 // Compare scores model against base on chunks (equal-length token
 // sequences, each decoded from position 0 as its own sequence), at
 // positions [opt.First, len−1) of every chunk. Both models decode side by
-// side, one group of chunks at a time, so memory is one group's logits,
-// not the text's. For merge's quality line, pass the held-back calibration
+// side, one group of chunks at a time (at most 256 MiB of base
+// distributions), so memory does not grow with the text. For merge's quality line, pass the held-back calibration
 // chunks with First 0.
 func Compare(base, model *cgo.Model, chunks [][]int32, opt Options) (Summary, error) {
 	if base.NVocab() != model.NVocab() {
@@ -181,16 +199,46 @@ func Compare(base, model *cgo.Model, chunks [][]int32, opt Options) (Summary, er
 	}
 	defer bdec.close()
 	scratch := make([]Scratch, runtime.GOMAXPROCS(0))
-	return run(model, chunks, opt, func(first int, dst [][]Dist) error {
-		count := len(dst)
-		if err := bdec.decode(chunks[first : first+count]); err != nil {
-			return err
+	m := t - 1 - opt.First
+	return run(model, chunks, opt, func(gfirst int, dst [][]Dist) error {
+		for first := gfirst; first < gfirst+len(dst); first += k {
+			if opt.Context != nil {
+				if err := opt.Context.Err(); err != nil {
+					return err
+				}
+			}
+			n := min(k, gfirst+len(dst)-first)
+			if err := bdec.decode(chunks[first : first+n]); err != nil {
+				return err
+			}
+			parallel(n*m, func(w, i int) {
+				s, j := i/m, i%m+opt.First
+				FromLogits(&dst[first-gfirst+s][j-opt.First], bdec.logits(s, j), chunks[first+s][j+1], 0, &scratch[w])
+			})
 		}
-		m := t - 1 - opt.First
-		parallel(count*m, func(w, i int) {
-			s, j := i/m, i%m+opt.First
-			FromLogits(&dst[s][j-opt.First], bdec.logits(s, j), chunks[first+s][j+1], 0, &scratch[w])
-		})
 		return nil
 	})
+}
+
+// Windows tokenizes text as llama.cpp's perplexity tool does (BOS when the
+// model asks for it) and cuts it into non-overlapping windows of n tokens
+// whose first token is BOS, at most maxWindows of them (0: all); score
+// them with First n/2.
+func Windows(m *cgo.Model, text string, n, maxWindows int) ([][]int32, error) {
+	toks, err := m.Tokenize(text, m.AddBOS(), false)
+	if err != nil {
+		return nil, err
+	}
+	bos := int32(-1)
+	if m.AddBOS() {
+		bos = m.BOS()
+	}
+	w := len(toks) / n
+	if maxWindows > 0 {
+		w = min(w, maxWindows)
+	}
+	if w == 0 {
+		return nil, fmt.Errorf("too little text: %d tokens, need at least %d (one window of --ctx %d)", len(toks), n, n)
+	}
+	return runner.Chunk(toks, n, w, bos)
 }
