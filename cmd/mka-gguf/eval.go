@@ -47,7 +47,7 @@ func runEval(c *cli.Context) error {
 		return runEvalQuality(c, path)
 	}
 	if c.String("text") == "" {
-		return usageError(c, "give --text F (perplexity, with --base: KL divergence) and/or --choices F (multiple choice)")
+		return usageError(c, `flag "text" not set: give --text F (perplexity; with --base, KL divergence) and/or --choices F (multiple choice)`)
 	}
 	text, err := os.ReadFile(c.String("text"))
 	if err != nil {
