@@ -84,10 +84,7 @@ func newQuality(c *cli.Context, in, dir, text string, n, windows, threads, batch
 	if err != nil {
 		return nil, err
 	}
-	k := c.Int("base-top")
-	if m.NVocab() <= 4096 {
-		k = 0
-	}
+	k := baseTopK(c, m.NVocab())
 	f, err := os.CreateTemp(dir, ".mka-base-*.kld")
 	if err != nil {
 		return nil, err

@@ -19,7 +19,7 @@ var qualityFlags = []cli.Flag{
 	&cli.StringFlag{Name: "base", Usage: "original model: KL divergence of MODEL's next-token distributions from its, on the --text windows (llama-perplexity --kl-divergence)"},
 	&cli.StringFlag{Name: "save-base", Usage: "write MODEL's next-token log-probabilities on the --text windows to this file, for --base-logits"},
 	&cli.StringFlag{Name: "base-logits", Usage: "KL divergence against base log-probabilities saved by --save-base (the base model is not loaded; --text, when given, must be the saved text)"},
-	&cli.IntFlag{Name: "base-top", Value: 256, Usage: "with --save-base: keep the N most probable tokens of each distribution and their tail mass (8·N bytes a token; 0: the whole vocabulary, exact, 4 bytes per vocabulary entry)"},
+	&cli.IntFlag{Name: "base-top", Value: 256, Usage: "with --save-base: keep the N most probable tokens of each distribution and their tail mass (8·N bytes a token; 0: the whole vocabulary, exact, 4 bytes per vocabulary entry; vocabularies of up to 4096 tokens are always kept whole)"},
 	&cli.StringFlag{Name: "choices", Usage: "multiple-choice tasks to score: JSONL {\"context\", \"endings\", \"label\"} or llama.cpp's HellaSwag text (mka-gguf make-choices builds one)"},
 	&cli.IntFlag{Name: "tasks", Usage: "with --choices: score at most the first N tasks (default: all)"},
 }
@@ -109,7 +109,7 @@ func evalText(c *cli.Context, m *cgo.Model, res *qualityResult) error {
 	}
 	bar := progress.New("eval", 0, "windows")
 	defer bar.Done()
-	opt := kld.Options{Context: c.Context, First: n / 2, Threads: threads(c), TopK: c.Int("base-top"),
+	opt := kld.Options{Context: c.Context, First: n / 2, Threads: threads(c), TopK: baseTopK(c, m.NVocab()),
 		Progress: func(done, total int) { bar.SetTotal(total); bar.Set(done, "") }}
 	switch {
 	case c.String("save-base") != "":
@@ -210,4 +210,13 @@ func printQuality(r qualityResult) {
 		fmt.Printf("  accuracy, summed log-prob          %6.2f ± %.2f %%\n", ch.Acc, ch.AccErr)
 		fmt.Printf("  accuracy, per-token mean (norm)    %6.2f ± %.2f %%\n", ch.AccNorm, ch.AccNormErr)
 	}
+}
+
+// baseTopK is --base-top for a vocabulary of n tokens: 0 (all) up to 4096
+// tokens, where the whole distribution costs little.
+func baseTopK(c *cli.Context, n int) int {
+	if n <= 4096 {
+		return 0
+	}
+	return c.Int("base-top")
 }
