@@ -18,7 +18,7 @@ import (
 // choice.
 var compareQualityFlags = []cli.Flag{
 	&cli.StringFlag{Name: "base", Usage: "model the KL divergence is measured against (default: IN)"},
-	&cli.IntFlag{Name: "base-top", Value: 256, Usage: "keep the N most probable tokens of each base distribution (0: all; models of up to 4096 tokens always keep all)"},
+	&cli.IntFlag{Name: "base-top", Value: 1024, Usage: "keep the N most probable tokens of each base distribution and their tail mass (0: all; vocabularies of up to 4096 tokens are always kept whole)"},
 	&cli.StringFlag{Name: "choices", Usage: "multiple-choice tasks (see eval --choices) scored for every model"},
 	&cli.IntFlag{Name: "tasks", Usage: "with --choices: score at most the first N tasks"},
 }

@@ -19,7 +19,7 @@ var qualityFlags = []cli.Flag{
 	&cli.StringFlag{Name: "base", Usage: "original model: KL divergence of MODEL's next-token distributions from its, on the --text windows (llama-perplexity --kl-divergence)"},
 	&cli.StringFlag{Name: "save-base", Usage: "write MODEL's next-token log-probabilities on the --text windows to this file, for --base-logits"},
 	&cli.StringFlag{Name: "base-logits", Usage: "KL divergence against base log-probabilities saved by --save-base (the base model is not loaded; --text, when given, must be the saved text)"},
-	&cli.IntFlag{Name: "base-top", Value: 256, Usage: "with --save-base: keep the N most probable tokens of each distribution and their tail mass (8·N bytes a token; 0: the whole vocabulary, exact, 4 bytes per vocabulary entry; vocabularies of up to 4096 tokens are always kept whole)"},
+	&cli.IntFlag{Name: "base-top", Value: 1024, Usage: "with --save-base: keep the N most probable tokens of each distribution and their tail mass (8·N bytes a token; 0: the whole vocabulary, exact, 4 bytes per vocabulary entry; vocabularies of up to 4096 tokens are always kept whole)"},
 	&cli.StringFlag{Name: "choices", Usage: "multiple-choice tasks to score: JSONL {\"context\", \"endings\", \"label\"} or llama.cpp's HellaSwag text (mka-gguf make-choices builds one)"},
 	&cli.IntFlag{Name: "tasks", Usage: "with --choices: score at most the first N tasks (default: all)"},
 }
