@@ -95,7 +95,7 @@ func checkChunks(chunks [][]int32, first int) (t int, err error) {
 
 // parallel calls f(w, i) for i in [0, n) on GOMAXPROCS workers; w is the
 // worker's index.
-func parallel(n int, f func(w, i int)) int {
+func parallel(n int, f func(w, i int)) {
 	workers := min(runtime.GOMAXPROCS(0), max(n, 1))
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -108,7 +108,6 @@ func parallel(n int, f func(w, i int)) int {
 		}()
 	}
 	wg.Wait()
-	return workers
 }
 
 // groupMemory bounds the base distributions held at once (full-vocabulary
@@ -181,7 +180,10 @@ func run(model *cgo.Model, chunks [][]int32, opt Options, base baseFunc) (Summar
 // sequences, each decoded from position 0 as its own sequence), at
 // positions [opt.First, len−1) of every chunk. Both models decode side by
 // side, one group of chunks at a time (at most 256 MiB of base
-// distributions), so memory does not grow with the text. For merge's quality line, pass the held-back calibration
+// distributions), so memory does not grow with the text.
+//
+// merge's closing quality line is Compare(in, out, heldBackChunks,
+// Options{First: 0, …}) printed with Summary.Line. For merge's quality line, pass the held-back calibration
 // chunks with First 0.
 func Compare(base, model *cgo.Model, chunks [][]int32, opt Options) (Summary, error) {
 	if base.NVocab() != model.NVocab() {

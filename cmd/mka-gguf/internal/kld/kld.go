@@ -250,29 +250,29 @@ type Summary struct {
 	PPLErr        float64 `json:"ppl_stderr"`
 	BasePPL       float64 `json:"base_ppl"`
 	BasePPLErr    float64 `json:"base_ppl_stderr"`
-	LogPPLCor     float64 `json:"ln_ppl_correlation"`   // correlation of the two NLLs
-	LnPPLRatio    float64 `json:"ln_ppl_ratio"`         // ln(PPL/PPL_base)
-	LnPPLRatioErr float64 `json:"ln_ppl_ratio_stderr"`  //
-	PPLRatio      float64 `json:"ppl_ratio"`            // PPL/PPL_base
-	PPLRatioErr   float64 `json:"ppl_ratio_stderr"`     //
-	PPLDiff       float64 `json:"ppl_diff"`             // PPL − PPL_base
-	PPLDiffErr    float64 `json:"ppl_diff_stderr"`      //
-	KLD           float64 `json:"kld"`                  // mean KL divergence, nats
-	KLDErr        float64 `json:"kld_stderr"`           //
-	KLDMedian     float64 `json:"kld_median"`           //
-	KLDP90        float64 `json:"kld_p90"`              //
-	KLDP95        float64 `json:"kld_p95"`              //
-	KLDP99        float64 `json:"kld_p99"`              //
-	KLDP999       float64 `json:"kld_p99_9"`            //
-	KLDMax        float64 `json:"kld_max"`              //
-	KLDMin        float64 `json:"kld_min"`              //
-	SameTop       float64 `json:"same_top_pct"`         // % of tokens whose most probable token is the base's
-	SameTopErr    float64 `json:"same_top_pct_stderr"`  //
-	MeanDP        float64 `json:"mean_dp_pct"`          // mean Δp, %
-	MeanDPErr     float64 `json:"mean_dp_pct_stderr"`   //
-	RMSDP         float64 `json:"rms_dp_pct"`           // sqrt(mean Δp²), %
-	RMSDPErr      float64 `json:"rms_dp_pct_stderr"`    //
-	DPMedian      float64 `json:"dp_median_pct"`        //
+	LogPPLCor     float64 `json:"ln_ppl_correlation"` // correlation of the two NLLs
+	LnPPLRatio    float64 `json:"ln_ppl_ratio"`       // ln(PPL/PPL_base)
+	LnPPLRatioErr float64 `json:"ln_ppl_ratio_stderr"`
+	PPLRatio      float64 `json:"ppl_ratio"` // PPL/PPL_base
+	PPLRatioErr   float64 `json:"ppl_ratio_stderr"`
+	PPLDiff       float64 `json:"ppl_diff"` // PPL − PPL_base
+	PPLDiffErr    float64 `json:"ppl_diff_stderr"`
+	KLD           float64 `json:"kld"` // mean KL divergence, nats
+	KLDErr        float64 `json:"kld_stderr"`
+	KLDMedian     float64 `json:"kld_median"`
+	KLDP90        float64 `json:"kld_p90"`
+	KLDP95        float64 `json:"kld_p95"`
+	KLDP99        float64 `json:"kld_p99"`
+	KLDP999       float64 `json:"kld_p99_9"`
+	KLDMax        float64 `json:"kld_max"`
+	KLDMin        float64 `json:"kld_min"`
+	SameTop       float64 `json:"same_top_pct"` // % of tokens whose most probable token is the base's
+	SameTopErr    float64 `json:"same_top_pct_stderr"`
+	MeanDP        float64 `json:"mean_dp_pct"` // mean Δp, %
+	MeanDPErr     float64 `json:"mean_dp_pct_stderr"`
+	RMSDP         float64 `json:"rms_dp_pct"` // sqrt(mean Δp²), %
+	RMSDPErr      float64 `json:"rms_dp_pct_stderr"`
+	DPMedian      float64 `json:"dp_median_pct"`
 	DPMax         float64 `json:"dp_max_pct"`           // largest Δp, %
 	DPMin         float64 `json:"dp_min_pct"`           // most negative Δp, %
 	TopK          int     `json:"base_top_k,omitempty"` // base distributions kept only their top K tokens
