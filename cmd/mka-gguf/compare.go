@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,14 +9,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/plotutil"
-	"gonum.org/v1/plot/vg"
 
-	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/corpus"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ppl"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 )
 
@@ -32,6 +25,7 @@ func init() {
 		jsonFlag(),
 		jsonFileFlag(false),
 	}
+	flags = append(flags, compareQualityFlags...)
 	for _, f := range mergeFlags {
 		switch f.Names()[0] {
 		case "remove", "ratio", "dry-run", "report", "method", "json":
@@ -62,6 +56,7 @@ type compareRow struct {
 	Align   string  `json:"align,omitempty"`
 	// SearchSeconds is the search and alignment time after calibration.
 	SearchSeconds float64 `json:"search_seconds,omitempty"`
+	qualityFigures
 }
 
 // compareResults is results.json.
@@ -71,6 +66,8 @@ type compareResults struct {
 	EvalCtx     int          `json:"eval_ctx"`
 	Original    compareRow   `json:"original"`
 	Rows        []compareRow `json:"results"`
+	Base        string       `json:"base"`              // the KLD's reference model
+	Choices     string       `json:"choices,omitempty"` // multiple-choice tasks
 	Calibration any          `json:"calibration"`
 }
 
@@ -144,20 +141,18 @@ func runCompare(c *cli.Context) error {
 		return err
 	}
 	evalCtx := min(c.Int("eval-ctx"), j.model.NCtxTrain())
-	measure := func(path string) (ppl.Result, error) {
-		m, err := cgo.LoadModel(path, modelParams())
-		if err != nil {
-			return ppl.Result{}, err
-		}
-		defer m.Close()
-		return ppl.Measure(m, text, ppl.Options{Context: c.Context, Ctx: evalCtx, MaxWindows: c.Int("windows"), Threads: j.threads, BatchTokens: j.batch})
-	}
-	orig, err := measure(in)
+	q, err := newQuality(c, in, dir, text, evalCtx, c.Int("windows"), j.threads, j.batch)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.String("text"), err)
 	}
-	res := compareResults{Input: in, Text: c.String("text"), EvalCtx: evalCtx, Calibration: j.res,
-		Original: compareRow{Method: "original", Blocks: j.blocks.Count, File: in, Bytes: j.file.Size, SHA256: sum, PPL: orig.PPL, StdErr: orig.StdErr}}
+	defer q.close()
+	orig, err := q.original(in)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.String("text"), err)
+	}
+	res := compareResults{Input: in, Text: c.String("text"), EvalCtx: evalCtx, Calibration: j.res, Base: q.basePath, Choices: c.String("choices"),
+		Original: compareRow{Method: "original", Blocks: j.blocks.Count, File: in, Bytes: j.file.Size, SHA256: sum, PPL: orig.PPL, StdErr: orig.StdErr,
+			qualityFigures: orig.qualityFigures}}
 	var labels []string
 	for _, v := range vs {
 		{
@@ -172,7 +167,7 @@ func runCompare(c *cli.Context) error {
 				if err := j.write(c.Context, p, sr.align, f.Tmp, norms, provenance(sr, sum), true); err != nil {
 					return err
 				}
-				r, err := measure(f.Tmp)
+				r, err := q.measure(f.Tmp)
 				if err != nil {
 					return fmt.Errorf("%s: %w", f.Path, err)
 				}
@@ -185,14 +180,18 @@ func runCompare(c *cli.Context) error {
 					return err
 				}
 				row := compareRow{Method: v.label, Removed: n, Blocks: len(p.Layout), File: f.Path, Bytes: st.Size(), SHA256: fsum, PPL: r.PPL, StdErr: r.StdErr,
-					Plan: strings.TrimSpace(p.String()), Align: sr.alignMethod, SearchSeconds: sr.seconds}
+					Plan: strings.TrimSpace(p.String()), Align: sr.alignMethod, SearchSeconds: sr.seconds, qualityFigures: r.qualityFigures}
 				res.Rows = append(res.Rows, row)
-				progress.Printf("compare: %s, %d removed: PPL %.3f\n", v.label, n, r.PPL)
+				progress.Printf("compare: %s, %d removed: PPL %.3f, KLD %.4f, same top %.2f %%\n", v.label, n, r.PPL, r.KLD, r.SameTop)
 			}
 		}
 	}
 	ms = labels
-	if err := writeComparePlot(files[compareKey{"plot", 0}].Tmp, res, ms, base); err != nil {
+	plots := map[string]string{}
+	for _, name := range plotFiles(c) {
+		plots[name] = files[compareKey{name, 0}].Tmp
+	}
+	if err := writeComparePlots(plots, res, ms, base); err != nil {
 		return err
 	}
 	for _, k := range []string{"results", "json-file"} {
@@ -205,6 +204,15 @@ func runCompare(c *cli.Context) error {
 	}
 	printCompareTable(textOut(c), res, counts, ms)
 	return printJSONIf(c, res)
+}
+
+// plotFiles are the pictures compare draws: ppl.png, kld.png and, with
+// --choices, accuracy.png.
+func plotFiles(c *cli.Context) []string {
+	if c.String("choices") != "" {
+		return []string{"ppl.png", "kld.png", "accuracy.png"}
+	}
+	return []string{"ppl.png", "kld.png"}
 }
 
 // compareVariant is one row of compare: a method with or without
@@ -233,7 +241,7 @@ func compareVariants(c *cli.Context, ms []string) ([]compareVariant, error) {
 }
 
 // compareKey names one output of compare: a method and removal count, or
-// ("results", 0), ("plot", 0) and ("json-file", 0).
+// ("results", 0), a plot's file name and ("json-file", 0).
 type compareKey struct {
 	method string
 	n      int
@@ -241,7 +249,8 @@ type compareKey struct {
 
 // compareOutputs declares compare's folder and every file it writes there.
 func compareOutputs(c *cli.Context, in, dir, base string, ms []string, counts []int) (*outputSet, map[compareKey]*outFile) {
-	outs := newOutputs(c, namedPath{"IN", in}, namedPath{"--calib", c.String("calib")}, namedPath{"--text", c.String("text")})
+	outs := newOutputs(c, namedPath{"IN", in}, namedPath{"--calib", c.String("calib")}, namedPath{"--text", c.String("text")},
+		namedPath{"--base", c.String("base")}, namedPath{"--choices", c.String("choices")})
 	outs.dir(dir, "--out")
 	files := map[compareKey]*outFile{}
 	for _, m := range ms {
@@ -251,68 +260,9 @@ func compareOutputs(c *cli.Context, in, dir, base string, ms []string, counts []
 		}
 	}
 	files[compareKey{"results", 0}] = outs.file(filepath.Join(dir, "results.json"), "--out file results.json")
-	files[compareKey{"plot", 0}] = outs.file(filepath.Join(dir, "ppl.png"), "--out file ppl.png")
+	for _, name := range plotFiles(c) {
+		files[compareKey{name, 0}] = outs.file(filepath.Join(dir, name), "--out file "+name)
+	}
 	files[compareKey{"json-file", 0}] = outs.file(c.String("json-file"), "--json-file")
 	return outs, files
-}
-
-func printCompareTable(w io.Writer, res compareResults, counts []int, ms []string) {
-	fmt.Fprintf(w, "Perplexity on %s (n_ctx %d); original %d blocks: PPL %.3f ± %.3f, %s\n\n",
-		filepath.Base(res.Text), res.EvalCtx, res.Original.Blocks, res.Original.PPL, res.Original.StdErr, human(uint64(res.Original.Bytes)))
-	head := "| method |"
-	sep := "|---|"
-	for _, n := range counts {
-		head += fmt.Sprintf(" −%d blocks |", n)
-		sep += "---:|"
-	}
-	fmt.Fprintln(w, head)
-	fmt.Fprintln(w, sep)
-	for _, m := range ms {
-		line := "| " + m + " |"
-		for _, n := range counts {
-			for _, r := range res.Rows {
-				if r.Method == m && r.Removed == n {
-					line += fmt.Sprintf(" %.2f (%s) |", r.PPL, human(uint64(r.Bytes)))
-				}
-			}
-		}
-		fmt.Fprintln(w, line)
-	}
-}
-
-func writeComparePlot(path string, res compareResults, ms []string, title string) error {
-	p := plot.New()
-	p.Title.Text = "Perplexity after removing blocks — " + title
-	p.X.Label.Text = "blocks removed"
-	p.Y.Label.Text = "perplexity (held-out text)"
-	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-	var lines []any
-	for _, m := range ms {
-		pts := plotter.XYs{{X: 0, Y: res.Original.PPL}}
-		for _, r := range res.Rows {
-			if r.Method == m {
-				pts = append(pts, plotter.XY{X: float64(r.Removed), Y: r.PPL})
-			}
-		}
-		lines = append(lines, m, pts)
-	}
-	if err := plotutil.AddLinePoints(p, lines...); err != nil {
-		return err
-	}
-	p.Legend.Top = true
-	p.Legend.Left = true
-	af, err := createAtomic(path)
-	if err != nil {
-		return err
-	}
-	defer af.Abort()
-	wt, err := p.WriterTo(7*vg.Inch, 4.5*vg.Inch, "png")
-	if err != nil {
-		return err
-	}
-	if _, err := wt.WriteTo(af); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return af.Commit()
 }

@@ -12,7 +12,8 @@ import (
 
 // TestCompare runs two baselines at one removal count from one calibration
 // pass: the Markdown table, results.json (finite PPL above the original's,
-// smaller files, the right block counts) and the PNG plot must appear.
+// a KLD and same-top share against it, a cloze accuracy, smaller files,
+// the right block counts) and the PNG plots must appear.
 func TestCompare(t *testing.T) {
 	model := shared.Model(t, "stories260K.gguf")
 	calibText := shared.Path(t, "data/tinystories-train.txt")
@@ -20,7 +21,7 @@ func TestCompare(t *testing.T) {
 	dir := t.TempDir()
 	stdout, stderr, code := run(t, "-q", "compare", model, "--calib", calibText, "--text", text,
 		"--methods", "prune-reverse,prune-bi", "--align", "none,ls", "--remove", "1", "--samples", "16", "--ctx", "64",
-		"--eval-ctx", "128", "--windows", "24", "--threads", "1", "--out", dir)
+		"--eval-ctx", "128", "--windows", "24", "--threads", "1", "--out", dir, "--choices", writeCloze(t, dir), "--tasks", "20")
 	wantOK(t, []string{"compare"}, stdout, stderr, code)
 	if !strings.Contains(stdout, "| prune-reverse |") || !strings.Contains(stdout, "| prune-bi |") ||
 		!strings.Contains(stdout, "| prune-reverse --align ls |") || !strings.Contains(stdout, "| prune-bi --align ls |") {
@@ -28,8 +29,11 @@ func TestCompare(t *testing.T) {
 	}
 	var res struct {
 		Original struct {
-			PPL   float64 `json:"ppl"`
-			Bytes int64   `json:"bytes"`
+			PPL     float64 `json:"ppl"`
+			Bytes   int64   `json:"bytes"`
+			KLD     float64 `json:"kld"`
+			SameTop float64 `json:"same_top_pct"`
+			AccNorm float64 `json:"acc_norm_pct"`
 		} `json:"original"`
 		Rows []struct {
 			Method  string  `json:"method"`
@@ -38,12 +42,16 @@ func TestCompare(t *testing.T) {
 			File    string  `json:"file"`
 			Bytes   int64   `json:"bytes"`
 			PPL     float64 `json:"ppl"`
+			KLD     float64 `json:"kld"`
+			KLDErr  float64 `json:"kld_stderr"`
+			SameTop float64 `json:"same_top_pct"`
+			AccNorm float64 `json:"acc_norm_pct"`
 		} `json:"results"`
 	}
 	if err := json.Unmarshal(readFile(t, filepath.Join(dir, "results.json")), &res); err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Rows) != 4 || !(res.Original.PPL > 1 && res.Original.PPL < 20) {
+	if len(res.Rows) != 4 || !(res.Original.PPL > 1 && res.Original.PPL < 20) || res.Original.KLD != 0 || res.Original.SameTop != 100 || res.Original.AccNorm <= 0 {
 		t.Fatalf("results: %+v", res)
 	}
 	ppl := map[string]float64{}
@@ -51,6 +59,9 @@ func TestCompare(t *testing.T) {
 		ppl[r.Method] = r.PPL
 		if r.Removed != 1 || r.Blocks != 4 || !(r.PPL > res.Original.PPL && r.PPL < 1e4) || r.Bytes >= res.Original.Bytes {
 			t.Fatalf("row %+v (original PPL %.3f, %d bytes)", r, res.Original.PPL, res.Original.Bytes)
+		}
+		if !(r.KLD > 0.05 && r.KLDErr > 0 && r.KLDErr < r.KLD/5 && r.SameTop > 10 && r.SameTop < 100 && r.AccNorm > 0) {
+			t.Fatalf("row %+v: want a KLD above 0 with a small error, same top below 100 %%, an accuracy", r)
 		}
 		if n := mtBlocks(t, r.File); n != 4 {
 			t.Fatalf("%s has %d blocks", r.File, n)
@@ -65,7 +76,18 @@ func TestCompare(t *testing.T) {
 			t.Errorf("%s: PPL %.3f aligned, %.3f without", m, ppl[m+" --align ls"], ppl[m])
 		}
 	}
-	if png := readFile(t, filepath.Join(dir, "ppl.png")); !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
-		t.Fatal("ppl.png is not a PNG")
+	for _, f := range []string{"ppl.png", "kld.png", "accuracy.png"} {
+		if png := readFile(t, filepath.Join(dir, f)); !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
+			t.Fatalf("%s is not a PNG", f)
+		}
 	}
+}
+
+// writeCloze builds a cloze file from the held-out text in dir.
+func writeCloze(t *testing.T, dir string) string {
+	t.Helper()
+	out := filepath.Join(dir, "cloze.jsonl")
+	stdout, stderr, code := run(t, "make-choices", shared.Path(t, "data/tinystories-heldout.txt"), "-o", out, "--tasks", "20")
+	wantOK(t, []string{"make-choices"}, stdout, stderr, code)
+	return out
 }

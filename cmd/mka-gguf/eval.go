@@ -16,10 +16,10 @@ import (
 func init() {
 	commands = append(commands, &cli.Command{
 		Name:      "eval",
-		Usage:     "measure perplexity on a text file, as llama.cpp's perplexity tool does",
+		Usage:     "measure perplexity, KL divergence against the original model (--base) or multiple-choice accuracy (--choices), as llama.cpp's perplexity tool does",
 		ArgsUsage: "MODEL.gguf",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "text", Aliases: []string{"f"}, Usage: "text `FILE` to score (never the calibration text)", Required: true},
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "text", Aliases: []string{"f"}, Usage: "text `FILE` to score (never the calibration text); needed unless --choices or --base-logits is given"},
 			&cli.IntFlag{Name: "ctx", Aliases: []string{"c"}, Value: 512, Usage: "window length in tokens, ≥ 8 (capped at the model's training context); the second half of each window is scored"},
 			&cli.IntFlag{Name: "windows", Aliases: []string{"chunks"}, Usage: "score at most this many windows, ≥ 1", DefaultText: "all"},
 			&cli.IntFlag{Name: "batch", Aliases: []string{"b"}, Value: 512, Usage: "tokens per decode, ≥ 1"},
@@ -28,7 +28,7 @@ func init() {
 			forceFlag(),
 			modelFlag,
 			threadsFlag,
-		},
+		}, qualityFlags...),
 		Action: runEval,
 	})
 }
@@ -46,14 +46,22 @@ func runEval(c *cli.Context) error {
 		return usageError(c, "want one MODEL.gguf, got %d arguments", len(args))
 	}
 	path := args[0]
-	outs := newOutputs(c, namedPath{"MODEL", path}, namedPath{"--text", c.String("text")})
+	outs := newOutputs(c, namedPath{"MODEL", path}, namedPath{"--text", c.String("text")}, namedPath{"--base", c.String("base")},
+		namedPath{"--base-logits", c.String("base-logits")}, namedPath{"--choices", c.String("choices")})
 	jsonF := outs.file(c.String("json-file"), "--json-file")
+	saveF := outs.file(c.String("save-base"), "--save-base")
 	if err := outs.begin(); err != nil {
 		return err
 	}
 	defer outs.cleanup()
 	if err := checkModel(path, false); err != nil {
 		return err
+	}
+	if wantsQuality(c) {
+		return runEvalQuality(c, path, outs, jsonF, saveF)
+	}
+	if c.String("text") == "" {
+		return usageError(c, `flag "text" not set: give --text F (perplexity; with --base, KL divergence) and/or --choices F (multiple choice)`)
 	}
 	text, err := corpus.ReadText(c.String("text"))
 	if err != nil {

@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"image/color"
 	"math"
 
 	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/palette"
 	"gonum.org/v1/plot/palette/moreland"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -41,36 +43,49 @@ func (t layerTicks) Ticks(min, max float64) []plot.Tick {
 	return ticks
 }
 
+// heatmapCellValues is the largest matrix whose values are printed in its
+// cells.
+const heatmapCellValues = 16
+
 // writeHeatmap draws the NPIB matrix with labelled layer axes and a colour
-// scale, as a PNG.
+// scale, as a PNG. The colours span the off-diagonal values (the diagonal,
+// always 1, is drawn grey), so that the similarities that decide a merge
+// are told apart; matrices of up to heatmapCellValues layers have their
+// values printed in the cells.
 func writeHeatmap(path string, a *analysis.Analysis, title string) error {
 	cm := moreland.SmoothBlueRed()
-	lo := math.Inf(1)
-	for _, row := range a.NPIB {
-		for _, v := range row {
-			lo = math.Min(lo, v)
-		}
-	}
-	cm.SetMin(math.Min(lo, 0.999))
-	cm.SetMax(1)
+	lo, hi := offDiagonalRange(a.NPIB)
+	cm.SetMin(lo)
+	cm.SetMax(hi)
 
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("NPIB similarity between layers — %s", title)
 	h := plotter.NewHeatMap(grid{a.NPIB}, cm.Palette(255))
+	h.Min, h.Max = lo, hi
+	h.Overflow, h.Underflow = color.Gray{Y: 200}, color.Gray{Y: 200}
 	p.Add(h)
+	n := len(a.NPIB)
+	if n <= heatmapCellValues {
+		labels, err := cellLabels(a.NPIB, cm, n)
+		if err != nil {
+			return err
+		}
+		p.Add(labels)
+	}
 	p.X.Tick.Marker = layerTicks{names: a.Layers}
 	p.Y.Tick.Marker = layerTicks{names: a.Layers, reverse: true}
 	p.X.Tick.Label.Rotation = math.Pi / 4
 	p.X.Tick.Label.XAlign = draw.XRight
-	p.X.Label.Text = "layer (input = embeddings, blk.i = output of block i)"
-	n := float64(len(a.Layers))
-	p.X.Min, p.X.Max = -0.5, n-0.5
-	p.Y.Min, p.Y.Max = -0.5, n-0.5
+	p.X.Label.Text = "layer (input = embeddings, blk.i = output of block i; diagonal = 1, grey)"
+	fn := float64(len(a.Layers))
+	p.X.Min, p.X.Max = -0.5, fn-0.5
+	p.Y.Min, p.Y.Max = -0.5, fn-0.5
 
 	bar := plot.New()
 	bar.Title.Text = "NPIB"
 	bar.HideX()
 	bar.Add(&plotter.ColorBar{ColorMap: cm, Vertical: true})
+	bar.Y.Tick.Marker = niceLinTicks{}
 
 	const w, hgt = 8 * vg.Inch, 6.5 * vg.Inch
 	img := vgimg.NewWith(vgimg.UseWH(w, hgt), vgimg.UseDPI(120))
@@ -89,4 +104,58 @@ func writeHeatmap(path string, a *analysis.Analysis, title string) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return af.Commit()
+}
+
+// offDiagonalRange returns the smallest and largest off-diagonal values of
+// m (a little apart when they are equal, or [0, 1] without any).
+func offDiagonalRange(m [][]float64) (lo, hi float64) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for i, row := range m {
+		for j, v := range row {
+			if i != j && !math.IsNaN(v) {
+				lo, hi = math.Min(lo, v), math.Max(hi, v)
+			}
+		}
+	}
+	if lo > hi {
+		return 0, 1
+	}
+	if hi-lo < 1e-6 {
+		lo, hi = lo-0.005, hi+0.005
+	}
+	return lo, hi
+}
+
+// cellLabels prints every value of m, two decimals, at its cell (row 0 at
+// the top), in black or white as the cell's colour needs.
+func cellLabels(m [][]float64, cm palette.ColorMap, n int) (*plotter.Labels, error) {
+	var xyl plotter.XYLabels
+	for i, row := range m {
+		for j, v := range row {
+			xyl.XYs = append(xyl.XYs, plotter.XY{X: float64(j), Y: float64(n - 1 - i)})
+			xyl.Labels = append(xyl.Labels, fmt.Sprintf("%.2f", v))
+		}
+	}
+	labels, err := plotter.NewLabels(xyl)
+	if err != nil {
+		return nil, err
+	}
+	size := vg.Points(math.Max(6, math.Min(11, 110/float64(n))))
+	for k := range labels.TextStyle {
+		st := &labels.TextStyle[k]
+		st.Font.Size = size
+		st.XAlign, st.YAlign = draw.XCenter, draw.YCenter
+		v := m[k/n][k%n]
+		st.Color = color.Black
+		if c, err := cm.At(v); err == nil && luminance(c) < 0.45 {
+			st.Color = color.White
+		}
+	}
+	return labels, nil
+}
+
+// luminance returns the relative brightness of c in [0, 1].
+func luminance(c color.Color) float64 {
+	r, g, b, _ := c.RGBA()
+	return (0.2126*float64(r) + 0.7152*float64(g) + 0.0722*float64(b)) / 0xffff
 }

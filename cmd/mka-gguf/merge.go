@@ -19,6 +19,7 @@ import (
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/analysis"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/corpus"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/pipeline"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
@@ -50,6 +51,7 @@ var mergeFlags = append([]cli.Flag{
 	jsonFlag(),
 	forceFlag(),
 	modelFlag,
+	&cli.BoolFlag{Name: "no-check-quality", Usage: "skip the closing KL divergence of OUT against IN on held-back calibration text"},
 	&cli.BoolFlag{Name: "no-verify", Usage: "skip the llama.cpp load-and-decode check of OUT"},
 	&cli.StringFlag{Name: "quant", Usage: "quantize the merged model to this type (Q8_0, Q4_K_M, IQ4_XS, ...) with llama.cpp's quantizer"},
 	&cli.StringFlag{Name: "imatrix-from", Value: "merged", Usage: "with --quant: importance matrix from a calibration pass over the merged model (merged), the original model (original), or none"},
@@ -80,13 +82,15 @@ type mergeReport struct {
 	Search        []pipeline.StepReport `json:"search,omitempty"`
 	Align         string                `json:"align"`
 	SearchSeconds float64               `json:"search_seconds,omitempty"`
-	Calibration   *calib.Result         `json:"calibration,omitempty"`
-	BytesBefore   int64                 `json:"bytes_before"`
-	BytesAfter    int64                 `json:"bytes_after,omitempty"`
-	Quant         string                `json:"quant,omitempty"`
-	BitsPerWeight float64               `json:"bits_per_weight,omitempty"`
-	Imatrix       string                `json:"imatrix,omitempty"`
-	Seconds       float64               `json:"seconds"`
+	// Quality is OUT's KL divergence from IN on held-back calibration text.
+	Quality       *kld.Summary  `json:"quality,omitempty"`
+	Calibration   *calib.Result `json:"calibration,omitempty"`
+	BytesBefore   int64         `json:"bytes_before"`
+	BytesAfter    int64         `json:"bytes_after,omitempty"`
+	Quant         string        `json:"quant,omitempty"`
+	BitsPerWeight float64       `json:"bits_per_weight,omitempty"`
+	Imatrix       string        `json:"imatrix,omitempty"`
+	Seconds       float64       `json:"seconds"`
 }
 
 // mergeJob holds what one merge needs; compare reuses it.
@@ -436,6 +440,14 @@ func runMerge(c *cli.Context) error {
 		rep.Output, rep.BytesAfter = out, st.Size()
 		wrote = fmt.Sprintf("wrote %s: %d -> %d blocks, %s -> %s (%.1f%% smaller)", out, p.Original, len(p.Layout),
 			human(uint64(j.file.Size)), human(uint64(st.Size())), 100*(1-float64(st.Size())/float64(j.file.Size)))
+		if !c.Bool("no-check-quality") {
+			q, err := j.quality(c, outF.Tmp)
+			if err != nil {
+				return err
+			}
+			rep.Quality = &q
+			wrote += "\nquality lost: " + q.Line() + " of OUT against IN on " + j.qualityText()
+		}
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	if err := writeJSONTo(repF, rep); err != nil {
@@ -549,4 +561,54 @@ func normRule(c *cli.Context) (merge.NormRule, error) {
 		return merge.NormsFirst, nil
 	}
 	return 0, usageError(c, "unknown --norms %q (want weighted or first)", c.String("norms"))
+}
+
+// qualityChunks returns the chunks the closing quality check scores: the
+// held-back calibration chunks of the search, or else 8 chunks of the
+// calibration text drawn with another seed.
+func (j *mergeJob) qualityChunks(c *cli.Context, m *cgo.Model) ([][]int32, error) {
+	if len(j.held) > 0 {
+		return j.held, nil
+	}
+	tx, source, err := calibTexts(c)
+	if err != nil {
+		return nil, err
+	}
+	chunks, err := calib.Tokens(m, tx, 8, min(c.Int("ctx"), m.NCtxTrain()), c.Uint64("seed")+1)
+	if err != nil {
+		return nil, fmt.Errorf("%s: quality check: %w", source, err)
+	}
+	return chunks, nil
+}
+
+// qualityText names the text of the quality check.
+func (j *mergeJob) qualityText() string {
+	if len(j.held) > 0 {
+		return "held-back calibration text"
+	}
+	return "calibration text"
+}
+
+// quality returns the KL divergence of the model at path (OUT's temporary
+// file) from IN, on qualityChunks, every position scored.
+func (j *mergeJob) quality(c *cli.Context, path string) (kld.Summary, error) {
+	base := j.model
+	if base == nil {
+		m, err := cgo.LoadModel(j.in, modelParams())
+		if err != nil {
+			return kld.Summary{}, err
+		}
+		defer m.Close()
+		base = m
+	}
+	chunks, err := j.qualityChunks(c, base)
+	if err != nil {
+		return kld.Summary{}, err
+	}
+	out, err := cgo.LoadModel(path, modelParams())
+	if err != nil {
+		return kld.Summary{}, err
+	}
+	defer out.Close()
+	return kld.Compare(base, out, chunks, kld.Options{Context: j.ctx, Threads: j.threads, BatchTokens: j.batch})
 }

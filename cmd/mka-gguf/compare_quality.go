@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/choice"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+)
+
+// compareQualityFlags are compare's flags for KL divergence and multiple
+// choice.
+var compareQualityFlags = []cli.Flag{
+	&cli.StringFlag{Name: "base", Usage: "model the KL divergence is measured against (default: IN)"},
+	&cli.IntFlag{Name: "base-top", Value: 1024, Usage: "keep the N most probable tokens of each base distribution and their tail mass (0: all; vocabularies of up to 4096 tokens are always kept whole)"},
+	&cli.StringFlag{Name: "choices", Usage: "multiple-choice tasks (see eval --choices) scored for every model"},
+	&cli.IntFlag{Name: "tasks", Usage: "with --choices: score at most the first N tasks"},
+}
+
+// quality measures a model against the base: one decode of the text gives
+// its PPL, KLD and same-top share (the base's distributions are saved once
+// to a temporary file), and --choices adds the accuracy.
+type quality struct {
+	ctx      context.Context
+	basePath string
+	file     string // saved base distributions
+	tasks    []choice.Task
+	basePPL  [2]float64 // the base's PPL and its standard error
+	threads  int
+	batch    int
+}
+
+// qualityFigures are a model's quality numbers beside its PPL in
+// compare's results (the original's KLD is 0 and same top 100 %).
+type qualityFigures struct {
+	KLD        float64      `json:"kld"`
+	KLDErr     float64      `json:"kld_stderr"`
+	SameTop    float64      `json:"same_top_pct"`
+	SameTopErr float64      `json:"same_top_pct_stderr"`
+	Acc        float64      `json:"acc_pct,omitempty"`
+	AccErr     float64      `json:"acc_pct_stderr,omitempty"`
+	AccNorm    float64      `json:"acc_norm_pct,omitempty"`
+	AccNormErr float64      `json:"acc_norm_pct_stderr,omitempty"`
+	KLDFull    *kld.Summary `json:"kl_divergence,omitempty"`
+}
+
+// measured is one model's PPL and quality figures.
+type measured struct {
+	PPL, StdErr float64
+	qualityFigures
+}
+
+// newQuality saves the base's distributions on text's windows of n tokens
+// (at most windows of them) into a hidden file in dir and loads --choices.
+func newQuality(c *cli.Context, in, dir, text string, n, windows, threads, batch int) (*quality, error) {
+	q := &quality{ctx: c.Context, basePath: in, threads: threads, batch: batch}
+	if b := c.String("base"); b != "" {
+		q.basePath = b
+	}
+	if f := c.String("choices"); f != "" {
+		var err error
+		if q.tasks, err = choice.Load(f); err != nil {
+			return nil, err
+		}
+		if t := c.Int("tasks"); t > 0 && t < len(q.tasks) {
+			q.tasks = q.tasks[:t]
+		}
+	}
+	if err := checkModel(q.basePath, false); err != nil {
+		return nil, err
+	}
+	m, err := cgo.LoadModel(q.basePath, modelParams())
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	chunks, err := kld.Windows(m, text, min(n, m.NCtxTrain()), windows)
+	if err != nil {
+		return nil, err
+	}
+	k := baseTopK(c, m.NVocab())
+	f, err := os.CreateTemp(dir, ".mka-base-*.kld")
+	if err != nil {
+		return nil, err
+	}
+	q.file = f.Name()
+	bar := progress.New("base distributions", len(chunks), "windows")
+	q.basePPL[0], q.basePPL[1], err = kld.Save(f, m, chunks, kld.Options{Context: c.Context, First: len(chunks[0]) / 2, Threads: threads, BatchTokens: batch, TopK: k,
+		Progress: func(done, _ int) { bar.Set(done, "") }})
+	bar.Done()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		q.close()
+		return nil, fmt.Errorf("%s: %w", q.file, err)
+	}
+	return q, nil
+}
+
+func (q *quality) close() {
+	if q != nil && q.file != "" {
+		os.Remove(q.file)
+	}
+}
+
+// original returns the figures of IN: when it is the base, its PPL from
+// saving the base, KLD 0 and the same top token everywhere.
+func (q *quality) original(in string) (measured, error) {
+	if in != q.basePath {
+		return q.measure(in)
+	}
+	f := measured{PPL: q.basePPL[0], StdErr: q.basePPL[1], qualityFigures: qualityFigures{SameTop: 100}}
+	if len(q.tasks) == 0 {
+		return f, nil
+	}
+	m, err := cgo.LoadModel(in, modelParams())
+	if err != nil {
+		return f, err
+	}
+	defer m.Close()
+	err = q.choices(m, &f.qualityFigures)
+	return f, err
+}
+
+func (q *quality) choices(m *cgo.Model, f *qualityFigures) error {
+	bar := progress.New("choices", len(q.tasks), "tasks")
+	r, err := choice.Score(m, q.tasks, choice.Options{Context: q.ctx, Threads: q.threads, Progress: func(done, _ int) { bar.Set(done, "") }})
+	bar.Done()
+	if err != nil {
+		return fmt.Errorf("--choices: %w", err)
+	}
+	f.Acc, f.AccErr, f.AccNorm, f.AccNormErr = r.Acc, r.AccErr, r.AccNorm, r.AccNormErr
+	return nil
+}
+
+// measure returns the PPL and quality figures of the model at path.
+func (q *quality) measure(path string) (measured, error) {
+	var f measured
+	m, err := cgo.LoadModel(path, modelParams())
+	if err != nil {
+		return f, err
+	}
+	defer m.Close()
+	bf, err := kld.OpenBase(q.file)
+	if err != nil {
+		return f, err
+	}
+	defer bf.Close()
+	bar := progress.New("eval "+filepath.Base(path), len(bf.Chunks), "windows")
+	s, err := kld.CompareFile(bf, m, kld.Options{Context: q.ctx, Threads: q.threads, BatchTokens: q.batch,
+		Progress: func(done, _ int) { bar.Set(done, "") }})
+	bar.Done()
+	if err != nil {
+		return f, err
+	}
+	f = measured{PPL: s.PPL, StdErr: s.PPLErr, qualityFigures: qualityFigures{KLD: s.KLD, KLDErr: s.KLDErr,
+		SameTop: s.SameTop, SameTopErr: s.SameTopErr, KLDFull: &s}}
+	if len(q.tasks) > 0 {
+		err = q.choices(m, &f.qualityFigures)
+	}
+	return f, err
+}
