@@ -390,6 +390,11 @@ func runMerge(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.Bool("dry-run") && method != "mka" {
+		// A baseline's plan does not depend on the alignment: a dry run
+		// skips its calibration passes.
+		align = false
+	}
 	search := method == "mka" && c.String("lambda") == "search"
 	edit := needsEdit(c, method, align)
 	j, err := prepare(c, in, method != "prune-reverse" || edit, search, edit)
