@@ -140,6 +140,7 @@ func (j *mergeJob) shrink(c *cli.Context, method string, align bool, n int, opt 
 	}
 	defer s.Close()
 	var res *pipeline.Result
+	planner := "mka"
 	if method == "mka" {
 		res, err = s.Search(n)
 	} else {
@@ -147,12 +148,13 @@ func (j *mergeJob) shrink(c *cli.Context, method string, align bool, n int, opt 
 		if p, err = j.plan(method, n, opt); err != nil {
 			return nil, err
 		}
+		planner = p.Method
 		res, err = s.Apply(p)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", j.in, err)
 	}
-	res.Plan.Method = method
+	res.Plan.Method = planner
 	r.plan, r.align, r.steps, r.seconds = res.Plan, res.Align, res.Steps, time.Since(start).Seconds()
 	return r, nil
 }
