@@ -121,14 +121,14 @@ func TestMergeOutputExists(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, inBefore := mtStat(t, out), mtStat(t, in)
-	stdout, stderr, code := run(t, "merge", "--method", "prune-reverse", "--remove", "1", in, out)
+	stdout, stderr, code := run(t, "merge", "--method", "prune-reverse", "--align", "none", "--remove", "1", in, out)
 	t.Log(wantOneLineError(t, stdout, stderr, code, out, "exists", "--force"))
 	before.check(t, out)
 	inBefore.check(t, in)
 	mtNoLeftovers(t, dir)
 
 	// With --force the merge replaces it.
-	args := []string{"-q", "merge", "--method", "prune-reverse", "--remove", "1", "--force", in, out}
+	args := []string{"-q", "merge", "--method", "prune-reverse", "--align", "none", "--remove", "1", "--force", in, out}
 	stdout, stderr, code = run(t, args...)
 	wantOK(t, args, stdout, stderr, code)
 	if n := mtBlocks(t, out); n != 3 {
@@ -175,7 +175,7 @@ func TestMergeOutputIsInput(t *testing.T) {
 	} {
 		for _, force := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/force=%v", c.name, force), func(t *testing.T) {
-				args := []string{"merge", "--method", "prune-reverse", "--remove", "1", c.in, c.out}
+				args := []string{"merge", "--method", "prune-reverse", "--align", "none", "--remove", "1", c.in, c.out}
 				if force {
 					args = append(args, "--force")
 				}
@@ -230,7 +230,7 @@ func TestMergeDryRun(t *testing.T) {
 	in := mtSynth(t, dir, "in.gguf", synth.Tiny(), nil)
 	out := filepath.Join(dir, "out.gguf")
 
-	args := []string{"-q", "merge", "--dry-run", "--method", "prune-reverse", "--remove", "1", in, out}
+	args := []string{"-q", "merge", "--dry-run", "--method", "prune-reverse", "--align", "none", "--remove", "1", in, out}
 	stdout, stderr, code := run(t, args...)
 	wantOK(t, args, stdout, stderr, code)
 	if !strings.Contains(stdout, "reverse: 4 -> 3 blocks (1 removed)") || !strings.Contains(stdout, "drop blk 3") {
@@ -498,7 +498,7 @@ func TestMergeInterrupted(t *testing.T) {
 				dir := t.TempDir()
 				out := filepath.Join(dir, "out.gguf")
 				var old mtState
-				args := []string{"merge", "--method", "prune-reverse", "--remove", "1", "--threads", "1", in, out}
+				args := []string{"merge", "--method", "prune-reverse", "--align", "none", "--remove", "1", "--threads", "1", in, out}
 				if c.existing {
 					if err := os.WriteFile(out, []byte("an older output\n"), 0o644); err != nil {
 						t.Fatal(err)

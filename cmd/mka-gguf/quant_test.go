@@ -19,7 +19,7 @@ func TestMergeQuant(t *testing.T) {
 	in := mtSynth(t, dir, "in.gguf", cfg, nil)
 	out := filepath.Join(dir, "out.gguf")
 	report := filepath.Join(dir, "r.json")
-	stdout, stderr, code := run(t, "-q", "merge", in, out, "--method", "prune-reverse", "--remove", "1",
+	stdout, stderr, code := run(t, "-q", "merge", in, out, "--method", "prune-reverse", "--align", "none", "--remove", "1",
 		"--quant", "Q4_K_M", "--samples", "8", "--ctx", "64", "--threads", "1", "--report", report)
 	wantOK(t, []string{"merge --quant"}, stdout, stderr, code)
 	if n := mtBlocks(t, out); n != 3 {

@@ -234,7 +234,7 @@ func TestSafetyCapped(t *testing.T) {
 func TestSafetyJSON(t *testing.T) {
 	dir := safetyDir(t)
 	in, out, rep := filepath.Join(dir, "in.gguf"), filepath.Join(dir, "out.gguf"), filepath.Join(dir, "rep.json")
-	args := []string{"-q", "merge", in, out, "--method", "prune-reverse", "--remove", "1", "--json", "--json-file", rep}
+	args := []string{"-q", "merge", in, out, "--method", "prune-reverse", "--align", "none", "--remove", "1", "--json", "--json-file", rep}
 	stdout, stderr, code := run(t, args...)
 	wantOK(t, args, stdout, stderr, code)
 	file := readFile(t, rep)
