@@ -45,8 +45,9 @@ same model, and printed as a ratio (never as an absolute-time check):
            time against one calibration pass + one rewrite (goal <= 4),
            bytes written against the output (<= 1.05), peak RSS against the
            tensors + 2 blocks in float32 + 256 MiB (<= 1), and a projection
-           for a Llama-3-8B-shaped model; not run unless --only names it
-           (sizes merge-tiny, merge512mb, merge1gb)
+           for a Llama-3-8B-shaped model; measured once (not --rounds),
+           and only when --only names it (sizes merge-tiny, merge512mb,
+           merge1gb)
 
 Measurements alternate and the best of --rounds counts. --against NAME=BIN
 also runs "BIN bench --only decode --capture-only" on the same model file,
