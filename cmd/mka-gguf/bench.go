@@ -41,6 +41,13 @@ same model, and printed as a ratio (never as an absolute-time check):
   simd     each Go kernel's selected implementation against the pure-Go one
   rewrite  merge rewrite MB/s (one fusion; one pruned block) against a copy
   quant    llama.cpp quantization MB/s (Q8_0, Q4_K_M) against a copy
+  merge    "merge --remove 4" with default settings (a child process): wall
+           time against one calibration pass + one rewrite (goal <= 4),
+           bytes written against the output (<= 1.05), peak RSS against the
+           tensors + 2 blocks in float32 + 256 MiB (<= 1), and a projection
+           for a Llama-3-8B-shaped model; measured once (not --rounds),
+           and only when --only names it (sizes merge-tiny, merge512mb,
+           merge1gb)
 
 Measurements alternate and the best of --rounds counts. --against NAME=BIN
 also runs "BIN bench --only decode --capture-only" on the same model file,
@@ -51,7 +58,7 @@ times a single decode). A binary more than 4 times slower than this one is
 measured in the first round only. The model is generated (--size) in a
 temporary folder unless --model names one.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "only", Usage: "parts to run, comma separated: " + strings.Join(benchParts, ", "), DefaultText: "all"},
+			&cli.StringFlag{Name: "only", Usage: "parts to run, comma separated: " + strings.Join(benchParts, ", "), DefaultText: "all but merge"},
 			&cli.StringFlag{Name: "size", Value: "small", Usage: "generated model: " + strings.Join(benchSizeNames(), ", ")},
 			&cli.IntFlag{Name: "blocks", Usage: "generated model: decoder blocks", DefaultText: "the size's"},
 			&cli.IntFlag{Name: "embd", Usage: "generated model: embedding length, a multiple of 64 (64 per head)", DefaultText: "the size's"},
@@ -74,7 +81,7 @@ temporary folder unless --model names one.`,
 }
 
 // benchParts are the parts of a bench run, in the order they run.
-var benchParts = []string{"decode", "simd", "rewrite", "quant"}
+var benchParts = []string{"decode", "simd", "rewrite", "quant", "merge"}
 
 // benchSize is a generated model and its default decode tokens.
 type benchSize struct {
@@ -89,6 +96,11 @@ var benchSizes = []benchSize{
 	{"tiny", synth.Config{Arch: "llama", Blocks: 4, Embd: 256, FFN: 768, Heads: 4, KVHeads: 2, Vocab: 512, Ctx: 512, Type: gguf.TypeF16, Seed: 1}, 1024},
 	{"small", synth.Config{Arch: "llama", Blocks: 8, Embd: 1024, FFN: 2816, Heads: 16, KVHeads: 4, Vocab: 4096, Ctx: 512, Type: gguf.TypeF16, Seed: 1}, 8192},
 	{"1gb", synth.Config{Arch: "llama", Blocks: 9, Embd: 2048, FFN: 5632, Heads: 16, KVHeads: 4, Vocab: 32000, Ctx: 2048, Type: gguf.TypeF16, Seed: 1}, 1024},
+	// For the merge part (at least 16 blocks): 1.5 MiB (a whole merge
+	// takes seconds), 0.58 GiB, 1.02 GiB.
+	{"merge-tiny", synth.Config{Arch: "llama", Blocks: 16, Embd: 64, FFN: 160, Heads: 4, KVHeads: 2, Vocab: 512, Ctx: 512, Type: gguf.TypeF16, Seed: 1}, 1024},
+	{"merge512mb", synth.Config{Arch: "llama", Blocks: 16, Embd: 1024, FFN: 4096, Heads: 16, KVHeads: 4, Vocab: 32000, Ctx: 2048, Type: gguf.TypeF16, Seed: 1}, 1024},
+	{"merge1gb", synth.Config{Arch: "llama", Blocks: 18, Embd: 1536, FFN: 4096, Heads: 24, KVHeads: 6, Vocab: 32000, Ctx: 2048, Type: gguf.TypeF16, Seed: 1}, 1024},
 }
 
 func benchSizeNames() []string {
@@ -123,7 +135,8 @@ type benchReport struct {
 	Decode     int            `json:"decode_tokens,omitempty"` // tokens timed per decode measurement
 	Results    []benchResult  `json:"results"`
 	Against    []benchAgainst `json:"against,omitempty"`
-	Seconds    float64        `json:"seconds"` // wall time of the whole run
+	Merge      *benchMerge    `json:"merge,omitempty"` // the merge part's details and projection
+	Seconds    float64        `json:"seconds"`         // wall time of the whole run
 }
 
 // benchModel describes the model a run used.
@@ -141,7 +154,8 @@ type benchModel struct {
 }
 
 // benchResult is one measurement, with the baseline it is compared with:
-// Ratio = Value / BaselineValue. A goal is met when Ratio >= Goal.
+// Ratio = Value / BaselineValue. A goal is met when Ratio >= Goal, or
+// Ratio <= Goal with AtMost.
 type benchResult struct {
 	Name          string    `json:"name"`
 	Value         float64   `json:"value"`
@@ -150,6 +164,7 @@ type benchResult struct {
 	BaselineValue float64   `json:"baseline_value,omitempty"`
 	Ratio         float64   `json:"ratio,omitempty"`
 	Goal          float64   `json:"goal,omitempty"`
+	AtMost        bool      `json:"goal_at_most,omitempty"`
 	GoalMet       *bool     `json:"goal_met,omitempty"`
 	Note          string    `json:"note,omitempty"`
 	Samples       []float64 `json:"samples,omitempty"` // every round's value
@@ -233,6 +248,9 @@ func runBench(c *cli.Context) error {
 		}
 		size.tokens = 1024
 	}
+	if parts["merge"] && c.String("model") == "" && size.cfg.Blocks <= benchMergeRemove {
+		return usageError(c, "the merge part removes %d blocks and the %s model has %d (use --size merge-tiny, merge512mb or merge1gb, or --blocks)", benchMergeRemove, size.name, size.cfg.Blocks)
+	}
 	tokens := size.tokens
 	if c.IsSet("decode-tokens") {
 		if tokens = c.Int("decode-tokens"); tokens < 1 {
@@ -256,7 +274,7 @@ func runBench(c *cli.Context) error {
 	}
 
 	// The model: generated in the work folder, or --model.
-	needModel := parts["decode"] || parts["rewrite"] || parts["quant"]
+	needModel := parts["decode"] || parts["rewrite"] || parts["quant"] || parts["merge"]
 	dir := c.String("dir")
 	if needModel || dir != "" {
 		if dir == "" {
@@ -303,6 +321,11 @@ func runBench(c *cli.Context) error {
 			return err
 		}
 	}
+	if parts["merge"] {
+		if err := benchMergeRun(c, rep, path, dir, n); err != nil {
+			return err
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -326,7 +349,7 @@ func benchSelect(only string) (map[string]bool, error) {
 	parts := map[string]bool{}
 	if strings.TrimSpace(only) == "" {
 		for _, p := range benchParts {
-			parts[p] = true
+			parts[p] = p != "merge" // a whole merge: only when asked for
 		}
 		return parts, nil
 	}
@@ -444,6 +467,9 @@ func (r *benchReport) add(res benchResult) {
 		res.Ratio = res.Value / res.BaselineValue
 		if res.Goal > 0 {
 			met := res.Ratio >= res.Goal
+			if res.AtMost {
+				met = res.Ratio <= res.Goal
+			}
 			res.GoalMet = &met
 		}
 	}
@@ -827,6 +853,9 @@ func benchTable(r *benchReport) {
 		}
 		if res.Goal > 0 {
 			goal = fmt.Sprintf(">= %.2f", res.Goal)
+			if res.AtMost {
+				goal = fmt.Sprintf("<= %.2f", res.Goal)
+			}
 		}
 		if res.GoalMet != nil {
 			met = map[bool]string{true: "yes", false: "NO"}[*res.GoalMet]
@@ -837,6 +866,9 @@ func benchTable(r *benchReport) {
 	for _, a := range r.Against {
 		fmt.Printf("against %s: %s %s, cpu variant %s (%s), %d tokens timed per measurement, best of %d\n",
 			a.Name, a.Bin, a.Version, a.CPUVariant, a.CPUReason, a.Tokens, len(a.Samples))
+	}
+	if r.Merge != nil {
+		benchMergeTable(os.Stdout, r.Merge)
 	}
 	fmt.Printf("wall time %.1f s\n", r.Seconds)
 }

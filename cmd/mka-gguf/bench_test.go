@@ -44,7 +44,11 @@ func readBenchReport(t *testing.T, path string) (benchReport, map[string]benchRe
 			t.Errorf("%s: ratio %v, want value/baseline = %v/%v = %v", res.Name, res.Ratio, res.Value, res.BaselineValue, want)
 		}
 		if res.Goal > 0 {
-			if res.GoalMet == nil || *res.GoalMet != (res.Ratio >= res.Goal) {
+			met := res.Ratio >= res.Goal
+			if res.AtMost {
+				met = res.Ratio <= res.Goal
+			}
+			if res.GoalMet == nil || *res.GoalMet != met {
 				t.Errorf("%s: goal %v, ratio %v, goal_met %v", res.Name, res.Goal, res.Ratio, res.GoalMet)
 			}
 		}
@@ -133,6 +137,7 @@ func TestBenchErrors(t *testing.T) {
 		{[]string{"bench", "--only", "simd", "--against", "x=SELF"}, []string{"--against", "decode"}},
 		{[]string{"bench", "--only", "decode", "--against", "x=/nonexistent/mka-gguf"}, []string{"--against", "/nonexistent/mka-gguf"}},
 		{[]string{"bench", "--model", "/nonexistent.gguf", "--only", "rewrite"}, []string{"/nonexistent.gguf"}},
+		{[]string{"bench", "--size", "tiny", "--only", "merge"}, []string{"bench", "merge", "removes 4 blocks", "tiny model has 4"}},
 	} {
 		stdout, stderr, code := run(t, tc.args...)
 		wantOneLineError(t, stdout, stderr, code, tc.wants...)

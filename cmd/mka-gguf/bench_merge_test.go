@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mka-gguf/mka-gguf/internal/benchenv"
+)
+
+// TestBenchMerge runs the merge part on the merge-tiny model (16 blocks)
+// and checks its results, the child's measurements and the projection.
+func TestBenchMerge(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "bench.json")
+	// One thread: on a loaded machine ggml's spinning workers make a tiny
+	// model's decodes many times slower with two.
+	args := []string{"bench", "--size", "merge-tiny", "--only", "merge", "--threads", "1", "--dir", dir, "--json", out}
+	stdout, stderr, code := runLong(t, 10*time.Minute, args...)
+	wantOK(t, args, stdout, stderr, code)
+	r, res := readBenchReport(t, out)
+	if m := r.Model; m == nil || m.Blocks != 16 || m.Generated != "merge-tiny" {
+		t.Fatalf("model %+v, want the generated merge-tiny model (16 blocks)", m)
+	}
+	for name := range res {
+		if !strings.HasPrefix(name, "merge.") {
+			t.Errorf("result %s not asked for by --only merge", name)
+		}
+	}
+	cal, rw, wall := res["merge.calibrate"], res["merge.rewrite"], res["merge.wall"]
+	if wall.BaselineName != "calibrate+rewrite" || math.Abs(wall.BaselineValue-(cal.Value+rw.Value)) > 1e-9*wall.BaselineValue ||
+		wall.Goal != 4 || !wall.AtMost {
+		t.Errorf("merge.wall = %+v, want a ratio against merge.calibrate + merge.rewrite = %v + %v, goal <= 4", wall, cal.Value, rw.Value)
+	}
+	bm := r.Merge
+	if bm == nil {
+		t.Fatal("no merge section in the report")
+	}
+	if w := res["merge.written"]; w.Value != float64(bm.WrittenBytes)/1e6 || w.BaselineValue != float64(bm.OutputBytes)/1e6 || w.Goal != 1.05 || !w.AtMost {
+		t.Errorf("merge.written = %+v, want written %d / output %d bytes, goal <= 1.05", w, bm.WrittenBytes, bm.OutputBytes)
+	}
+	if p := res["merge.peak_rss"]; p.Value != float64(bm.PeakRSS)/(1<<20) || p.BaselineValue != float64(bm.RSSLimit)/(1<<20) || p.Goal != 1 || !p.AtMost {
+		t.Errorf("merge.peak_rss = %+v, want peak %d / limit %d bytes, goal <= 1", p, bm.PeakRSS, bm.RSSLimit)
+	}
+	// The child wrote its output at least once; it loaded every weight
+	// into memory (writable weights), so its peak RSS holds them.
+	if bm.OutputBytes <= 0 || bm.OutputBytes >= r.Model.Bytes || bm.WrittenBytes < bm.OutputBytes {
+		t.Errorf("output %d bytes (model %d), written %d: want 0 < output < model <= written", bm.OutputBytes, r.Model.Bytes, bm.WrittenBytes)
+	}
+	if bm.TensorBytes <= 0 || bm.TensorBytes > r.Model.Bytes || bm.PeakRSS < bm.TensorBytes {
+		t.Errorf("tensors %d bytes (file %d), peak RSS %d: want the tensors inside the file and the RSS above them", bm.TensorBytes, r.Model.Bytes, bm.PeakRSS)
+	}
+	if bm.RSSLimit != bm.TensorBytes+2*bm.BlockF32Bytes+256<<20 {
+		t.Errorf("RSS limit %d, want %d + 2 × %d + 256 MiB", bm.RSSLimit, bm.TensorBytes, bm.BlockF32Bytes)
+	}
+	// The search: every step fits every current block but block 0 (d = 64:
+	// the statistics fit 1 GiB) and scores the 3 best on held-back text.
+	if len(bm.Steps) != 4 || bm.HeldChunks < 2 || bm.AlignChunks != 64 || bm.Ctx != 256 {
+		t.Fatalf("merge: %d steps, %d held-back chunks, %d alignment chunks of %d tokens; want 4 steps, 64 chunks of 256", len(bm.Steps), bm.HeldChunks, bm.AlignChunks, bm.Ctx)
+	}
+	for i, s := range bm.Steps {
+		if s.Candidates != 15-i || s.Scored != 3 || s.Deepest < 15-i || s.Deepest > 15 || !(s.AlignSeconds > 0 && s.ScoreSeconds > 0) {
+			t.Errorf("step %d: %+v, want %d candidates, 3 scored, a pass to a block in [%d, 15]", i+1, s, 15-i, 15-i)
+		}
+	}
+	if slices.Contains(bm.Command, "--force") || !slices.Contains(bm.Command, "--remove") {
+		t.Errorf("child command %v", bm.Command)
+	}
+
+	// The projection: Llama-3-8B has 8.03 B parameters; the phases add up.
+	p := bm.Projection
+	if p == nil {
+		t.Fatal("no projection")
+	}
+	if p.Shape.Name != "Llama-3-8B" || p.Params < 8.02e9 || p.Params > 8.04e9 || p.Remove != 8 || !(p.FLOPRate > 0) {
+		t.Errorf("projection %s: %.4g params, remove %d, %v FLOP/s; want Llama-3-8B, 8.03e9, 8", p.Shape.Name, p.Params, p.Remove, p.FLOPRate)
+	}
+	var sum float64
+	phase := map[string]float64{}
+	for _, ph := range p.Phases {
+		if ph.Seconds < 0 || math.IsNaN(ph.Seconds) {
+			t.Errorf("phase %s: %v s", ph.Name, ph.Seconds)
+		}
+		phase[ph.Name] = ph.Seconds
+		sum += ph.Seconds
+		if !strings.Contains(stdout, ph.Name) {
+			t.Errorf("stdout lacks phase %q", ph.Name)
+		}
+	}
+	for _, n := range []string{"calibrate", "alignment passes", "held-back scoring", "rewrite"} {
+		if !(phase[n] > 0) {
+			t.Errorf("phase %q: %v s, want > 0", n, phase[n])
+		}
+	}
+	// 8 alignment passes of 64 chunks against one calibration pass of 128
+	// over the same blocks: 4×.
+	if a, c := phase["alignment passes"], phase["calibrate"]; math.Abs(a/c-4) > 1e-9 {
+		t.Errorf("alignment passes %v s, calibration %v s: want 8 × 64 / 128 = 4×", a, c)
+	}
+	if math.Abs(sum-p.Seconds) > 1e-9*sum || math.Abs(p.Baseline-(phase["calibrate"]+phase["rewrite"])) > 1e-9*p.Baseline ||
+		math.Abs(p.Ratio-p.Seconds/p.Baseline) > 1e-9*p.Ratio {
+		t.Errorf("projection: phases sum to %v, total %v, baseline %v, ratio %v", sum, p.Seconds, p.Baseline, p.Ratio)
+	}
+	if pr := res["merge.projected.Llama-3-8B"]; pr.Value != p.Seconds || pr.BaselineValue != p.Baseline {
+		t.Errorf("merge.projected.Llama-3-8B = %+v, want %v / %v", pr, p.Seconds, p.Baseline)
+	}
+	if !strings.Contains(stdout, "projection: merge --remove 8 of a Llama-3-8B-shaped") {
+		t.Errorf("stdout lacks the projection:\n%s", stdout)
+	}
+	// The merge wrote nothing but its output (and removed its temporary
+	// file); bench removed the output.
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if want := []string{"bench-merge-tiny.gguf", "bench.json"}; !slices.Equal(names, want) {
+		t.Errorf("work folder holds %v, want %v", names, want)
+	}
+}
+
+// runLong runs the binary like run, with a longer time limit (a whole
+// merge runs in the child).
+func runLong(t *testing.T, limit time.Duration, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, "MKA_VERBOSE=") })
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("mka-gguf %s: timed out after %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), limit, o.String(), e.String())
+	}
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	default:
+		t.Fatalf("mka-gguf %s: %v", strings.Join(args, " "), err)
+	}
+	return o.String(), e.String(), code
+}
+
+// BenchmarkMerge runs the merge part of bench (a whole default merge
+// against one calibration pass and one rewrite, and the Llama-3-8B
+// projection) on the merge-tiny model, or on merge1gb (18 blocks, 1.02 GiB;
+// about an hour on 2 cores) with MKA_BENCH_1GB=1:
+//
+//	MKA_BENCH_1GB=1 go test ./cmd/mka-gguf -run XXX -bench BenchmarkMerge -benchtime 1x -timeout 3h
+func BenchmarkMerge(b *testing.B) {
+	size := "merge-tiny"
+	if os.Getenv("MKA_BENCH_1GB") != "" {
+		size = "merge1gb"
+		if free := benchenv.FreeBytes(os.TempDir()); free >= 0 && free < 3<<30 {
+			b.Skipf("needs 3 GB of free disk in %s, has %d bytes", os.TempDir(), free)
+		}
+	}
+	var r benchReport
+	for range b.N {
+		out := filepath.Join(b.TempDir(), "bench.json")
+		cmd := exec.Command(bin, "--quiet", "bench", "--only", "merge", "--size", size, "--json", out)
+		o, err := cmd.CombinedOutput()
+		if err != nil {
+			b.Fatalf("%v: %v\n%s", cmd.Args, err, o)
+		}
+		data, err := os.ReadFile(out)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := json.Unmarshal(data, &r); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("%s", o)
+	}
+	for _, m := range []struct{ result, unit string }{
+		{"merge.wall", "wall/(calib+rewrite)"},
+		{"merge.written", "written/output"},
+		{"merge.peak_rss", "rss/limit"},
+		{"merge.projected.Llama-3-8B", "8B-wall/(calib+rewrite)"},
+	} {
+		i := slices.IndexFunc(r.Results, func(x benchResult) bool { return x.Name == m.result })
+		if i < 0 {
+			b.Fatalf("no result %s", m.result)
+		}
+		b.ReportMetric(r.Results[i].Ratio, m.unit)
+	}
+	if r.Merge != nil && r.Merge.Projection != nil {
+		b.ReportMetric(r.Merge.Projection.Seconds, "8B-s")
+	}
+}
