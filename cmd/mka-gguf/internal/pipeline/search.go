@@ -43,7 +43,7 @@ type Config struct {
 	// filter's agreement with the held-back loss).
 	ScoreAll bool
 	// MaxStatsBytes bounds the memory of the alignment statistics of one
-	// pass (2·d²·8 bytes per candidate); candidates beyond it are the
+	// pass (3·d²·8 bytes per candidate); candidates beyond it are the
 	// ones with the lowest Block Influence first. 0: 1 GiB.
 	MaxStatsBytes int64
 	// Original, when set, is the unmodified model (loaded read-only): the
@@ -389,7 +389,7 @@ func (s *Searcher) candidates(bi map[int]float64) []int {
 	for j := 1; j < s.e.Blocks(); j++ {
 		drops = append(drops, j)
 	}
-	per := int64(2 * s.d * s.d * 8)
+	per := int64(3 * s.d * s.d * 8) // XᵀX, XᵀY in float64 and their float32 batch products
 	limit := max(int(s.cfg.MaxStatsBytes/per), s.cfg.Candidates, 1)
 	if len(drops) <= limit {
 		return drops
@@ -532,6 +532,7 @@ func (s *Searcher) step(step int, bi map[int]float64) (StepReport, *Candidate, e
 	}
 	for _, c := range cands {
 		cc := *c
+		cc.align = nil // the report keeps the numbers, not every candidate's d×d matrix
 		if !math.IsNaN(c.HeldNLL) {
 			cc.Held = &c.HeldNLL
 		}
