@@ -24,7 +24,7 @@ func TestBenchMerge(t *testing.T) {
 	out := filepath.Join(dir, "bench.json")
 	// One thread: on a loaded machine ggml's spinning workers make a tiny
 	// model's decodes many times slower with two.
-	args := []string{"bench", "--size", "merge-tiny", "--only", "merge", "--threads", "1", "--dir", dir, "--json", out}
+	args := []string{"bench", "--size", "merge-tiny", "--only", "merge", "--threads", "1", "--dir", dir, "--json-file", out}
 	stdout, stderr, code := runLong(t, 10*time.Minute, args...)
 	wantOK(t, args, stdout, stderr, code)
 	r, res := readBenchReport(t, out)
@@ -173,7 +173,7 @@ func BenchmarkMerge(b *testing.B) {
 	var r benchReport
 	for range b.N {
 		out := filepath.Join(b.TempDir(), "bench.json")
-		cmd := exec.Command(bin, "--quiet", "bench", "--only", "merge", "--size", size, "--json", out)
+		cmd := exec.Command(bin, "--quiet", "bench", "--only", "merge", "--size", size, "--json-file", out)
 		o, err := cmd.CombinedOutput()
 		if err != nil {
 			b.Fatalf("%v: %v\n%s", cmd.Args, err, o)
