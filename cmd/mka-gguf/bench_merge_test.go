@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"math"
 	"os"
 	"os/exec"
@@ -135,25 +132,7 @@ func TestBenchMerge(t *testing.T) {
 // merge runs in the child).
 func runLong(t *testing.T, limit time.Duration, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, "MKA_VERBOSE=") })
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("mka-gguf %s: timed out after %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), limit, o.String(), e.String())
-	}
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exit):
-		code = exit.ExitCode()
-	default:
-		t.Fatalf("mka-gguf %s: %v", strings.Join(args, " "), err)
-	}
-	return o.String(), e.String(), code
+	return runBinFor(t, limit, bin, args...)
 }
 
 // BenchmarkMerge runs the merge part of bench (a whole default merge

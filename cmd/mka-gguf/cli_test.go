@@ -61,7 +61,13 @@ func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 // runBin is run for another binary (e.g. the portable build's).
 func runBin(t *testing.T, bin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	return runBinFor(t, runTimeout, bin, args...)
+}
+
+// runBinFor is runBin with its own time limit.
+func runBinFor(t *testing.T, limit time.Duration, bin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	// llama.cpp's info log would add lines to stderr.
@@ -76,7 +82,7 @@ func runBin(t *testing.T, bin string, args ...string) (stdout, stderr string, co
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		t.Fatalf("mka-gguf %s: timed out after %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), runTimeout, o.String(), e.String())
+		t.Fatalf("mka-gguf %s: timed out after %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), limit, o.String(), e.String())
 	}
 	var exit *exec.ExitError
 	switch {
