@@ -57,16 +57,16 @@ func texts(s []corpus.Sample) []string {
 }
 
 // calibrate tokenizes texts and runs the calibration pass with a progress
-// bar.
-func calibrate(c *cli.Context, m *cgo.Model, texts []string, source string) (*calib.Result, error) {
+// bar. It also returns the chunks it decoded.
+func calibrate(c *cli.Context, m *cgo.Model, texts []string, source string) (*calib.Result, [][]int32, error) {
 	t := min(c.Int("ctx"), m.NCtxTrain())
 	n := c.Int("samples")
 	if n < 8 {
-		return nil, usageError(c, "--samples %d is too few for a manifold (need at least 8)", n)
+		return nil, nil, usageError(c, "--samples %d is too few for a manifold (need at least 8)", n)
 	}
 	chunks, err := calib.Tokens(m, texts, n, t, c.Uint64("seed"))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", source, err)
+		return nil, nil, fmt.Errorf("%s: %w", source, err)
 	}
 	bar := progress.New("calibrate", n, "samples")
 	res, err := calib.Run(m, chunks, calib.Options{Context: c.Context, Samples: n, Ctx: t, Seed: c.Uint64("seed"), Threads: threads(c),
@@ -76,9 +76,9 @@ func calibrate(c *cli.Context, m *cgo.Model, texts []string, source string) (*ca
 		}})
 	bar.Done()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return res, nil
+	return res, chunks, nil
 }
 
 // analyzeOptions reads --rep and --kernel.

@@ -182,7 +182,8 @@ func prepare(c *cli.Context, in string, needCalib, needHeld, needEdit bool) (*me
 		j.close()
 		return nil, err
 	}
-	if j.res, err = calibrate(c, j.model, texts(samples), source); err != nil {
+	var chunks [][]int32
+	if j.res, chunks, err = calibrate(c, j.model, texts(samples), source); err != nil {
 		j.close()
 		return nil, err
 	}
@@ -191,11 +192,9 @@ func prepare(c *cli.Context, in string, needCalib, needHeld, needEdit bool) (*me
 		return nil, err
 	}
 	if needEdit {
-		n := max(1, min(c.Int("align-samples"), j.res.Samples))
-		if j.align, err = calib.Tokens(j.model, texts(samples), n, j.res.Ctx, c.Uint64("seed")); err != nil {
-			j.close()
-			return nil, fmt.Errorf("%s: alignment chunks: %w", source, err)
-		}
+		// The alignment passes decode the first --align-samples calibration
+		// chunks.
+		j.align = chunks[:max(1, min(c.Int("align-samples"), len(chunks)))]
 	}
 	if needHeld {
 		t := j.res.Ctx
