@@ -24,23 +24,60 @@ var ErrAlign = errors.New("merge: alignment")
 // block's residual stream before its FFN (llama.cpp's "ffn_inp-<i>"), X is
 // its FFN output (l_out-<i> − ffn_inp-<i>) and H is the output the replaced
 // blocks produced. Only XᵀX, XᵀY and ‖Y‖² are kept, so memory is O(d²)
-// whatever the number of tokens. The products are computed per batch in
-// float32 with gonum's blocked BLAS (Syrk, Gemm) and summed in float64.
+// whatever the number of tokens: AlignStatsBytes(d) = 4d(d+1) + 4d² bytes.
+// The products are computed per batch in float32 with gonum's blocked BLAS:
+// XᵀX (Syrk, into a scratch that many AlignStats can share) is summed in
+// float64, the upper triangle packed; XᵀY is summed in float32 by the
+// BLAS itself (Gemm with β = 1: about 1e-6 relative after 64 batches, far
+// below the sampling error of the fit).
 type AlignStats struct {
-	D      int
-	XtX    []float64 // d×d, row-major, symmetric (both triangles filled by Solve)
-	XtY    []float64 // d×d, row-major
+	D int
+	// XtX is the upper triangle of XᵀX packed by rows: row i holds
+	// columns i..d−1 and starts at i·d − i(i−1)/2.
+	XtX    []float64
+	XtY    []float32 // d×d, row-major
 	YtY    float64   // ‖Y‖²_F
 	HH     float64   // ‖H‖²_F, the target's own norm (AddTargetNorm)
 	Tokens int
 
-	g32, c32 []float32 // per-batch products
+	scratch *AlignScratch
 }
 
-// NewAlignStats returns empty statistics for d columns.
-func NewAlignStats(d int) *AlignStats {
-	return &AlignStats{D: d, XtX: make([]float64, d*d), XtY: make([]float64, d*d)}
+// AlignScratch is the per-batch float32 work of Add (d×d products), which
+// AlignStats used one at a time can share.
+type AlignScratch struct {
+	g, c []float32
+	// Gram, when set, computes g = XᵀX and c = XᵀY for rows × d inputs
+	// instead of gonum (cgo.Gram runs them on ggml's CPU device).
+	Gram func(x, y []float32, rows, d int, g, c []float32) error
 }
+
+// NewAlignScratch returns a scratch for d columns.
+func NewAlignScratch(d int) *AlignScratch { return &AlignScratch{g: make([]float32, d*d)} }
+
+// AlignStatsBytes is the memory of one AlignStats of d columns, scratch
+// excluded.
+func AlignStatsBytes(d int) int64 { return int64(d*(d+1)/2)*8 + int64(d*d)*4 }
+
+// NewAlignStats returns empty statistics for d columns with their own
+// scratch.
+func NewAlignStats(d int) *AlignStats { return NewAlignStatsShared(d, nil) }
+
+// NewAlignStatsShared returns empty statistics for d columns that use sc
+// (nil: their own) as the scratch of Add.
+func NewAlignStatsShared(d int, sc *AlignScratch) *AlignStats {
+	return &AlignStats{D: d, XtX: make([]float64, d*(d+1)/2), XtY: make([]float32, d*d), scratch: sc}
+}
+
+// Reset empties the statistics for reuse.
+func (s *AlignStats) Reset() {
+	clear(s.XtX)
+	clear(s.XtY)
+	s.YtY, s.HH, s.Tokens = 0, 0, 0
+}
+
+// packed returns the index of XᵀX[i][k], i ≤ k, in XtX.
+func (s *AlignStats) packed(i, k int) int { return i*s.D - i*(i-1)/2 + k - i }
 
 // Add accumulates rows tokens: x and y hold rows×D values, row-major.
 func (s *AlignStats) Add(x, y []float32, rows int) error {
@@ -51,23 +88,32 @@ func (s *AlignStats) Add(x, y []float32, rows int) error {
 	if rows == 0 {
 		return nil
 	}
-	if s.g32 == nil {
-		s.g32, s.c32 = make([]float32, d*d), make([]float32, d*d)
+	if s.scratch == nil {
+		s.scratch = NewAlignScratch(d)
 	}
-	X := blas32.General{Rows: rows, Cols: d, Stride: d, Data: x}
-	Y := blas32.General{Rows: rows, Cols: d, Stride: d, Data: y}
-	G := blas32.Symmetric{N: d, Stride: d, Uplo: blas.Upper, Data: s.g32}
-	C := blas32.General{Rows: d, Cols: d, Stride: d, Data: s.c32}
-	blas32.Syrk(blas.Trans, 1, X, 0, G)
-	blas32.Gemm(blas.Trans, blas.NoTrans, 1, X, Y, 0, C)
+	if sc := s.scratch; sc.Gram != nil {
+		if len(sc.c) != d*d {
+			sc.c = make([]float32, d*d)
+		}
+		if err := sc.Gram(x, y, rows, d, sc.g, sc.c); err != nil {
+			return fmt.Errorf("%w: %v", ErrAlign, err)
+		}
+		for i, v := range sc.c {
+			s.XtY[i] += v
+		}
+	} else {
+		X := blas32.General{Rows: rows, Cols: d, Stride: d, Data: x}
+		Y := blas32.General{Rows: rows, Cols: d, Stride: d, Data: y}
+		G := blas32.Symmetric{N: d, Stride: d, Uplo: blas.Upper, Data: sc.g}
+		C := blas32.General{Rows: d, Cols: d, Stride: d, Data: s.XtY}
+		blas32.Syrk(blas.Trans, 1, X, 0, G)
+		blas32.Gemm(blas.Trans, blas.NoTrans, 1, X, Y, 1, C)
+	}
 	for i := 0; i < d; i++ {
-		g, gs := s.XtX[i*d+i:(i+1)*d], s.g32[i*d+i:(i+1)*d]
-		for k, v := range gs {
+		g := s.XtX[s.packed(i, i) : s.packed(i, i)+d-i]
+		for k, v := range s.scratch.g[i*d+i : (i+1)*d] {
 			g[k] += float64(v)
 		}
-	}
-	for i, v := range s.c32 {
-		s.XtY[i] += float64(v)
 	}
 	var yy float64
 	for _, v := range y {
@@ -133,13 +179,8 @@ func (s *AlignStats) Solve(rhoRel float64) (*Alignment, error) {
 	}
 	var tr, trC float64
 	for i := 0; i < d; i++ {
-		tr += s.XtX[i*d+i]
-		trC += s.XtY[i*d+i]
-	}
-	for i := 0; i < d; i++ { // mirror the upper triangle
-		for k := i + 1; k < d; k++ {
-			s.XtX[k*d+i] = s.XtX[i*d+k]
-		}
+		tr += s.XtX[s.packed(i, i)]
+		trC += float64(s.XtY[i*d+i])
 	}
 	scale := tr / float64(d)
 	if scale == 0 {
@@ -153,7 +194,7 @@ func (s *AlignStats) Solve(rhoRel float64) (*Alignment, error) {
 		a := mat.NewSymDense(d, nil)
 		for i := 0; i < d; i++ {
 			for k := i; k < d; k++ {
-				v := s.XtX[i*d+k]
+				v := s.XtX[s.packed(i, k)]
 				if i == k {
 					v += rho
 				}
@@ -175,34 +216,30 @@ func (s *AlignStats) Solve(rhoRel float64) (*Alignment, error) {
 	b := mat.NewDense(d, d, nil)
 	for i := 0; i < d; i++ {
 		for k := 0; k < d; k++ {
-			v := s.XtY[i*d+k]
+			v := float64(s.XtY[i*d+k])
 			if i == k {
 				v += rho
 			}
 			b.Set(i, k, v)
 		}
 	}
-	var t mat.Dense
-	if err := chol.SolveTo(&t, b); err != nil {
+	// The solution overwrites b's storage (no further d×d buffer).
+	if err := chol.SolveTo(b, b); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrAlign, err)
 	}
-	T := make([]float64, d*d)
-	for i := 0; i < d; i++ {
-		for k := 0; k < d; k++ {
-			T[i*d+k] = t.At(i, k)
-		}
-	}
+	T := b.RawMatrix().Data
 	// tr(Tᵀ G T) with G T = C + ρ(I − T); tr(Tᵀ C).
 	var tGT, tC float64
 	for i := 0; i < d; i++ {
 		for k := 0; k < d; k++ {
 			tik := T[i*d+k]
-			gt := s.XtY[i*d+k] - rho*tik
+			c := float64(s.XtY[i*d+k])
+			gt := c - rho*tik
 			if i == k {
 				gt += rho
 			}
 			tGT += tik * gt
-			tC += tik * s.XtY[i*d+k]
+			tC += tik * c
 		}
 	}
 	res := (tGT - 2*tC + s.YtY) / s.YtY
@@ -265,4 +302,32 @@ func (a *Alignment) FoldRows(w []float32, perRow int) ([]float32, error) {
 	O := blas32.General{Rows: d, Cols: perRow, Stride: perRow, Data: out}
 	blas32.Gemm(blas.Trans, blas.NoTrans, 1, T, W, 0, O)
 	return out, nil
+}
+
+// FoldRowsInPlace is FoldRows writing the result over w, one block of 256
+// columns at a time (each column block of Tᵀ W depends only on the same
+// columns of W), so that folding a large tensor needs d × 256 values of
+// scratch instead of a second copy of it.
+func (a *Alignment) FoldRowsInPlace(w []float32, perRow int) error {
+	d := a.D
+	if len(w) != d*perRow {
+		return fmt.Errorf("%w: weight has %d values, want %d rows of %d", ErrAlign, len(w), d, perRow)
+	}
+	t32 := make([]float32, d*d)
+	for i, v := range a.T {
+		t32[i] = float32(v)
+	}
+	T := blas32.General{Rows: d, Cols: d, Stride: d, Data: t32}
+	const cols = 256
+	tmp := make([]float32, d*min(cols, perRow))
+	for c0 := 0; c0 < perRow; c0 += cols {
+		n := min(cols, perRow-c0)
+		W := blas32.General{Rows: d, Cols: n, Stride: perRow, Data: w[c0:]}
+		O := blas32.General{Rows: d, Cols: n, Stride: n, Data: tmp[:d*n]}
+		blas32.Gemm(blas.Trans, blas.NoTrans, 1, T, W, 0, O)
+		for r := range d {
+			copy(w[r*perRow+c0:r*perRow+c0+n], tmp[r*n:(r+1)*n])
+		}
+	}
+	return nil
 }

@@ -168,3 +168,33 @@ func TestAlignErrors(t *testing.T) {
 		t.Error("Add accepted mismatched sizes")
 	}
 }
+
+// TestFoldRowsInPlace: the in-place fold equals FoldRows, across several
+// 256-column blocks and a partial last one.
+func TestFoldRowsInPlace(t *testing.T) {
+	const d, nff = 16, 600
+	r := rand.New(rand.NewPCG(5, 5))
+	w := make([]float32, d*nff)
+	for i := range w {
+		w[i] = float32(r.NormFloat64())
+	}
+	a := &Alignment{D: d, T: make([]float64, d*d)}
+	for i := range a.T {
+		a.T[i] = r.NormFloat64()
+	}
+	want, err := a.FoldRows(w, nff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.FoldRowsInPlace(w, nff); err != nil {
+		t.Fatal(err)
+	}
+	for i := range w {
+		if math.Abs(float64(w[i]-want[i])) > 1e-5*math.Max(1, math.Abs(float64(want[i]))) {
+			t.Fatalf("value %d: in place %v, FoldRows %v", i, w[i], want[i])
+		}
+	}
+	if err := a.FoldRowsInPlace(w[:7], nff); err == nil {
+		t.Error("FoldRowsInPlace accepted a weight of the wrong size")
+	}
+}

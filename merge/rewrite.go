@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/mka-gguf/mka-gguf/gguf"
@@ -72,10 +73,17 @@ type RewriteOptions struct {
 	// Tᵀ b), computed in float32 after the fusion and encoded back in the
 	// tensor's own type. Other tensors are unchanged.
 	Align map[int]*Alignment
+	// AlignAttn maps an output block to an alignment folded the same way
+	// into its attention output (attn_output.weight and .bias).
+	AlignAttn map[int]*Alignment
 }
 
 // AlignedSuffixes are the block tensors an Alignment is folded into.
 var AlignedSuffixes = []string{"ffn_down.weight", "ffn_down.bias"}
+
+// AttnAlignedSuffixes are those of an attention-output alignment
+// (RewriteOptions.AlignAttn).
+var AttnAlignedSuffixes = []string{"attn_output.weight", "attn_output.bias"}
 
 // isNorm reports whether a block tensor is a normalisation weight.
 func isNorm(suffix string) bool {
@@ -140,7 +148,7 @@ func Rewrite(ctx context.Context, f *gguf.File, b *Blocks, plan *Plan, out strin
 			emitted = true
 			for j, parts := range plan.Layout {
 				for _, suffix := range b.Suffixes {
-					ot, err := fusedTensor(ctx, f, parts, suffix, src, j, codec, chunk, opt.Norms, alignFor(opt.Align, j, suffix))
+					ot, err := fusedTensor(ctx, f, parts, suffix, src, j, codec, chunk, opt.Norms, alignFor(opt, j, suffix))
 					if err != nil {
 						return err
 					}
@@ -181,17 +189,14 @@ func Rewrite(ctx context.Context, f *gguf.File, b *Blocks, plan *Plan, out strin
 	return nil
 }
 
-// alignFor returns the alignment of output block j if tensor suffix is one
-// it is folded into.
-func alignFor(m map[int]*Alignment, j int, suffix string) *Alignment {
-	a := m[j]
-	if a == nil {
-		return nil
+// alignFor returns the alignment of output block j that tensor suffix
+// folds, if any.
+func alignFor(opt RewriteOptions, j int, suffix string) *Alignment {
+	if a := opt.Align[j]; a != nil && slices.Contains(AlignedSuffixes, suffix) {
+		return a
 	}
-	for _, s := range AlignedSuffixes {
-		if s == suffix {
-			return a
-		}
+	if a := opt.AlignAttn[j]; a != nil && slices.Contains(AttnAlignedSuffixes, suffix) {
+		return a
 	}
 	return nil
 }

@@ -66,7 +66,7 @@ func runAnalyze(c *cli.Context) error {
 		return err
 	}
 	defer m.Close()
-	res, _, err := calibrate(c, m, texts, source)
+	res, _, err := calibrate(c, m, texts, source, nil)
 	if err != nil {
 		return err
 	}

@@ -41,11 +41,6 @@ const (
 	benchMergeRSSSlack  = 256 << 20
 )
 
-// benchStatsBytes is pipeline.Config.MaxStatsBytes's default (1 GiB): the
-// alignment statistics of one pass, 2·d²·8 bytes per candidate, stay under
-// it, so a d = 4096 model has at most 4 candidates per step.
-const benchStatsBytes = 1 << 30
-
 // benchMerge is the merge part's measurement, in the --json report.
 type benchMerge struct {
 	Remove  int      `json:"remove"`
@@ -83,9 +78,11 @@ type benchMerge struct {
 // benchMergeStep is one step of the child's search.
 type benchMergeStep struct {
 	Drop         int     `json:"drop"`
-	Candidates   int     `json:"candidates"`    // given an alignment fit
-	Scored       int     `json:"scored"`        // decoded on held-back text
-	Deepest      int     `json:"deepest_block"` // loaded block the alignment pass stops after
+	Candidates   int     `json:"candidates"`      // given an alignment fit
+	Scored       int     `json:"scored"`          // decoded on held-back text
+	HeldChunks   int     `json:"heldback_chunks"` // held-back chunks decoded, all candidates (the race stops some early)
+	Prefilled    bool    `json:"prefilled"`       // statistics from the calibration pass (no pass of its own)
+	Deepest      int     `json:"deepest_block"`   // loaded block the alignment pass stops after
 	AlignSeconds float64 `json:"align_seconds"`
 	ScoreSeconds float64 `json:"score_seconds"`
 }
@@ -385,10 +382,15 @@ func benchMergeChild(c *cli.Context, bm *benchMerge, path, dir string, threads i
 		phys[i] = i
 	}
 	for _, s := range mr.Search {
-		ms := benchMergeStep{Drop: s.Drop, Candidates: len(s.Candidates), AlignSeconds: s.AlignSeconds, ScoreSeconds: s.ScoreSeconds}
+		ms := benchMergeStep{Drop: s.Drop, Candidates: len(s.Candidates), AlignSeconds: s.AlignSeconds, ScoreSeconds: s.ScoreSeconds, Prefilled: s.Prefilled}
 		for _, cd := range s.Candidates {
 			if cd.Held != nil {
 				ms.Scored++
+				ms.HeldChunks += bm.HeldChunks
+			}
+			if cd.RaceChunks > 0 {
+				ms.Scored++
+				ms.HeldChunks += cd.RaceChunks
 			}
 			if cd.Drop < len(phys) {
 				ms.Deepest = max(ms.Deepest, phys[cd.Drop])
@@ -422,7 +424,7 @@ func benchProject(bm *benchMerge, s llamaShape, remove int, blockMat, outMat flo
 	rate := float64(bm.CalibTokens) / bm.CalibSeconds * 2 * L * blockMat
 	p := &benchProjection{Shape: s, Params: s.params(), Bytes: 2 * s.params(), Remove: remove, FLOPRate: rate, Scale: map[string]string{}}
 	sL, sBlock, sOut := float64(s.Blocks), s.blockMatmul(), float64(s.Vocab)*float64(s.Embd)
-	nCal, nAlign, nHeld := mergeDefault("samples"), float64(bm.AlignChunks), float64(bm.HeldChunks)
+	nCal, nAlign := mergeDefault("samples"), float64(bm.AlignChunks)
 	k := int(mergeDefault("candidates"))
 
 	// The measured child: its decodes predicted at the same rate, the rest
@@ -433,17 +435,29 @@ func benchProject(bm *benchMerge, s llamaShape, remove int, blockMat, outMat flo
 	}
 	rows := nAlign * (T - 1) // tokens per alignment pass after BOS
 	goFit := func(d float64) float64 { return 3*d*d*rows + 7.0/3*d*d*d }
-	var alignGo, scoreGo, fitWork, editWork float64
+	// The step whose statistics came from the calibration pass made them
+	// there: the child's calibration beyond the plain pass is fit work.
+	alignGo := max(0, bm.ChildCalibSeconds-bm.CalibSeconds)
+	var scoreGo, fitWork, editWork, heldChunks float64
+	passes := 0
 	for _, st := range bm.Steps {
-		dec := nAlign * T * 2 * float64(st.Deepest+1) * blockMat / rate
-		alignGo += max(0, st.AlignSeconds-dec)
-		dec = float64(st.Scored) * nHeld * T * 2 * (L*blockMat + outMat) / rate
+		if !st.Prefilled {
+			passes++
+			dec := nAlign * T * 2 * float64(st.Deepest+1) * blockMat / rate
+			alignGo += max(0, st.AlignSeconds-dec)
+		}
+		dec := float64(st.HeldChunks) * T * 2 * (L*blockMat + outMat) / rate
 		scoreGo += max(0, st.ScoreSeconds-dec)
+		heldChunks += float64(st.HeldChunks)
 		fitWork += float64(st.Candidates) * goFit(embd)
 		editWork += float64(st.Scored+1) * 2 * embd * embd * ffn
 	}
+	heldPerStep := heldChunks / float64(max(len(bm.Steps), 1))
+	prefilled := len(bm.Steps) - passes // steps whose statistics came from the calibration pass
 	var fitWork8, editWork8 float64
-	limit := max(benchStatsBytes/(16*s.Embd*s.Embd), k, 1)
+	// As merge bounds the statistics: one block in float32.
+	block8 := 4 * (s.blockMatmul() + 2*float64(s.Embd))
+	limit := max(int(block8/float64(merge.AlignStatsBytes(s.Embd))), k, 1)
 	for step := range remove {
 		cands := min(s.Blocks-step-1, limit)
 		fitWork8 += float64(cands) * goFit(float64(s.Embd))
@@ -464,14 +478,15 @@ func benchProject(bm *benchMerge, s llamaShape, remove int, blockMat, outMat flo
 	}
 	calibSec := nCal * T * 2 * sL * sBlock / rate
 	add("calibrate", calibSec, fmt.Sprintf("%.0f × %.0f tokens, %d blocks, no output layer", nCal, T, s.Blocks))
-	add("alignment passes", float64(remove)*nAlign*T*2*sL*sBlock/rate,
-		fmt.Sprintf("%d × %.0f × %.0f tokens, every block (stops after the deepest candidate; taken as the last)", remove, nAlign, T))
-	add("alignment fits (Go)", alignGo*ratio(fitWork8, fitWork),
-		fmt.Sprintf("XᵀX, XᵀY, Cholesky: %d candidates per step (1 GiB of statistics), measured %.1f s scaled by FLOPs", limit, alignGo))
-	add("held-back scoring", float64(remove*k)*nHeld*T*2*(sL*sBlock+sOut)/rate,
-		fmt.Sprintf("%d × %d × %.0f × %.0f tokens with logits", remove, k, nHeld, T))
-	add("weight edits (Go)", scoreGo*ratio(editWork8, editWork),
-		fmt.Sprintf("alignment folded into ffn_down per scored candidate: measured %.1f s scaled by FLOPs", scoreGo))
+	nPass := float64(max(remove-prefilled, 0))
+	add("alignment passes", nPass*nAlign*T*2*sL*sBlock/rate,
+		fmt.Sprintf("%.0f × %.0f × %.0f tokens, every block (step 1's is the calibration pass; a pass stops after the deepest candidate, taken as the last)", nPass, nAlign, T))
+	add("alignment fits", alignGo*ratio(fitWork8, fitWork),
+		fmt.Sprintf("XᵀX, XᵀY (ggml), Cholesky: %d candidates per step (one block of float32), measured %.1f s scaled by FLOPs", limit, alignGo))
+	add("held-back scoring", float64(remove)*heldPerStep*T*2*(sL*sBlock+sOut)/rate,
+		fmt.Sprintf("%d steps × %.1f chunks (%d candidates, the race stops losers, as measured) × %.0f tokens with logits", remove, heldPerStep, k, T))
+	add("weight edits, losses (Go)", scoreGo*ratio(editWork8, editWork),
+		fmt.Sprintf("alignments folded into ffn_down, next-token losses: measured %.1f s scaled by FLOPs", scoreGo))
 	rwSec := outBytes / mbps
 	add("rewrite", rwSec, fmt.Sprintf("%s at the measured %.0f MB/s", human(uint64(outBytes)), mbps/1e6))
 	add("load, SHA-256, verify", other*ratio(p.Bytes, float64(fileBytes)),
@@ -491,8 +506,12 @@ func benchMergeTable(w io.Writer, bm *benchMerge) {
 	fmt.Fprintf(w, "\nmerge --remove %d: wall %.1f s (child: calibration %.1f s, search %.1f s, rest %.1f s); load %.1f s; %d alignment chunks, %d held-back chunks of %d tokens\n",
 		bm.Remove, bm.WallSeconds, bm.ChildCalibSeconds, bm.ChildSearchSeconds, bm.WallSeconds-bm.ChildCalibSeconds-bm.ChildSearchSeconds, bm.LoadSeconds, bm.AlignChunks, bm.HeldChunks, bm.Ctx)
 	for i, s := range bm.Steps {
-		fmt.Fprintf(w, "  step %d: drop blk %d, %d candidates fitted, %d scored, pass to blk %d: align %.1f s, score %.1f s\n",
-			i+1, s.Drop, s.Candidates, s.Scored, s.Deepest, s.AlignSeconds, s.ScoreSeconds)
+		pass := fmt.Sprintf("pass to blk %d", s.Deepest)
+		if s.Prefilled {
+			pass = "statistics from the calibration pass"
+		}
+		fmt.Fprintf(w, "  step %d: drop blk %d, %d candidates fitted, %d scored (%d held-back chunks), %s: align %.1f s, score %.1f s\n",
+			i+1, s.Drop, s.Candidates, s.Scored, s.HeldChunks, pass, s.AlignSeconds, s.ScoreSeconds)
 	}
 	fmt.Fprintf(w, "  written %d bytes (report %d), output %d bytes; peak RSS %s, limit %s = tensors %s + 2 × %s + 256 MiB\n",
 		bm.WrittenBytes, bm.ReportBytes, bm.OutputBytes, human(uint64(bm.PeakRSS)), human(uint64(bm.RSSLimit)), human(uint64(bm.TensorBytes)), human(uint64(bm.BlockF32Bytes)))

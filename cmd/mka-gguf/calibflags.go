@@ -13,6 +13,7 @@ import (
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/analysis"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/corpus"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/pipeline"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 )
 
@@ -58,7 +59,11 @@ func texts(s []corpus.Sample) []string {
 
 // calibrate tokenizes texts and runs the calibration pass with a progress
 // bar. It also returns the chunks it decoded.
-func calibrate(c *cli.Context, m *cgo.Model, texts []string, source string) (*calib.Result, [][]int32, error) {
+//
+// observe, when set, is called with the chunks' length and number before
+// the pass and may return another pass to run on the same decodes (the
+// merge's first alignment pass).
+func calibrate(c *cli.Context, m *cgo.Model, texts []string, source string, observe func(t, chunks int) *pipeline.Prefill) (*calib.Result, [][]int32, error) {
 	t := min(c.Int("ctx"), m.NCtxTrain())
 	n := c.Int("samples")
 	if n < 8 {
@@ -69,11 +74,17 @@ func calibrate(c *cli.Context, m *cgo.Model, texts []string, source string) (*ca
 		return nil, nil, fmt.Errorf("%s: %w", source, err)
 	}
 	bar := progress.New("calibrate", n, "samples")
-	res, err := calib.Run(m, chunks, calib.Options{Context: c.Context, Samples: n, Ctx: t, Seed: c.Uint64("seed"), Threads: threads(c),
+	opt := calib.Options{Context: c.Context, Samples: n, Ctx: t, Seed: c.Uint64("seed"), Threads: threads(c),
 		BatchTokens: c.Int("batch"),
 		Progress: func(done, total int, tps float64) {
 			bar.Set(done, fmt.Sprintf("%.0f tok/s", tps))
-		}})
+		}}
+	if observe != nil {
+		if pf := observe(t, len(chunks)); pf != nil {
+			opt.Observe, opt.ObserveBefore = pf.Capture, pf.Before
+		}
+	}
+	res, err := calib.Run(m, chunks, opt)
 	bar.Done()
 	if err != nil {
 		return nil, nil, err

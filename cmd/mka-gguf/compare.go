@@ -126,7 +126,7 @@ func runCompare(c *cli.Context) error {
 	for _, v := range vs {
 		edit = edit || needsEdit(c, v.method, v.align)
 	}
-	j, err := prepare(c, in, true, search, edit)
+	j, err := prepare(c, in, true, search, edit, false)
 	if err != nil {
 		return err
 	}
@@ -164,7 +164,7 @@ func runCompare(c *cli.Context) error {
 				}
 				p := sr.plan
 				f := files[compareKey{v.name, n}]
-				if err := j.write(c.Context, p, sr.align, f.Tmp, norms, provenance(sr, sum), true); err != nil {
+				if err := j.write(c.Context, sr, f.Tmp, norms, provenance(sr, sum), true); err != nil {
 					return err
 				}
 				r, err := q.measure(f.Tmp)

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,6 +43,8 @@ var mergeFlags = append([]cli.Flag{
 	&cli.StringFlag{Name: "align-target", Value: "merged", Usage: "alignment target: the removed block's output in the model as merged so far (merged) or in the original model (original: one more decode per alignment batch)"},
 	&cli.IntFlag{Name: "align-samples", Value: 64, Usage: "calibration samples used by each alignment pass (at most --samples)"},
 	&cli.StringFlag{Name: "fuse-lambdas", Usage: "with --lambda search: comma-separated interior λ in (0,1) tried for each step's best candidate (its block fused with the one before, then aligned)"},
+	&cli.BoolFlag{Name: "align-attn", Usage: "with --lambda search: also try aligning the surviving block's attention output for each step's chosen drop (three more alignment decodes per step; kept when the held-back loss is lower)"},
+	&cli.BoolFlag{Name: "race", Value: true, Usage: "stop scoring a candidate on held-back text once its loss, paired by chunk, is 3 standard errors above the best's (--race=false scores each in full)"},
 	&cli.BoolFlag{Name: "score-all", Usage: "score every candidate on held-back text, not only the filter's best (measures the filter's agreement)"},
 	&cli.StringFlag{Name: "order", Value: "greedy", Usage: "pair order for mka: greedy (most similar pair anywhere) or back-to-front (the paper)"},
 	&cli.StringFlag{Name: "norms", Value: "weighted", Usage: "norm weights of a fused block: weighted (like every tensor) or first (keep the first block's)"},
@@ -95,20 +98,30 @@ type mergeReport struct {
 
 // mergeJob holds what one merge needs; compare reuses it.
 type mergeJob struct {
-	in      string
-	file    *gguf.File
-	blocks  *merge.Blocks
-	model   *cgo.Model // loaded only when calibration is needed
-	res     *calib.Result
-	an      *analysis.Analysis
-	held    [][]int32 // held-back chunks for the λ search
-	align   [][]int32 // calibration chunks for the alignment passes
-	threads int
-	batch   int
-	ctx     context.Context // cancelled by Ctrl-C
+	in     string
+	file   *gguf.File
+	blocks *merge.Blocks
+	model  *cgo.Model // loaded only when calibration is needed
+	res    *calib.Result
+	an     *analysis.Analysis
+	held   [][]int32 // held-back chunks for the λ search
+	align  [][]int32 // calibration chunks for the alignment passes
+	// prefill is the search's first alignment pass, made during the
+	// calibration pass (nil when the method has no search or no alignment).
+	prefill *pipeline.Prefill
+	// statsBytes bounds the alignment statistics of one pass: one block in
+	// float32, at least minStatsBytes. The memory budget beyond the model
+	// is two blocks in float32 and 256 MiB (issue 11); the other block is
+	// the weight edits' working set and the alignments kept.
+	statsBytes int64
+	ref        *kld.Reference // IN's distributions for the quality check (keepReference)
+	threads    int
+	batch      int
+	ctx        context.Context // cancelled by Ctrl-C
 }
 
 func (j *mergeJob) close() {
+	j.prefill.Close()
 	j.model.Close()
 	if j.file != nil {
 		j.file.Close()
@@ -136,6 +149,22 @@ func removeCount(c *cli.Context, blocks int) (int, error) {
 	return n, nil
 }
 
+// minStatsBytes is the least the alignment statistics may take (of the
+// 256 MiB beyond the model that the memory budget allows), so that small
+// models give every candidate statistics.
+const minStatsBytes = 64 << 20
+
+// blockF32Bytes returns the size of block 0's tensors in float32.
+func blockF32Bytes(f *gguf.File) int64 {
+	var n int64
+	for _, t := range f.Tensors {
+		if strings.HasPrefix(t.Name, "blk.0.") {
+			n += int64(t.Elements()) * 4
+		}
+	}
+	return n
+}
+
 // checkSpace reports when the output folder has less free space than need.
 func checkSpace(out string, need int64) error {
 	var st syscall.Statfs_t
@@ -154,7 +183,10 @@ func checkSpace(out string, need int64) error {
 //
 // With needEdit the model is loaded with writable weights (the in-memory
 // search and alignment edit it) and the alignment chunks are tokenized.
-func prepare(c *cli.Context, in string, needCalib, needHeld, needEdit bool) (*mergeJob, error) {
+//
+// With prefill the calibration pass also makes the search's first
+// alignment pass (pipeline.Prefill).
+func prepare(c *cli.Context, in string, needCalib, needHeld, needEdit, prefill bool) (*mergeJob, error) {
 	f, err := gguf.Open(in)
 	if err != nil {
 		return nil, err
@@ -164,6 +196,7 @@ func prepare(c *cli.Context, in string, needCalib, needHeld, needEdit bool) (*me
 		j.close()
 		return nil, err
 	}
+	j.statsBytes = max(blockF32Bytes(f), minStatsBytes)
 	if !needCalib {
 		return j, nil
 	}
@@ -183,7 +216,14 @@ func prepare(c *cli.Context, in string, needCalib, needHeld, needEdit bool) (*me
 		return nil, err
 	}
 	var chunks [][]int32
-	if j.res, chunks, err = calibrate(c, j.model, texts(samples), source); err != nil {
+	var observe func(t, n int) *pipeline.Prefill
+	if prefill && needEdit {
+		observe = func(t, n int) *pipeline.Prefill {
+			j.prefill = pipeline.NewPrefill(j.model, t, n, c.Int("align-samples"), runner.SeqsPerDecode(t, j.batch), j.threads, j.statsBytes)
+			return j.prefill
+		}
+	}
+	if j.res, chunks, err = calibrate(c, j.model, texts(samples), source, observe); err != nil {
 		j.close()
 		return nil, err
 	}
@@ -195,6 +235,9 @@ func prepare(c *cli.Context, in string, needCalib, needHeld, needEdit bool) (*me
 		// The alignment passes decode the first --align-samples calibration
 		// chunks.
 		j.align = chunks[:max(1, min(c.Int("align-samples"), len(chunks)))]
+		if j.prefill != nil {
+			j.align = j.prefill.AlignChunks(chunks)
+		}
 	}
 	if needHeld {
 		t := j.res.Ctx
@@ -286,7 +329,7 @@ func provenance(sr *shrinkResult, srcSHA string) []gguf.KV {
 		kvs = append(kvs, gguf.KV{Key: "mka.lambdas", Value: gguf.Float32s(lambdas)})
 	}
 	kvs = append(kvs, gguf.KV{Key: "mka.align.method", Value: gguf.String(sr.alignMethod)})
-	if sr.alignMethod == "ls" && len(sr.steps) > 0 {
+	if sr.alignMethod != "none" && len(sr.steps) > 0 {
 		var res []float32
 		var rho float32
 		tokens := 0
@@ -305,7 +348,8 @@ func provenance(sr *shrinkResult, srcSHA string) []gguf.KV {
 // write rewrites the model to out through a temporary file beside it,
 // checks that llama.cpp loads and decodes the temporary file, and only then
 // renames it to out.
-func (j *mergeJob) write(ctx context.Context, p *merge.Plan, align map[int]*merge.Alignment, out string, norms merge.NormRule, meta []gguf.KV, verify bool) error {
+func (j *mergeJob) write(ctx context.Context, sr *shrinkResult, out string, norms merge.NormRule, meta []gguf.KV, verify bool) error {
+	p := sr.plan
 	total := merge.OutputSize(j.file, j.blocks, p)
 	if err := checkSpace(out, total); err != nil {
 		return err
@@ -313,7 +357,7 @@ func (j *mergeJob) write(ctx context.Context, p *merge.Plan, align map[int]*merg
 	return writeVerified(ctx, out, "written", len(p.Layout), verify, func(tmp string) error {
 		bar := progress.New("write", int(total>>20)+1, "MiB")
 		defer bar.Done()
-		return merge.Rewrite(ctx, j.file, j.blocks, p, tmp, codecFor(), merge.RewriteOptions{Norms: norms, Metadata: meta, Align: align,
+		return merge.Rewrite(ctx, j.file, j.blocks, p, tmp, codecFor(), merge.RewriteOptions{Norms: norms, Metadata: meta, Align: sr.align, AlignAttn: sr.alignAttn,
 			Progress: func(done, _ int64) { bar.Set(int(done>>20), "") }})
 	})
 }
@@ -355,6 +399,10 @@ func verifyModel(path string, blocks int) error {
 
 func runMerge(c *cli.Context) error {
 	start := time.Now()
+	// The search's large, short-lived d×d buffers (alignment solves) would
+	// let Go's heap grow to twice what is live; a lower GC target keeps the
+	// peak memory near the model plus its working set (issue 11's budget).
+	defer debug.SetGCPercent(debug.SetGCPercent(10))
 	args := posArgs(c)
 	if len(args) != 2 {
 		return usageError(c, "want IN.gguf OUT.gguf, got %d arguments", len(args))
@@ -396,11 +444,16 @@ func runMerge(c *cli.Context) error {
 	}
 	search := method == "mka" && c.String("lambda") == "search"
 	edit := needsEdit(c, method, align)
-	j, err := prepare(c, in, method != "prune-reverse" || edit, search, edit)
+	j, err := prepare(c, in, method != "prune-reverse" || edit, search, edit, search && align)
 	if err != nil {
 		return err
 	}
 	defer j.close()
+	if j.res != nil {
+		// The analysis has what it needs from the per-sample hidden
+		// states; the search does not use them (memory).
+		j.res.Mean, j.res.Last = nil, nil
+	}
 	n, err := removeCount(c, j.blocks.Count)
 	if err != nil {
 		return err
@@ -426,12 +479,17 @@ func runMerge(c *cli.Context) error {
 		progress.Printf("search and alignment: %.1f s after calibration\n", sr.seconds)
 	}
 	var wrote string
+	if outF != nil && !c.Bool("no-check-quality") && j.model != nil {
+		if err := j.keepReference(c); err != nil {
+			return err
+		}
+	}
 	if outF != nil {
 		if q := c.String("quant"); q != "" {
 			if err := j.writeQuantized(c, sr, outF.Tmp, norms, provenance(sr, sum), q, &rep); err != nil {
 				return err
 			}
-		} else if err := j.write(c.Context, p, sr.align, outF.Tmp, norms, provenance(sr, sum), !c.Bool("no-verify")); err != nil {
+		} else if err := j.write(c.Context, sr, outF.Tmp, norms, provenance(sr, sum), !c.Bool("no-verify")); err != nil {
 			return err
 		}
 		st, err := os.Stat(outF.Tmp)
@@ -505,7 +563,7 @@ func (j *mergeJob) writeQuantized(c *cli.Context, sr *shrinkResult, out string, 
 		stages = 2
 	}
 	progress.Printf("[1/%d] merge: %d -> %d blocks\n", stages, p.Original, len(p.Layout))
-	if err := j.write(c.Context, p, sr.align, fused, norms, meta, false); err != nil {
+	if err := j.write(c.Context, sr, fused, norms, meta, false); err != nil {
 		return err
 	}
 	var imat map[string][]float32
@@ -593,9 +651,48 @@ func (j *mergeJob) qualityText() string {
 	return "calibration text"
 }
 
+// referenceTopK is how many tokens of IN's distributions the quality
+// check keeps (all of them for vocabularies up to 4096).
+func referenceTopK(vocab int) int {
+	if vocab <= 4096 {
+		return 0
+	}
+	return 1024
+}
+
+// keepReference decodes the quality check's chunks with IN (j.model, as the
+// file holds it) and keeps IN's distributions in memory, then closes IN, so
+// that IN and OUT are never loaded together (peak memory).
+func (j *mergeJob) keepReference(c *cli.Context) error {
+	chunks, err := j.qualityChunks(c, j.model)
+	if err != nil {
+		return err
+	}
+	bar := progress.New("quality check: IN's distributions", len(chunks), "chunks")
+	j.ref, err = kld.NewReference(j.model, chunks, kld.Options{Context: j.ctx, Threads: j.threads, BatchTokens: j.batch,
+		TopK: referenceTopK(j.model.NVocab()), Progress: func(done, _ int) { bar.Set(done, "") }})
+	bar.Done()
+	if err != nil {
+		return err
+	}
+	j.model.Close()
+	j.model = nil
+	return nil
+}
+
 // quality returns the KL divergence of the model at path (OUT's temporary
-// file) from IN, on qualityChunks, every position scored.
+// file) from IN, on qualityChunks, every position scored: against the
+// reference kept by keepReference, or else decoding IN alongside.
 func (j *mergeJob) quality(c *cli.Context, path string) (kld.Summary, error) {
+	out, err := cgo.LoadModel(path, modelParams())
+	if err != nil {
+		return kld.Summary{}, err
+	}
+	defer out.Close()
+	opt := kld.Options{Context: j.ctx, Threads: j.threads, BatchTokens: j.batch}
+	if j.ref != nil {
+		return kld.CompareReference(j.ref, out, opt)
+	}
 	base := j.model
 	if base == nil {
 		m, err := cgo.LoadModel(j.in, modelParams())
@@ -609,10 +706,5 @@ func (j *mergeJob) quality(c *cli.Context, path string) (kld.Summary, error) {
 	if err != nil {
 		return kld.Summary{}, err
 	}
-	out, err := cgo.LoadModel(path, modelParams())
-	if err != nil {
-		return kld.Summary{}, err
-	}
-	defer out.Close()
-	return kld.Compare(base, out, chunks, kld.Options{Context: j.ctx, Threads: j.threads, BatchTokens: j.batch})
+	return kld.Compare(base, out, chunks, opt)
 }

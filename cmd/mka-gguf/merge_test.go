@@ -297,9 +297,11 @@ type mtReport struct {
 		Unaligned  float64 `json:"residual_unaligned"`
 		NLL        float64 `json:"heldback_nll"`
 		Candidates []struct {
-			Drop   int      `json:"drop"`
-			NLL    *float64 `json:"heldback_nll"`
-			Chosen bool     `json:"chosen"`
+			Drop    int      `json:"drop"`
+			NLL     *float64 `json:"heldback_nll"`
+			Race    int      `json:"race_chunks"`
+			Partial *float64 `json:"heldback_nll_partial"`
+			Chosen  bool     `json:"chosen"`
 		} `json:"candidates"`
 	} `json:"search"`
 	Align       string `json:"align"`
@@ -423,6 +425,12 @@ func TestMergeMethods(t *testing.T) {
 					if c.NLL != nil {
 						scored++
 						best = min(best, *c.NLL)
+					}
+					if c.Race > 0 { // stopped by the race: a partial loss only
+						scored++
+						if c.NLL != nil || c.Partial == nil || c.Chosen {
+							t.Errorf("report: raced candidate %+v", c)
+						}
 					}
 					if c.Chosen {
 						chosen++

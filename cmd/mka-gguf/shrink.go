@@ -18,11 +18,13 @@ import (
 // shrinkResult is what a method decided: the plan, the alignment folded
 // into each output block that has one, and the search's steps.
 type shrinkResult struct {
-	plan   *merge.Plan
-	align  map[int]*merge.Alignment
-	steps  []pipeline.StepReport
-	method string
-	// alignMethod is "ls" or "none"; seconds is the search and
+	plan      *merge.Plan
+	align     map[int]*merge.Alignment
+	alignAttn map[int]*merge.Alignment // --align-attn
+	steps     []pipeline.StepReport
+	method    string
+	// alignMethod is "ls", "ls+attn" (some attention output aligned too) or
+	// "none"; seconds is the search and
 	// alignment time (after calibration).
 	alignMethod string
 	seconds     float64
@@ -129,12 +131,21 @@ func (j *mergeJob) shrink(c *cli.Context, method string, align bool, n int, opt 
 	default:
 		return nil, usageError(c, "unknown --align-target %q (want merged or original)", c.String("align-target"))
 	}
-	s, err := pipeline.NewSearcher(e, j.align, j.held, pipeline.Config{
+	cfg := pipeline.Config{
 		Original: orig,
-		Context:  j.ctx, Threads: j.threads, BatchTokens: j.batch, Align: align, Rho: rho, RhoGrid: grid,
+		Context:  j.ctx, Threads: j.threads, Align: align, Rho: rho, RhoGrid: grid,
 		FuseLambdas: fuse, Suffixes: j.blocks.Suffixes,
-		Candidates: c.Int("candidates"), ScoreAll: c.Bool("score-all"), Similarity: sim,
-	})
+		Candidates: c.Int("candidates"), ScoreAll: c.Bool("score-all"), Race: c.Bool("race"), Similarity: sim,
+		AlignAttn:     c.Bool("align-attn"),
+		MaxStatsBytes: j.statsBytes,
+	}
+	if j.res != nil {
+		cfg.InitialBI = j.res.BlockInfluence()
+	}
+	if method == "mka" && align {
+		cfg.Prefill, j.prefill = j.prefill, nil // the first search only
+	}
+	s, err := pipeline.NewSearcher(e, j.align, j.held, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +166,10 @@ func (j *mergeJob) shrink(c *cli.Context, method string, align bool, n int, opt 
 		return nil, fmt.Errorf("%s: %w", j.in, err)
 	}
 	res.Plan.Method = planner
-	r.plan, r.align, r.steps, r.seconds = res.Plan, res.Align, res.Steps, time.Since(start).Seconds()
+	r.plan, r.align, r.alignAttn, r.steps, r.seconds = res.Plan, res.Align, res.AlignAttn, res.Steps, time.Since(start).Seconds()
+	if len(r.alignAttn) > 0 {
+		r.alignMethod = "ls+attn"
+	}
 	return r, nil
 }
 
@@ -170,7 +184,7 @@ func (r *shrinkResult) describe() string {
 			what = fmt.Sprintf("fuse blk %d + blk %d (λ=%.2f)", st.Drop-1, st.Drop, st.Lambda)
 		}
 		fmt.Fprintf(&b, "  step %d: %s", st.Step, what)
-		if r.alignMethod == "ls" && st.Drop > 0 {
+		if r.alignMethod != "none" && st.Drop > 0 {
 			fmt.Fprintf(&b, ", blk %d aligned (residual %.3f, %.3f without, ρ_rel=%g, %d tokens)", st.Drop-1, st.Residual, st.Unaligned, st.Rho, st.Tokens)
 		}
 		if !math.IsNaN(st.HeldNLL) && st.HeldNLL != 0 {

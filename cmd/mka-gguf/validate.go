@@ -125,6 +125,9 @@ func validateFlags(c *cli.Context) error {
 			}
 		}
 	}
+	if has("align-attn") && c.Bool("align-attn") && c.String("align") == "none" {
+		return usageError(c, "--align-attn refines the least-squares alignment: it needs --align ls, not none")
+	}
 	if has("rho") {
 		if _, _, err := rhoFlag(c); err != nil {
 			return err

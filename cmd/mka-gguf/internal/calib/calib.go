@@ -33,6 +33,13 @@ type Options struct {
 	// KeepLogits computes the logits, which calibration does not use
 	// (benchmarks compare the hook's cost with a plain decode).
 	KeepLogits bool
+	// Observe, when set, also receives every captured tensor, block
+	// inputs of the FFN (cgo.FFNInput) included, and ObserveBefore the
+	// chunks of each decode: another pass over the same decodes (the
+	// merge's first alignment pass, pipeline.Prefill). Observe returning
+	// false stops the calibration.
+	Observe       cgo.CaptureFunc
+	ObserveBefore func(first, count int)
 }
 
 // Result holds what the pass measured.
@@ -160,6 +167,9 @@ func Run(m *cgo.Model, chunks [][]int32, opt Options) (*Result, error) {
 		hookErr error
 	)
 	capture := func(tn cgo.Tensor) bool {
+		if tn.Kind == cgo.FFNInput {
+			return opt.Observe == nil || opt.Observe(tn)
+		}
 		l := tn.Layer + 1
 		if l != next || tn.Cols != d || tn.Rows != count*t {
 			hookErr = fmt.Errorf("capture: got layer %d with %d×%d rows, expected layer %d with %d×%d", l, tn.Rows, tn.Cols, next, count*t, d)
@@ -178,12 +188,18 @@ func Run(m *cgo.Model, chunks [][]int32, opt Options) (*Result, error) {
 			copy(r.Last[l][(first+s)*d:(first+s+1)*d], tn.Data[(s*t+t-1)*d:(s*t+t)*d])
 		}
 		next++
-		return true
+		return opt.Observe == nil || opt.Observe(tn)
 	}
 
 	st, err := runner.Run(m, chunks, runner.Options{
 		Ctx: opt.Context, Threads: opt.Threads, BatchTokens: opt.BatchTokens, Capture: capture, CaptureInput: true, SkipLogits: !opt.KeepLogits,
-		Before: func(f, c int) { first, count, next = f, c, 0 },
+		CaptureFFNInput: opt.Observe != nil,
+		Before: func(f, c int) {
+			first, count, next = f, c, 0
+			if opt.ObserveBefore != nil {
+				opt.ObserveBefore(f, c)
+			}
+		},
 		Progress: func(done int, tps float64) {
 			if opt.Progress != nil {
 				opt.Progress(done, n, tps)

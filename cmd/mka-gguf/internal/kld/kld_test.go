@@ -163,7 +163,8 @@ func TestSelfIsZero(t *testing.T) {
 // TestStreamingMatchesSavedBase: deep12 against stories260K (same
 // tokenizer) streamed side by side and through a saved base file agree to
 // rounding; a top-64 base file gives a KLD at most the full one and close
-// to it, with the same perplexities and same-top share.
+// to it, with the same perplexities and same-top share; an in-memory
+// Reference gives what the file gives (to rounding).
 func TestStreamingMatchesSavedBase(t *testing.T) {
 	base, model := load(t, "tinystories-deep12.gguf"), load(t, "stories260K.gguf")
 	chunks := windows(t, base, 128, 10)
@@ -201,6 +202,18 @@ func TestStreamingMatchesSavedBase(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Logf("top-k %d: KLD %.6f (streaming %.6f), same top %.3f %%", k, saved.KLD, stream.KLD, saved.SameTop)
+		// The same distributions kept in memory (merge's quality check).
+		ref, err := NewReference(base, chunks, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem, err := CompareReference(ref, model, Options{Threads: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mem.Tokens != saved.Tokens || math.Abs(mem.KLD-saved.KLD) > 1e-9*saved.KLD || mem.SameTop != saved.SameTop || mem.PPL != saved.PPL || mem.TopK != saved.TopK {
+			t.Fatalf("top-k %d: in-memory reference %+v, saved base %+v", k, mem, saved)
+		}
 		if saved.Tokens != stream.Tokens || saved.SameTop != stream.SameTop ||
 			math.Abs(saved.PPL-stream.PPL) > 1e-9*saved.PPL || math.Abs(saved.BasePPL-stream.BasePPL) > 1e-6*saved.PPL {
 			t.Fatalf("top-k %d: saved %+v, streaming %+v", k, saved, stream)

@@ -32,7 +32,9 @@ type Editor struct {
 	phys  []int
 
 	committed map[string][]byte // tensor data now in the model, when not the file's
+	zeroed    map[string]bool   // committed as all zeros (a removed block: never kept as bytes)
 	pending   map[string][]byte // set since the last Commit or Restore
+	pendZero  map[string]bool   // pending tensors set to zero by Drop
 }
 
 // NewEditor checks that every block has the tensors an in-memory edit needs
@@ -47,7 +49,8 @@ func NewEditor(m *cgo.Model, f *gguf.File, b *merge.Blocks, codec merge.Codec) (
 			return nil, fmt.Errorf("%s: %w: architecture %q has no blk.0.%s, so a block cannot be made an identity in memory", f.Path, merge.ErrUnsupported, b.Arch, s)
 		}
 	}
-	e := &Editor{m: m, f: f, codec: codec, committed: map[string][]byte{}, pending: map[string][]byte{}}
+	e := &Editor{m: m, f: f, codec: codec, committed: map[string][]byte{}, zeroed: map[string]bool{},
+		pending: map[string][]byte{}, pendZero: map[string]bool{}}
 	for i := range b.Count {
 		e.phys = append(e.phys, i)
 	}
@@ -63,13 +66,20 @@ func (e *Editor) Phys(c int) int { return e.phys[c] }
 // current returns the bytes tensor name holds now, pending changes
 // included.
 func (e *Editor) current(name string) ([]byte, error) {
+	if e.pendZero[name] {
+		i, _ := e.f.Tensor(name)
+		info := e.f.Tensors[i]
+		return e.encode(info, make([]float32, info.Elements()))
+	}
 	if b, ok := e.pending[name]; ok && b != nil {
 		return b, nil
 	}
 	return e.data(name)
 }
 
-// data returns the bytes tensor name holds in the committed state.
+// data returns the bytes tensor name holds in the committed state. The
+// file's bytes are read into a new slice rather than mapped, so that
+// restoring many candidates does not keep their pages resident.
 func (e *Editor) data(name string) ([]byte, error) {
 	if b, ok := e.committed[name]; ok {
 		return b, nil
@@ -78,7 +88,15 @@ func (e *Editor) data(name string) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: no tensor %s", e.f.Path, name)
 	}
-	return e.f.TensorBytes(i)
+	info := e.f.Tensors[i]
+	if e.zeroed[name] {
+		return e.encode(info, make([]float32, info.Elements()))
+	}
+	b := make([]byte, info.Size())
+	if _, err := e.f.TensorReader(i).ReadAt(b, 0); err != nil {
+		return nil, fmt.Errorf("%s: tensor %s: %w", e.f.Path, name, err)
+	}
+	return b, nil
 }
 
 // set writes data into the loaded tensor name, tentatively.
@@ -91,6 +109,7 @@ func (e *Editor) set(name string, data []byte) error {
 		return err
 	}
 	e.pending[name] = data
+	delete(e.pendZero, name)
 	return nil
 }
 
@@ -113,17 +132,26 @@ func (e *Editor) Floats(name string) ([]float32, gguf.TensorInfo, error) {
 	return v, info, nil
 }
 
-// setFloats encodes v in the tensor's own type and sets it.
-func (e *Editor) setFloats(name string, info gguf.TensorInfo, v []float32) error {
+// encode returns v in the tensor's own type.
+func (e *Editor) encode(info gguf.TensorInfo, v []float32) ([]byte, error) {
 	perRow := int(info.Dims[0])
 	rs, err := info.Type.RowSize(uint64(perRow))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rows := len(v) / perRow
 	buf := make([]byte, int(rs)*rows)
 	if err := e.codec.Encode(info.Type, v, buf, rows, perRow); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		return nil, fmt.Errorf("%s: %w", info.Name, err)
+	}
+	return buf, nil
+}
+
+// setFloats encodes v in the tensor's own type and sets it.
+func (e *Editor) setFloats(name string, info gguf.TensorInfo, v []float32) error {
+	buf, err := e.encode(info, v)
+	if err != nil {
+		return err
 	}
 	return e.set(name, buf)
 }
@@ -142,6 +170,8 @@ func (e *Editor) Drop(c int) error {
 		if err := e.setFloats(name, info, make([]float32, info.Elements())); err != nil {
 			return err
 		}
+		e.pending[name] = nil // zeros are not kept as bytes (memory)
+		e.pendZero[name] = true
 	}
 	return nil
 }
@@ -149,8 +179,19 @@ func (e *Editor) Drop(c int) error {
 // Align folds a into current block c's FFN output (ffn_down W ← Tᵀ W, and
 // its bias), on top of what the block holds now, tentatively.
 func (e *Editor) Align(c int, a *merge.Alignment) error {
+	return e.fold(c, a, merge.AlignedSuffixes)
+}
+
+// AlignAttn folds a into current block c's attention output (attn_output
+// W ← Tᵀ W, and its bias), tentatively.
+func (e *Editor) AlignAttn(c int, a *merge.Alignment) error {
+	return e.fold(c, a, merge.AttnAlignedSuffixes)
+}
+
+// fold applies a to the rows of current block c's tensors suffixes.
+func (e *Editor) fold(c int, a *merge.Alignment, suffixes []string) error {
 	p := e.phys[c]
-	for _, s := range merge.AlignedSuffixes {
+	for _, s := range suffixes {
 		name := fmt.Sprintf("blk.%d.%s", p, s)
 		if _, ok := e.f.Tensor(name); !ok {
 			continue
@@ -163,11 +204,10 @@ func (e *Editor) Align(c int, a *merge.Alignment) error {
 		if len(v) == a.D {
 			perRow = 1 // a bias
 		}
-		w, err := a.FoldRows(v, perRow)
-		if err != nil {
+		if err := a.FoldRowsInPlace(v, perRow); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		if err := e.setFloats(name, info, w); err != nil {
+		if err := e.setFloats(name, info, v); err != nil {
 			return err
 		}
 	}
@@ -190,6 +230,7 @@ func (e *Editor) Restore() error {
 		}
 	}
 	clear(e.pending)
+	clear(e.pendZero)
 	return nil
 }
 
@@ -197,9 +238,16 @@ func (e *Editor) Restore() error {
 // (made an identity by Drop) stops being current.
 func (e *Editor) Commit(dropped int) {
 	for name, b := range e.pending {
-		e.committed[name] = b
+		if e.pendZero[name] {
+			delete(e.committed, name)
+			e.zeroed[name] = true
+		} else {
+			e.committed[name] = b
+			delete(e.zeroed, name)
+		}
 	}
 	clear(e.pending)
+	clear(e.pendZero)
 	if dropped >= 0 {
 		e.phys = append(e.phys[:dropped:dropped], e.phys[dropped+1:]...)
 	}
@@ -211,7 +259,11 @@ func (e *Editor) Reset() error {
 	for name := range e.committed {
 		e.pending[name] = nil
 	}
+	for name := range e.zeroed {
+		e.pending[name] = nil
+	}
 	clear(e.committed)
+	clear(e.zeroed)
 	if err := e.Restore(); err != nil {
 		return err
 	}

@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"time"
@@ -16,10 +18,12 @@ import (
 )
 
 // Config configures a search or the application of a fixed plan.
+//
+// The search decodes one chunk at a time whatever the calibration's batch:
+// its context's logits and compute buffers are then half those of two.
 type Config struct {
-	Context     context.Context
-	Threads     int
-	BatchTokens int
+	Context context.Context
+	Threads int
 	// Align folds the least-squares alignment into the block before each
 	// removed one (false: plain removal, scored the same way).
 	Align bool
@@ -55,7 +59,30 @@ type Config struct {
 	// Similarity, when set, is the initial NPIB similarity between loaded
 	// blocks, recorded for each candidate.
 	Similarity func(a, b int) float64
+	// InitialBI, when set, is each loaded block's Block Influence from the
+	// calibration pass: it picks the first step's candidates when
+	// MaxStatsBytes does not hold all of them.
+	InitialBI []float64
+	// Prefill, when set and complete, is the first step's alignment pass,
+	// made during the calibration pass (NewPrefill); the alignment chunks
+	// must be its AlignChunks.
+	Prefill *Prefill
+	// AlignAttn also tries, for each step's chosen drop, aligning the
+	// survivor's attention output before refitting its FFN alignment
+	// (refineAttn), kept when the held-back loss is lower.
+	AlignAttn bool
+	// Race stops scoring a candidate on the held-back text once it cannot
+	// win: when, after at least raceMinChunks chunks, its mean excess loss
+	// over the best candidate so far, paired by chunk, is more than
+	// raceZ standard errors above zero. ScoreAll turns it off.
+	Race bool
 }
+
+// The race's rule (Config.Race).
+const (
+	raceZ         = 3
+	raceMinChunks = 6
+)
 
 // Candidate is one way to remove a block at one step, and what the cheap
 // signals and (for the best few) the held-back loss said about it.
@@ -85,12 +112,23 @@ type Candidate struct {
 	// JSON, absent when not scored.
 	HeldNLL float64  `json:"-"`
 	Held    *float64 `json:"heldback_nll,omitempty"`
-	Chosen  bool     `json:"chosen"`
+	// RaceChunks is the number of held-back chunks scored before the
+	// candidate lost the race (Config.Race; 0: scored in full), and
+	// Partial its mean loss on them.
+	RaceChunks int      `json:"race_chunks,omitempty"`
+	Partial    *float64 `json:"heldback_nll_partial,omitempty"`
+	Chosen     bool     `json:"chosen"`
 	// Lambda is the survivor's weight: 1 for a drop, in (0, 1) for a
 	// fusion of the survivor with the removed block.
 	Lambda float64 `json:"lambda"`
+	// AttnHeldNLL is the held-back loss with the attention output aligned
+	// too (Config.AlignAttn, the chosen candidate only), and AttnResidual
+	// the attention fit's residual when that won.
+	AttnHeldNLL  *float64 `json:"heldback_nll_attn,omitempty"`
+	AttnResidual *float64 `json:"attn_residual,omitempty"`
 
 	align *merge.Alignment
+	attn  *merge.Alignment // of the attention output, when aligned too
 }
 
 // StepReport records one step of the search.
@@ -110,14 +148,19 @@ type StepReport struct {
 	FilterAgrees map[string]bool `json:"filter_agrees,omitempty"`
 	AlignSeconds float64         `json:"align_seconds"`
 	ScoreSeconds float64         `json:"score_seconds"`
+	// Prefilled says the step's alignment statistics came from the
+	// calibration pass (Prefill), not from a pass of its own.
+	Prefilled bool `json:"prefilled,omitempty"`
 }
 
 // Result is the outcome: the plan in current-block steps (drops), the
-// alignment of each output block that has one, and the report.
+// alignment of each output block that has one (of its FFN output, and of
+// its attention output with Config.AlignAttn), and the report.
 type Result struct {
-	Plan  *merge.Plan
-	Align map[int]*merge.Alignment
-	Steps []StepReport
+	Plan      *merge.Plan
+	Align     map[int]*merge.Alignment
+	AlignAttn map[int]*merge.Alignment
+	Steps     []StepReport
 }
 
 // Searcher holds one loaded, editable model and its two contexts.
@@ -129,10 +172,16 @@ type Searcher struct {
 	d     int
 	skip  int // leading rows of each chunk left out of the fit (BOS)
 
-	cap   *runner.Session // capture hook, stops early
-	orig  *runner.Session // capture hook on Config.Original
-	score *runner.Session // logits
-	alns  []*merge.Alignment
+	cap   *runner.Session    // capture hook, stops early
+	orig  *runner.Session    // capture hook on Config.Original
+	score *runner.Session    // logits
+	alns  []*merge.Alignment // per current block: its FFN alignment so far
+	attn  []*merge.Alignment // per current block: its attention-output alignment so far
+
+	bi      []float64 // per current block, from the last pass
+	pool    []*merge.AlignStats
+	scratch *merge.AlignScratch
+	gram    *cgo.Gram
 }
 
 // NewSearcher prepares a search on e's model.
@@ -150,152 +199,93 @@ func NewSearcher(e *Editor, align, held [][]int32, cfg Config) (*Searcher, error
 	if s.cfg.MaxStatsBytes <= 0 {
 		s.cfg.MaxStatsBytes = 1 << 30
 	}
+	// One chunk per decode: the context's output and compute buffers
+	// (logits of every token) are half those of two, at the same speed.
+	one := len(align[0])
 	var err error
-	if s.cap, err = runner.NewSession(e.m, runner.SessionOptions{T: len(align[0]), Threads: cfg.Threads, BatchTokens: cfg.BatchTokens, Capture: true}); err != nil {
+	if s.cap, err = runner.NewSession(e.m, runner.SessionOptions{T: len(align[0]), Threads: cfg.Threads, BatchTokens: one, Capture: true}); err != nil {
 		return nil, err
 	}
 	if cfg.Original != nil {
-		if s.orig, err = runner.NewSession(cfg.Original, runner.SessionOptions{T: len(align[0]), Threads: cfg.Threads, BatchTokens: cfg.BatchTokens, Capture: true}); err != nil {
+		if s.orig, err = runner.NewSession(cfg.Original, runner.SessionOptions{T: len(align[0]), Threads: cfg.Threads, BatchTokens: one, Capture: true}); err != nil {
 			s.cap.Close()
 			return nil, err
 		}
 	}
-	if len(held) > 0 {
-		if s.score, err = runner.NewSession(e.m, runner.SessionOptions{T: len(held[0]), Threads: cfg.Threads, BatchTokens: cfg.BatchTokens}); err != nil {
+	switch {
+	case len(held) > 0 && len(held[0]) == len(align[0]):
+		s.score = s.cap // one context for both (memory)
+	case len(held) > 0:
+		if s.score, err = runner.NewSession(e.m, runner.SessionOptions{T: len(held[0]), Threads: cfg.Threads, BatchTokens: len(held[0])}); err != nil {
 			s.cap.Close()
+			s.orig.Close()
 			return nil, err
 		}
 	}
-	for range e.Blocks() {
-		s.alns = append(s.alns, nil)
+	if len(cfg.InitialBI) == e.Blocks() {
+		s.bi = slices.Clone(cfg.InitialBI)
 	}
+	s.alns = make([]*merge.Alignment, e.Blocks())
+	s.attn = make([]*merge.Alignment, e.Blocks())
 	return s, nil
 }
 
 // Close frees the contexts.
 func (s *Searcher) Close() {
+	if s.score != s.cap {
+		s.score.Close()
+	}
+	s.gram.Close()
 	s.cap.Close()
 	s.orig.Close()
-	s.score.Close()
 }
 
 // passStats runs one alignment pass over the model as it is now and
 // returns, for each candidate drop j (current blocks, j ≥ 1), the
-// statistics of aligning block j−1 to reproduce block j's output, with the
-// removed block's BI and angular distance.
+// statistics of aligning block j−1 to reproduce block j's output, and every
+// current block's BI and angular distance.
 func (s *Searcher) passStats(drops []int) (map[int]*merge.AlignStats, map[int][2]float64, error) {
-	d, e := s.d, s.e
-	stats := map[int]*merge.AlignStats{}
-	cos := map[int]*[3]float64{} // Σcos, Σarccos/π, n
-	bySurvivorPhys := map[int]int{}
-	byTargetPhys := map[int]int{}
-	deepest := 0
-	for _, j := range drops {
-		stats[j] = merge.NewAlignStats(d)
-		cos[j] = &[3]float64{}
-		bySurvivorPhys[e.Phys(j-1)] = j
-		byTargetPhys[e.Phys(j)] = j
-		deepest = max(deepest, e.Phys(j))
+	e := s.e
+	phys := make([]int, e.Blocks())
+	for c := range phys {
+		phys[c] = e.Phys(c)
 	}
-	var (
-		count   int
-		t       = len(s.align[0])
-		origH   = map[int][]float32{} // target phys → the original model's output rows
-		fIn     = map[int][]float32{} // survivor phys → ffn_inp rows
-		xOut    = map[int][]float32{} // survivor phys → FFN output rows
-		lOut    = map[int][]float32{} // survivor phys → block output rows
-		y       []float32
-		hookErr error
-	)
-	keep := func(data, dst []float32) []float32 { return s.fitRows(data, dst, count, t) }
-	capture := func(tn cgo.Tensor) bool {
-		if tn.Layer < 0 || tn.Cols != d || tn.Rows != count*t {
-			if tn.Layer >= 0 {
-				hookErr = fmt.Errorf("capture: layer %d has %d×%d rows, want %d×%d", tn.Layer, tn.Rows, tn.Cols, count*t, d)
-				return false
-			}
-			return true
-		}
-		p := tn.Layer
-		if _, ok := bySurvivorPhys[p]; ok {
-			switch tn.Kind {
-			case cgo.FFNInput:
-				fIn[p] = keep(tn.Data, fIn[p])
-			case cgo.BlockOutput:
-				if len(fIn[p]) == 0 {
-					hookErr = fmt.Errorf("architecture graph does not name ffn_inp-%d: the alignment needs it (use --align none)", p)
-					return false
-				}
-				lOut[p] = keep(tn.Data, lOut[p])
-				x := slices.Grow(xOut[p][:0], len(lOut[p]))[:len(lOut[p])]
-				for i, v := range lOut[p] {
-					x[i] = v - fIn[p][i]
-				}
-				xOut[p] = x
-			}
-		}
-		if j, ok := byTargetPhys[p]; ok && tn.Kind == cgo.BlockOutput {
-			sp := e.Phys(j - 1)
-			hc := keep(tn.Data, nil) // the merged model's output (signals)
-			h := hc                  // the target
-			if s.orig != nil {
-				h = origH[p]
-			}
-			f, prev := fIn[sp], lOut[sp]
-			y = slices.Grow(y[:0], len(h))[:len(h)]
-			for i := range h {
-				y[i] = h[i] - f[i]
-			}
-			rows := len(h) / d
-			stats[j].AddTargetNorm(h)
-			if err := stats[j].Add(xOut[sp], y, rows); err != nil {
-				hookErr = err
-				return false
-			}
-			acc := cos[j]
-			for r := range rows {
-				a, b := prev[r*d:(r+1)*d], hc[r*d:(r+1)*d]
-				var ab, aa, bb float64
-				for k := range a {
-					ab += float64(a[k]) * float64(b[k])
-					aa += float64(a[k]) * float64(a[k])
-					bb += float64(b[k]) * float64(b[k])
-				}
-				c := 0.0
-				if aa > 0 && bb > 0 {
-					c = max(-1, min(1, ab/math.Sqrt(aa*bb)))
-				}
-				acc[0] += c
-				acc[1] += math.Acos(c) / math.Pi
-				acc[2]++
-			}
-		}
-		return true
+	p := newPass(s.d, len(s.align[0]), s.skip, phys, 0, len(s.align))
+	pool := s.takeStats(len(drops))
+	for i, j := range drops {
+		p.stats[j] = pool[i]
 	}
-	before := func(_, n int) { count = n }
+	deepest := p.deepest()
 	var err error
 	if s.orig == nil {
-		if err := s.cap.SetCapture(capture, deepest); err != nil {
+		if err := s.cap.SetCapture(p.capture, deepest); err != nil {
 			return nil, nil, err
 		}
-		err = s.cap.Run(s.cfg.Context, s.align, before, nil)
+		err = s.cap.Run(s.cfg.Context, s.align, p.before, nil)
 	} else {
 		// Per batch: the original model's outputs at the target blocks,
 		// then the merged model's pass.
+		p.useOrig, p.origH = true, map[int][]float32{}
+		targets := map[int]bool{}
+		for _, j := range drops {
+			targets[e.Phys(j)] = true
+		}
 		if err := s.orig.SetCapture(func(tn cgo.Tensor) bool {
-			if _, ok := byTargetPhys[tn.Layer]; ok && tn.Kind == cgo.BlockOutput && tn.Cols == d {
-				origH[tn.Layer] = keep(tn.Data, origH[tn.Layer])
+			if targets[tn.Layer] && tn.Kind == cgo.BlockOutput && tn.Cols == s.d {
+				_, _, c1 := p.window()
+				p.origH[tn.Layer] = p.rows(tn.Data, p.origH[tn.Layer], 0, c1)
 			}
 			return true
 		}, deepest); err != nil {
 			return nil, nil, err
 		}
-		if err := s.cap.SetCapture(capture, deepest); err != nil {
+		if err := s.cap.SetCapture(p.capture, deepest); err != nil {
 			return nil, nil, err
 		}
 		k := s.cap.SeqsPerDecode()
 		for first := 0; first < len(s.align) && err == nil; first += k {
 			batch := s.align[first:min(len(s.align), first+k)]
+			before := func(f, n int) { p.before(first+f, n) }
 			if err = s.orig.Run(s.cfg.Context, batch, before, nil); err == nil {
 				err = s.cap.Run(s.cfg.Context, batch, before, nil)
 			}
@@ -303,19 +293,37 @@ func (s *Searcher) passStats(drops []int) (map[int]*merge.AlignStats, map[int][2
 		s.orig.SetCapture(nil, -1)
 	}
 	s.cap.SetCapture(nil, -1)
-	if hookErr != nil {
-		return nil, nil, hookErr
+	if p.err != nil {
+		return nil, nil, p.err
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	sig := map[int][2]float64{}
-	for j, c := range cos {
-		if c[2] > 0 {
-			sig[j] = [2]float64{1 - c[0]/c[2], c[1] / c[2]}
-		}
+	return p.stats, p.signals(), nil
+}
+
+// releaseStats drops the statistics pool, the scratch and the products'
+// buffers, and returns the memory to the system.
+func (s *Searcher) releaseStats() {
+	s.pool, s.scratch = nil, nil
+	s.gram.Close()
+	s.gram = nil
+	debug.FreeOSMemory()
+}
+
+// takeStats returns n empty statistics, reusing those of earlier passes
+// (they share one scratch), so that the search allocates them once.
+func (s *Searcher) takeStats(n int) []*merge.AlignStats {
+	if s.scratch == nil {
+		s.scratch, s.gram = newScratch(s.d, s.cfg.Threads)
 	}
-	return stats, sig, nil
+	for len(s.pool) < n {
+		s.pool = append(s.pool, merge.NewAlignStatsShared(s.d, s.scratch))
+	}
+	for _, st := range s.pool[:n] {
+		st.Reset()
+	}
+	return s.pool[:n]
 }
 
 // fitRows appends to dst[:0] the rows of a captured tensor of count chunks
@@ -330,20 +338,69 @@ func (s *Searcher) fitRows(data, dst []float32, count, t int) []float32 {
 	return dst
 }
 
-// heldNLL returns the mean next-token loss of the model as it is now on the
-// held-back chunks.
-func (s *Searcher) heldNLL() (float64, error) {
-	var acc ppl.Accumulator
-	err := s.score.Run(s.cfg.Context, s.held, nil, func(d *runner.Decoded) error {
+// heldScore is a model's loss on each held-back chunk scored so far.
+type heldScore struct {
+	sum []float64 // Σ next-token loss per chunk
+	n   []int     // tokens per chunk
+}
+
+// mean returns the mean loss per token over the chunks scored.
+func (h *heldScore) mean() float64 {
+	var s float64
+	var n int
+	for i, v := range h.sum {
+		s, n = s+v, n+h.n[i]
+	}
+	return s / float64(n)
+}
+
+// loses reports whether h, scored on its first chunks, has lost the race
+// against best (scored on all): its mean excess loss per token over
+// best, paired by chunk, is more than raceZ standard errors above zero.
+func (h *heldScore) loses(best *heldScore) bool {
+	k := len(h.sum)
+	if k < raceMinChunks || k >= len(best.sum) {
+		return false
+	}
+	var m, m2 float64
+	for i := range k {
+		dlt := h.sum[i]/float64(h.n[i]) - best.sum[i]/float64(best.n[i])
+		m += dlt
+		m2 += dlt * dlt
+	}
+	m /= float64(k)
+	v := (m2/float64(k) - m*m) * float64(k) / float64(k-1)
+	return m > raceZ*math.Sqrt(max(v, 0)/float64(k))
+}
+
+// errLost stops the held-back decode of a candidate that lost the race.
+var errLost = errors.New("lost the race")
+
+// heldNLL scores the model as it is now on the held-back chunks. With best
+// (and Config.Race), it stops as soon as the model loses the race against
+// best, and says so.
+func (s *Searcher) heldNLL(best *heldScore) (h *heldScore, lost bool, err error) {
+	h = &heldScore{}
+	race := best != nil && s.cfg.Race && !s.cfg.ScoreAll
+	err = s.score.Run(s.cfg.Context, s.held, nil, func(d *runner.Decoded) error {
 		for i := range d.Count {
 			ch := s.held[d.First+i]
+			var sum float64
 			for k := 0; k+1 < len(ch); k++ {
-				acc.Add(d.Logits(i, k), ch[k+1])
+				sum += ppl.NLL(d.Logits(i, k), ch[k+1])
 			}
+			h.sum = append(h.sum, sum)
+			h.n = append(h.n, len(ch)-1)
+		}
+		if race && h.loses(best) {
+			return errLost
 		}
 		return nil
 	})
-	return acc.Mean(), err
+	if errors.Is(err, errLost) {
+		return h, true, nil
+	}
+	return h, false, err
 }
 
 // apply makes candidate c tentatively: block c.Drop an identity, and with
@@ -359,7 +416,12 @@ func (s *Searcher) apply(c *Candidate) error {
 		return err
 	}
 	if s.cfg.Align && c.align != nil {
-		return s.e.Align(c.Drop-1, c.align)
+		if err := s.e.Align(c.Drop-1, c.align); err != nil {
+			return err
+		}
+	}
+	if s.cfg.Align && c.attn != nil {
+		return s.e.AlignAttn(c.Drop-1, c.attn)
 	}
 	return nil
 }
@@ -376,28 +438,39 @@ func (s *Searcher) commit(c *Candidate) error {
 		}
 		s.alns[c.Drop-1] = prev.Then(c.align)
 	}
+	if s.cfg.Align && c.attn != nil {
+		prev := s.attn[c.Drop-1]
+		if prev == nil {
+			prev = merge.Identity(s.d)
+		}
+		s.attn[c.Drop-1] = prev.Then(c.attn)
+	}
 	s.e.Commit(c.Drop)
+	debug.FreeOSMemory() // the round's transient weight copies (peak memory)
 	s.alns = append(s.alns[:c.Drop:c.Drop], s.alns[c.Drop+1:]...)
+	s.attn = append(s.attn[:c.Drop:c.Drop], s.attn[c.Drop+1:]...)
+	if c.Drop < len(s.bi) {
+		s.bi = append(s.bi[:c.Drop:c.Drop], s.bi[c.Drop+1:]...)
+	}
 	return nil
 }
 
+// maxCandidates returns how many candidates one pass gives statistics:
+// as many as Config.MaxStatsBytes holds (merge.AlignStatsBytes each), at
+// least Config.Candidates.
+func (s *Searcher) maxCandidates() int {
+	return max(int(s.cfg.MaxStatsBytes/merge.AlignStatsBytes(s.d)), s.cfg.Candidates, 1)
+}
+
 // candidates returns the drops considered at this step: every current
-// block but block 0, the ones with the lowest BI first when the
-// statistics would not fit MaxStatsBytes.
-func (s *Searcher) candidates(bi map[int]float64) []int {
-	var drops []int
-	for j := 1; j < s.e.Blocks(); j++ {
-		drops = append(drops, j)
+// block but block 0, the ones with the lowest BI first (bi: per current
+// block, from the last pass) when the statistics would not fit
+// MaxStatsBytes.
+func (s *Searcher) candidates(bi []float64) []int {
+	if len(bi) != s.e.Blocks() {
+		bi = make([]float64, s.e.Blocks())
 	}
-	per := int64(3 * s.d * s.d * 8) // XᵀX, XᵀY in float64 and their float32 batch products
-	limit := max(int(s.cfg.MaxStatsBytes/per), s.cfg.Candidates, 1)
-	if len(drops) <= limit {
-		return drops
-	}
-	sort.SliceStable(drops, func(a, b int) bool { return bi[drops[a]] < bi[drops[b]] })
-	drops = drops[:limit]
-	slices.Sort(drops)
-	return drops
+	return lowestBI(bi, s.maxCandidates())
 }
 
 // Search removes n blocks, one per step: an alignment pass over the model
@@ -414,7 +487,6 @@ func (s *Searcher) candidates(bi map[int]float64) []int {
 func (s *Searcher) Search(n int) (*Result, error) {
 	res := &Result{}
 	var steps []merge.Step
-	bi := map[int]float64{}
 	start := time.Now()
 	bar := progress.New("merge search", n, "steps")
 	defer bar.Done()
@@ -422,7 +494,7 @@ func (s *Searcher) Search(n int) (*Result, error) {
 		if s.e.Blocks() < 2 {
 			return nil, fmt.Errorf("pipeline: cannot remove %d blocks", n)
 		}
-		rep, cand, err := s.step(step, bi)
+		rep, cand, err := s.step(step)
 		if err != nil {
 			return nil, err
 		}
@@ -440,14 +512,42 @@ func (s *Searcher) Search(n int) (*Result, error) {
 }
 
 // step runs one step of Search.
-func (s *Searcher) step(step int, bi map[int]float64) (StepReport, *Candidate, error) {
+func (s *Searcher) step(step int) (StepReport, *Candidate, error) {
 	t0 := time.Now()
-	drops := s.candidates(bi)
-	stats, sig, err := s.passStats(drops)
-	if err != nil {
-		return StepReport{}, nil, err
+	var (
+		drops     []int
+		stats     map[int]*merge.AlignStats
+		sig       map[int][2]float64
+		err       error
+		prefilled bool
+	)
+	if step == 0 && s.cfg.Prefill != nil && s.cfg.Prefill.done() {
+		prefilled = true
+		// The calibration pass already was this step's alignment pass.
+		drops, stats, sig = s.cfg.Prefill.result()
+		s.scratch, s.gram = s.cfg.Prefill.scratch, s.cfg.Prefill.gram
+		s.cfg.Prefill.gram = nil // the searcher closes it
+		for _, j := range drops {
+			s.pool = append(s.pool, stats[j]) // reused by the next passes
+		}
+		s.cfg.Prefill = nil
+	} else {
+		drops = s.candidates(s.bi)
+		if stats, sig, err = s.passStats(drops); err != nil {
+			return StepReport{}, nil, err
+		}
+	}
+	s.bi = make([]float64, s.e.Blocks())
+	for j, v := range sig {
+		s.bi[j] = v[0]
 	}
 	var cands []*Candidate
+	filter := func(c *Candidate) float64 {
+		if s.cfg.Align {
+			return c.Stream
+		}
+		return c.StreamUnaligned
+	}
 	for _, j := range drops {
 		a, err := stats[j].Solve(s.cfg.Rho)
 		if err != nil {
@@ -458,17 +558,8 @@ func (s *Searcher) step(step int, bi map[int]float64) (StepReport, *Candidate, e
 		if s.cfg.Similarity != nil {
 			c.NPIB = s.cfg.Similarity(s.e.Phys(j-1), s.e.Phys(j))
 		}
+		c.align = nil // solved again if it reaches the final round (memory: d×d each)
 		cands = append(cands, c)
-	}
-	clear(bi)
-	for _, c := range cands {
-		bi[c.Drop] = c.BI
-	}
-	filter := func(c *Candidate) float64 {
-		if s.cfg.Align {
-			return c.Stream
-		}
-		return c.StreamUnaligned
 	}
 	order := slices.Clone(cands)
 	sort.SliceStable(order, func(a, b int) bool { return filter(order[a]) < filter(order[b]) })
@@ -479,13 +570,36 @@ func (s *Searcher) step(step int, bi map[int]float64) (StepReport, *Candidate, e
 	if s.cfg.ScoreAll {
 		final = order
 	}
+	if len(s.held) == 0 {
+		final = order[:1] // no held-back text: the filter decides
+	}
+	// The scoring round needs only the final candidates' statistics (their
+	// alignments are solved again there): the others, the products'
+	// scratch and buffers go back to the system before the round's weight
+	// edits, so that the peak memory is that of one phase, not both.
+	kept := map[int]*merge.AlignStats{}
+	for _, c := range final {
+		kept[c.Drop] = stats[c.Drop]
+	}
+	stats = kept
+	s.releaseStats()
 	bar := progress.New(fmt.Sprintf("step %d: score candidates", step+1), len(final), "candidates")
-	var best *Candidate
+	var (
+		best      *Candidate
+		bestScore *heldScore
+	)
 	for i, c := range final {
+		if c.align, err = stats[c.Drop].Solve(s.cfg.Rho); err != nil {
+			return StepReport{}, nil, fmt.Errorf("step %d, block %d: %w", step+1, c.Drop, err)
+		}
+		if len(s.held) == 0 {
+			best = c
+			break
+		}
 		if err := s.apply(c); err != nil {
 			return StepReport{}, nil, err
 		}
-		nll, err := s.heldNLL()
+		h, lost, err := s.heldNLL(bestScore)
 		if rerr := s.e.Restore(); err == nil {
 			err = rerr
 		}
@@ -493,17 +607,22 @@ func (s *Searcher) step(step int, bi map[int]float64) (StepReport, *Candidate, e
 			bar.Done()
 			return StepReport{}, nil, err
 		}
-		c.HeldNLL = nll
-		if best == nil || nll < best.HeldNLL {
-			best = c
+		if lost {
+			m := h.mean()
+			c.RaceChunks, c.Partial = len(h.sum), &m
+		} else if c.HeldNLL = h.mean(); best == nil || c.HeldNLL < best.HeldNLL {
+			if best != nil {
+				best.align = nil
+			}
+			best, bestScore = c, h
+		}
+		if c != best {
+			c.align = nil
 		}
 		bar.Set(i+1, fmt.Sprintf("best: drop blk %d, loss %.4f", best.Drop, best.HeldNLL))
 	}
 	bar.Done()
-	if len(s.held) == 0 {
-		best = final[0]
-	}
-	if len(s.cfg.FuseLambdas) > 0 && len(s.held) > 0 && s.alns[best.Drop-1] == nil && s.alns[best.Drop] == nil {
+	if len(s.cfg.FuseLambdas) > 0 && len(s.held) > 0 && s.alns[best.Drop-1] == nil && s.alns[best.Drop] == nil && s.attn[best.Drop-1] == nil && s.attn[best.Drop] == nil {
 		for _, lam := range s.cfg.FuseLambdas {
 			c, err := s.fusion(best.Drop, lam)
 			if err != nil {
@@ -521,12 +640,17 @@ func (s *Searcher) step(step int, bi map[int]float64) (StepReport, *Candidate, e
 			return StepReport{}, nil, err
 		}
 	}
+	if s.cfg.Align && s.cfg.AlignAttn && len(s.held) > 0 && best.Lambda == 1 {
+		if err := s.refineAttn(best); err != nil {
+			return StepReport{}, nil, err
+		}
+	}
 	best.Chosen = true
 	if err := s.commit(best); err != nil {
 		return StepReport{}, nil, err
 	}
 	rep := StepReport{Step: step + 1, Drop: best.Drop, Survivor: best.Drop - 1, Lambda: best.Lambda, Residual: best.Residual, Unaligned: best.Unaligned,
-		HeldNLL: best.HeldNLL, AlignSeconds: alignSec, ScoreSeconds: time.Since(t1).Seconds()}
+		HeldNLL: best.HeldNLL, AlignSeconds: alignSec, ScoreSeconds: time.Since(t1).Seconds(), Prefilled: prefilled}
 	if s.cfg.Align {
 		rep.Rho, rep.Tokens = best.align.RhoRel, best.align.Tokens
 	}
@@ -554,7 +678,7 @@ func (s *Searcher) step(step int, bi map[int]float64) (StepReport, *Candidate, e
 func (s *Searcher) fusion(j int, lam float64) (*Candidate, error) {
 	c := &Candidate{Drop: j, Lambda: lam, HeldNLL: math.NaN(), Residual: math.NaN(), Unaligned: math.NaN()}
 	if s.cfg.Align {
-		st, err := s.fusedStats(j, lam)
+		st, err := s.editedStats(j, func() error { return s.e.Fuse(j-1, lam, s.cfg.Suffixes) })
 		if err != nil {
 			return nil, err
 		}
@@ -564,23 +688,36 @@ func (s *Searcher) fusion(j int, lam float64) (*Candidate, error) {
 		c.Residual, c.Unaligned = c.align.Residual, c.align.Unaligned
 		c.Stream, c.StreamUnaligned = c.align.Stream, c.align.StreamUnaligned
 	}
-	if err := s.apply(c); err != nil {
-		return nil, err
-	}
-	nll, err := s.heldNLL()
-	if rerr := s.e.Restore(); err == nil {
-		err = rerr
-	}
-	c.HeldNLL = nll
+	var err error
+	c.HeldNLL, err = s.scoreTrial(c)
 	return c, err
 }
 
-// fusedStats accumulates the alignment of the fusion of blocks j−1 and j
-// with weight lam to block j's output in the committed model.
-func (s *Searcher) fusedStats(j int, lam float64) (*merge.AlignStats, error) {
+// scoreTrial applies c, scores it in full on the held-back text and
+// restores the model.
+func (s *Searcher) scoreTrial(c *Candidate) (float64, error) {
+	if err := s.apply(c); err != nil {
+		return math.NaN(), err
+	}
+	h, _, err := s.heldNLL(nil)
+	if rerr := s.e.Restore(); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return math.NaN(), err
+	}
+	return h.mean(), nil
+}
+
+// editedStats accumulates the FFN alignment of current block j−1, as edit
+// (applied per batch, then restored) leaves it, to block j's output in
+// the committed model: per batch, a decode of the committed model gives
+// the target and a decode with the edit X and F.
+func (s *Searcher) editedStats(j int, edit func() error) (*merge.AlignStats, error) {
 	d, e := s.d, s.e
 	pb, pj := e.Phys(j-1), e.Phys(j)
-	st := merge.NewAlignStats(d)
+	s.takeStats(0) // the shared scratch
+	st := merge.NewAlignStatsShared(d, s.scratch)
 	t := len(s.align[0])
 	var count int
 	var h, f, x, y []float32
@@ -630,7 +767,7 @@ func (s *Searcher) fusedStats(j int, lam float64) (*merge.AlignStats, error) {
 			return nil, err
 		}
 		ts.SetCapture(nil, -1)
-		if err := e.Fuse(j-1, lam, s.cfg.Suffixes); err != nil {
+		if err := edit(); err != nil {
 			return nil, err
 		}
 		if err := s.cap.SetCapture(fused, pb); err != nil {
@@ -662,14 +799,7 @@ func (s *Searcher) tuneRho(c *Candidate, st *merge.AlignStats) error {
 		if err != nil {
 			return err
 		}
-		trial := &Candidate{Drop: c.Drop, Lambda: 1, align: a}
-		if err := s.apply(trial); err != nil {
-			return err
-		}
-		nll, err := s.heldNLL()
-		if rerr := s.e.Restore(); err == nil {
-			err = rerr
-		}
+		nll, err := s.scoreTrial(&Candidate{Drop: c.Drop, Lambda: 1, align: a})
 		if err != nil {
 			return err
 		}
@@ -749,10 +879,15 @@ func (s *Searcher) finish(steps []merge.Step, res *Result) (*Result, error) {
 		return nil, err
 	}
 	res.Plan = p
-	res.Align = map[int]*merge.Alignment{}
+	res.Align, res.AlignAttn = map[int]*merge.Alignment{}, map[int]*merge.Alignment{}
 	for o, a := range s.alns {
 		if a != nil {
 			res.Align[o] = a
+		}
+	}
+	for o, a := range s.attn {
+		if a != nil {
+			res.AlignAttn[o] = a
 		}
 	}
 	return res, nil

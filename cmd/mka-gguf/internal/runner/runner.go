@@ -32,6 +32,9 @@ type Options struct {
 	Capture cgo.CaptureFunc
 	// CaptureInput also captures the input of block 0.
 	CaptureInput bool
+	// CaptureFFNInput also captures every block's ffn_inp-<i>
+	// (cgo.FFNInput), before that block's output.
+	CaptureFFNInput bool
 	// SkipLogits stops each decode after the last block's capture, so the
 	// logits are not computed (cgo.ContextParams.SkipLogits).
 	SkipLogits bool
@@ -102,7 +105,7 @@ func Run(m *cgo.Model, chunks [][]int32, opt Options, after func(d *Decoded) err
 	k := min(SeqsPerDecode(t, opt.BatchTokens), len(chunks))
 	ctx, err := cgo.NewContext(m, cgo.ContextParams{
 		NCtx: k * t, NBatch: k * t, NSeqMax: k, Threads: threads,
-		Capture: opt.Capture, CaptureInput: opt.CaptureInput, SkipLogits: opt.SkipLogits, MatMulInputs: opt.MatMulInputs,
+		Capture: opt.Capture, CaptureInput: opt.CaptureInput, CaptureFFNInput: opt.CaptureFFNInput, SkipLogits: opt.SkipLogits, MatMulInputs: opt.MatMulInputs,
 	})
 	if err != nil {
 		return st, err

@@ -1,0 +1,195 @@
+package pipeline
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
+	"github.com/mka-gguf/mka-gguf/internal/shared"
+	"github.com/mka-gguf/mka-gguf/merge"
+)
+
+// TestPrefillEqualsPass checks that the first alignment pass made inside
+// the calibration pass gives the statistics and signals of a pass of its
+// own over the same chunks: with a budget for every candidate (chunks
+// [0, n)) and with a budget for two (chosen by BI on the first chunks, then
+// chunks [warm, warm+n)).
+func TestPrefillEqualsPass(t *testing.T) {
+	fx := open(t, shared.Model(t, "tinystories-deep12.gguf"))
+	const ctx = 64
+	chunks, err := calib.Tokens(fx.m, texts(t), 24, ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := merge.AlignStatsBytes(fx.m.NEmbd())
+	for _, tc := range []struct {
+		name   string
+		budget int64
+		want   int // candidates with statistics
+	}{{"all", 0, fx.m.NLayer() - 1}, {"two", 2 * per, 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			seqs := runner.SeqsPerDecode(ctx, 0)
+			pf := NewPrefill(fx.m, ctx, len(chunks), 12, seqs, 2, tc.budget)
+			defer pf.Close()
+			if _, err := calib.Run(fx.m, chunks, calib.Options{Threads: 2, Observe: pf.Capture, ObserveBefore: pf.Before}); err != nil {
+				t.Fatal(err)
+			}
+			if !pf.done() || pf.Err() != nil {
+				t.Fatalf("prefill incomplete (err %v)", pf.Err())
+			}
+			align := pf.AlignChunks(chunks)
+			if len(align) != 12 || (tc.budget > 0) != (&align[0][0] != &chunks[0][0]) {
+				t.Fatalf("alignment chunks: %d, first is chunk 0: %v", len(align), &align[0][0] == &chunks[0][0])
+			}
+			drops, stats, sig := pf.result()
+			if len(drops) != tc.want {
+				t.Fatalf("%d candidates with statistics, want %d", len(drops), tc.want)
+			}
+			e, err := NewEditor(fx.m, fx.f, fx.b, Codec{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := NewSearcher(e, align, nil, Config{Threads: 2, Candidates: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			own, ownSig, err := s.passStats(drops)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, j := range drops {
+				a, err := stats[j].Solve(1e-3)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := own[j].Solve(1e-3)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if a.Tokens != b.Tokens || math.Abs(a.Residual-b.Residual) > 1e-5 || math.Abs(a.Stream-b.Stream) > 1e-5 {
+					t.Errorf("drop %d: prefill residual %g (stream %g, %d tokens), own pass %g (%g, %d)", j, a.Residual, a.Stream, a.Tokens, b.Residual, b.Stream, b.Tokens)
+				}
+			}
+			if tc.budget == 0 {
+				for j, v := range ownSig {
+					if math.Abs(v[0]-sig[j][0]) > 1e-9 || math.Abs(v[1]-sig[j][1]) > 1e-9 {
+						t.Errorf("block %d: prefill BI/angular %v, own pass %v", j, sig[j], v)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRace checks the race's rule on synthetic per-chunk losses: a clearly
+// worse candidate loses once it has enough chunks, an equal or better one
+// never does, and nothing is decided before raceMinChunks or after the
+// last chunk.
+func TestRace(t *testing.T) {
+	const chunks, tokens = 16, 255
+	best := &heldScore{}
+	for i := range chunks {
+		best.sum = append(best.sum, tokens*(2+0.1*math.Sin(float64(i))))
+		best.n = append(best.n, tokens)
+	}
+	score := func(k int, shift, noise float64) *heldScore {
+		h := &heldScore{}
+		for i := range k {
+			h.sum = append(h.sum, best.sum[i]+tokens*(shift+noise*math.Cos(3*float64(i))))
+			h.n = append(h.n, tokens)
+		}
+		return h
+	}
+	if !score(raceMinChunks, 0.05, 0.01).loses(best) {
+		t.Error("a candidate 0.05 nats/token worse (noise 0.01) did not lose")
+	}
+	if score(raceMinChunks-1, 0.05, 0.01).loses(best) {
+		t.Error("decided before raceMinChunks chunks")
+	}
+	if score(chunks, 0.05, 0.01).loses(best) {
+		t.Error("decided with every chunk scored (the full score decides)")
+	}
+	for _, shift := range []float64{0, -0.05} {
+		for k := raceMinChunks; k < chunks; k++ {
+			if score(k, shift, 0.01).loses(best) {
+				t.Errorf("a candidate %g nats/token off lost after %d chunks", shift, k)
+			}
+		}
+	}
+	if score(8, 0.01, 0.2).loses(best) {
+		t.Error("a candidate 0.01 worse with noise 0.2 lost after 8 chunks (not significant)")
+	}
+}
+
+// TestAttnAlignment checks the attention-output alignment of --align-attn:
+// its fit is never worse in sample than none, and a model with it folded
+// in memory gives the logits of the file rewritten with
+// RewriteOptions.AlignAttn.
+func TestAttnAlignment(t *testing.T) {
+	fx := open(t, shared.Model(t, "tinystories-deep12.gguf"))
+	tx := texts(t)
+	align, err := calib.Tokens(fx.m, tx[:300], 16, 64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := calib.Tokens(fx.m, tx[300:], 4, 64, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEditor(fx.m, fx.f, fx.b, Codec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Reset()
+	s, err := NewSearcher(e, align, held, Config{Threads: 2, Align: true, Rho: 1e-3, Candidates: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const drop = 5
+	st, err := s.attnStats(drop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ta, err := st.Solve(1e-3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(ta.Residual <= ta.Unaligned) || !(ta.Residual > 0) {
+		t.Fatalf("attention fit residual %g, unaligned %g", ta.Residual, ta.Unaligned)
+	}
+	if err := e.AlignAttn(drop-1, ta); err != nil {
+		t.Fatal(err)
+	}
+	e.Commit(-1)
+	inMem := logits(t, fx.m, held[:2])
+	p, err := merge.NewPlan("mka", fx.b.Count, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "attn.gguf")
+	if err := merge.Rewrite(context.Background(), fx.f, fx.b, p, out, Codec{}, merge.RewriteOptions{AlignAttn: map[int]*merge.Alignment{drop - 1: ta}}); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := cgo.LoadModel(out, cgo.ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	orig := maxDiff(inMem, logits(t, m2, held[:2]))
+	t.Logf("attention alignment of blk %d: residual %.4f (%.4f unaligned); file vs memory %.2g", drop-1, ta.Residual, ta.Unaligned, orig)
+	if orig > 1e-4 {
+		t.Errorf("file with the attention alignment vs in-memory model: max logit difference %g", orig)
+	}
+	if err := e.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(inMem, logits(t, fx.m, held[:2])); d < 1e-3 {
+		t.Errorf("the attention alignment changed nothing (difference %g)", d)
+	}
+}
