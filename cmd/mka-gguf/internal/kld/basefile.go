@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"runtime"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
@@ -61,10 +60,7 @@ func Save(w io.Writer, base *cgo.Model, chunks [][]int32, opt Options) (ppl, std
 	if err != nil {
 		return 0, 0, err
 	}
-	vocab, k := base.NVocab(), opt.TopK
-	if k >= vocab {
-		k = 0
-	}
+	vocab, k := base.NVocab(), keptTokens(opt.TopK, base.NVocab())
 	bw := bufio.NewWriterSize(w, 1<<20)
 	hdr := []byte(baseMagic)
 	for _, v := range []int{vocab, t, len(chunks), opt.First, k} {
@@ -79,42 +75,22 @@ func Save(w io.Writer, base *cgo.Model, chunks [][]int32, opt Options) (ppl, std
 		return 0, 0, err
 	}
 	m := t - 1 - opt.First
-	g := min(runner.SeqsPerDecode(t, opt.BatchTokens), len(chunks))
-	dec, err := newDecoder(base, t, g, opt)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer dec.close()
-	dists := make([]Dist, g*m)
-	scratch := make([]Scratch, runtime.GOMAXPROCS(0))
+	dists := make([]Dist, min(runner.SeqsPerDecode(t, opt.BatchTokens), len(chunks))*m) // reused
 	var nll, nll2 float64
 	var buf []byte
-	for first := 0; first < len(chunks); first += g {
-		if opt.Context != nil {
-			if err := opt.Context.Err(); err != nil {
-				return 0, 0, err
-			}
-		}
-		n := min(g, len(chunks)-first)
-		if err := dec.decode(chunks[first : first+n]); err != nil {
-			return 0, 0, err
-		}
-		parallel(n*m, func(w, i int) {
-			s, j := i/m, i%m+opt.First
-			FromLogits(&dists[i], dec.logits(s, j), chunks[first+s][j+1], k, &scratch[w])
-		})
-		for i := range dists[:n*m] {
-			d := &dists[i]
-			nll -= float64(d.Next)
-			nll2 += float64(d.Next) * float64(d.Next)
-			buf = appendDist(buf[:0], d)
+	err = decodeBase(base, chunks, opt, k, func(_, n int) []Dist { return dists[:n*m] }, func(_, _ int, d []Dist) error {
+		for i := range d {
+			nll -= float64(d[i].Next)
+			nll2 += float64(d[i].Next) * float64(d[i].Next)
+			buf = appendDist(buf[:0], &d[i])
 			if _, err := bw.Write(buf); err != nil {
-				return 0, 0, err
+				return err
 			}
 		}
-		if opt.Progress != nil {
-			opt.Progress(first+n, len(chunks))
-		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
 	}
 	if err := bw.Flush(); err != nil {
 		return 0, 0, err

@@ -28,41 +28,71 @@ func NewReference(base *cgo.Model, chunks [][]int32, opt Options) (*Reference, e
 	if err != nil {
 		return nil, err
 	}
-	vocab, k := base.NVocab(), opt.TopK
-	if k >= vocab {
-		k = 0
+	k := keptTokens(opt.TopK, base.NVocab())
+	m := t - 1 - opt.First
+	r := &Reference{chunks: chunks, first: opt.First, topK: k, vocab: base.NVocab(), dists: make([][]Dist, len(chunks))}
+	err = decodeBase(base, chunks, opt, k, func(first, n int) []Dist {
+		d := make([]Dist, n*m) // kept: fresh for every group
+		for s := range n {
+			r.dists[first+s] = d[s*m : (s+1)*m]
+		}
+		return d
+	}, nil)
+	if err != nil {
+		return nil, err
 	}
+	return r, nil
+}
+
+// keptTokens is the top-k a base distribution keeps: k, or 0 (all) when k
+// covers the vocabulary.
+func keptTokens(k, vocab int) int {
+	if k >= vocab {
+		return 0
+	}
+	return k
+}
+
+// decodeBase decodes chunks with base, as many per decode as
+// opt.BatchTokens allows, and fills the distributions at positions
+// [opt.First, len−1) of each, keeping k tokens (0: all): into(first, n)
+// says where those of chunks [first, first+n) go (n·m of them, chunk by
+// chunk), and done, when set, is called once they are filled.
+func decodeBase(base *cgo.Model, chunks [][]int32, opt Options, k int, into func(first, n int) []Dist, done func(first, n int, d []Dist) error) error {
+	t := len(chunks[0])
 	m := t - 1 - opt.First
 	g := min(runner.SeqsPerDecode(t, opt.BatchTokens), len(chunks))
 	dec, err := newDecoder(base, t, g, opt)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer dec.close()
-	r := &Reference{chunks: chunks, first: opt.First, topK: k, vocab: vocab, dists: make([][]Dist, len(chunks))}
 	scratch := make([]Scratch, runtime.GOMAXPROCS(0))
 	for first := 0; first < len(chunks); first += g {
 		if opt.Context != nil {
 			if err := opt.Context.Err(); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		n := min(g, len(chunks)-first)
 		if err := dec.decode(chunks[first : first+n]); err != nil {
-			return nil, err
+			return err
 		}
-		for s := range n {
-			r.dists[first+s] = make([]Dist, m)
-		}
+		d := into(first, n)
 		parallel(n*m, func(w, i int) {
 			s, j := i/m, i%m+opt.First
-			FromLogits(&r.dists[first+s][j-opt.First], dec.logits(s, j), chunks[first+s][j+1], k, &scratch[w])
+			FromLogits(&d[i], dec.logits(s, j), chunks[first+s][j+1], k, &scratch[w])
 		})
+		if done != nil {
+			if err := done(first, n, d); err != nil {
+				return err
+			}
+		}
 		if opt.Progress != nil {
 			opt.Progress(first+n, len(chunks))
 		}
 	}
-	return r, nil
+	return nil
 }
 
 // CompareReference scores model against ref on ref's chunks.

@@ -62,12 +62,11 @@ func (s *Searcher) refineAttn(c *Candidate) error {
 func (s *Searcher) attnStats(j int) (*merge.AlignStats, error) {
 	d, e := s.d, s.e
 	pb, pj := e.Phys(j-1), e.Phys(j)
-	s.takeStats(0) // the shared scratch
-	st := merge.NewAlignStatsShared(d, s.scratch)
+	st := s.ownStats()
 	t := len(s.align[0])
 	var count int
 	var xin, f, out, a, y []float32
-	keep := func(data, dst []float32) []float32 { return s.fitRows(data, dst, count, t) }
+	keep := func(data, dst []float32) []float32 { return fitRows(data, dst, d, t, s.skip, 0, count) }
 	var hookErr error
 	capture := func(tn cgo.Tensor) bool {
 		switch {

@@ -71,13 +71,18 @@ func (p *pass) window() (s0, s1, c1 int) {
 }
 
 // rows appends to dst[:0] the rows of chunks [c0, c1) of the decode that
-// the fit uses: all but each chunk's leading BOS row (an outlier in many
-// models).
+// the fit uses (fitRows).
 func (p *pass) rows(data, dst []float32, c0, c1 int) []float32 {
-	d, t := p.d, p.t
+	return fitRows(data, dst, p.d, p.t, p.skip, c0, c1)
+}
+
+// fitRows appends to dst[:0] the rows of chunks [c0, c1) of a captured
+// tensor (chunks of t tokens, d values a row) that the alignment fits: all
+// but each chunk's first skip rows (BOS, an outlier in many models).
+func fitRows(data, dst []float32, d, t, skip, c0, c1 int) []float32 {
 	dst = dst[:0]
 	for c := c0; c < c1; c++ {
-		dst = append(dst, data[(c*t+p.skip)*d:(c+1)*t*d]...)
+		dst = append(dst, data[(c*t+skip)*d:(c+1)*t*d]...)
 	}
 	return dst
 }

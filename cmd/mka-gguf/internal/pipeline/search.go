@@ -302,6 +302,13 @@ func (s *Searcher) passStats(drops []int) (map[int]*merge.AlignStats, map[int][2
 	return p.stats, p.signals(), nil
 }
 
+// ownStats returns empty statistics outside the pool (kept by the caller
+// beyond the next pass) that share the pool's scratch.
+func (s *Searcher) ownStats() *merge.AlignStats {
+	s.takeStats(0) // makes the scratch
+	return merge.NewAlignStatsShared(s.d, s.scratch)
+}
+
 // releaseStats drops the statistics pool, the scratch and the products'
 // buffers, and returns the memory to the system.
 func (s *Searcher) releaseStats() {
@@ -324,18 +331,6 @@ func (s *Searcher) takeStats(n int) []*merge.AlignStats {
 		st.Reset()
 	}
 	return s.pool[:n]
-}
-
-// fitRows appends to dst[:0] the rows of a captured tensor of count chunks
-// of t tokens that the alignment fits: all but each chunk's leading BOS
-// row (an outlier in many models).
-func (s *Searcher) fitRows(data, dst []float32, count, t int) []float32 {
-	d := s.d
-	dst = dst[:0]
-	for c := range count {
-		dst = append(dst, data[(c*t+s.skip)*d:(c+1)*t*d]...)
-	}
-	return dst
 }
 
 // heldScore is a model's loss on each held-back chunk scored so far.
@@ -716,12 +711,11 @@ func (s *Searcher) scoreTrial(c *Candidate) (float64, error) {
 func (s *Searcher) editedStats(j int, edit func() error) (*merge.AlignStats, error) {
 	d, e := s.d, s.e
 	pb, pj := e.Phys(j-1), e.Phys(j)
-	s.takeStats(0) // the shared scratch
-	st := merge.NewAlignStatsShared(d, s.scratch)
+	st := s.ownStats()
 	t := len(s.align[0])
 	var count int
 	var h, f, x, y []float32
-	keep := func(data, dst []float32) []float32 { return s.fitRows(data, dst, count, t) }
+	keep := func(data, dst []float32) []float32 { return fitRows(data, dst, d, t, s.skip, 0, count) }
 	var hookErr error
 	target := func(tn cgo.Tensor) bool {
 		if tn.Layer == pj && tn.Kind == cgo.BlockOutput {
