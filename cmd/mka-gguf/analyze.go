@@ -94,10 +94,7 @@ func runAnalyze(c *cli.Context) error {
 		settings.Seconds, settings.TokPerSec = 0, 0 // wall-clock: keep the report reproducible
 		rep := analyzeReport{Model: filepath.Base(path), ModelSHA256: sum, Calib: source, Settings: settings, Analysis: a, Version: version,
 			HeatmapSHA: heatSHA}
-		if err := writeJSONTo(jsonF, rep); err != nil {
-			return err
-		}
-		if err := outs.commit(c.Context); err != nil {
+		if err := outs.commitReport(c.Context, jsonF, rep); err != nil {
 			return err
 		}
 		return printJSONIf(c, rep)

@@ -79,10 +79,7 @@ func runEnv(c *cli.Context) error {
 			r.GGMLScores[v] = score
 		}
 	}
-	if err := writeJSONTo(jsonF, r); err != nil {
-		return err
-	}
-	if err := outs.commit(c.Context); err != nil {
+	if err := outs.commitReport(c.Context, jsonF, r); err != nil {
 		return err
 	}
 	if c.Bool("json") {

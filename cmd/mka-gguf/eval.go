@@ -84,10 +84,7 @@ func runEval(c *cli.Context) error {
 		return fmt.Errorf("%s: %w", c.String("text"), err)
 	}
 	res := evalResult{Model: path, Text: c.String("text"), Result: r}
-	if err := writeJSONTo(jsonF, res); err != nil {
-		return err
-	}
-	if err := outs.commit(c.Context); err != nil {
+	if err := outs.commitReport(c.Context, jsonF, res); err != nil {
 		return err
 	}
 	if c.Bool("json") {

@@ -93,10 +93,7 @@ func runEvalQuality(c *cli.Context, path string, outs *outputSet, jsonF, saveF *
 		r.Scores = nil // per-task scores are for library callers, not the report
 		res.Choice = &r
 	}
-	if err := writeJSONTo(jsonF, res); err != nil {
-		return err
-	}
-	if err := outs.commit(c.Context); err != nil {
+	if err := outs.commitReport(c.Context, jsonF, res); err != nil {
 		return err
 	}
 	if c.Bool("json") {

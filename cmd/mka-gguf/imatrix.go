@@ -85,10 +85,7 @@ func runImatrix(c *cli.Context) error {
 	}
 	res := imatrixResult{Model: path, Calibration: source, Output: out, OutputSHA256: sum,
 		Weights: len(im.Sums), Chunks: im.Chunks, ChunkSize: im.ChunkSize}
-	if err := writeJSONTo(jsonF, res); err != nil {
-		return err
-	}
-	if err := outs.commit(c.Context); err != nil {
+	if err := outs.commitReport(c.Context, jsonF, res); err != nil {
 		return err
 	}
 	fmt.Fprintf(textOut(c), "wrote %s: %d weights, %d chunks × %d tokens\n", out, len(im.Sums), im.Chunks, im.ChunkSize)

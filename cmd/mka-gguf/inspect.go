@@ -129,10 +129,7 @@ func runInspect(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := writeJSONTo(jsonF, r); err != nil {
-		return err
-	}
-	if err := outs.commit(c.Context); err != nil {
+	if err := outs.commitReport(c.Context, jsonF, r); err != nil {
 		return err
 	}
 	if c.Bool("json") {

@@ -512,10 +512,7 @@ func runMerge(c *cli.Context) error {
 		}
 	}
 	rep.Seconds = time.Since(start).Seconds()
-	if err := writeJSONTo(repF, rep); err != nil {
-		return err
-	}
-	if err := outs.commit(c.Context); err != nil {
+	if err := outs.commitReport(c.Context, repF, rep); err != nil {
 		return err
 	}
 	if wrote != "" {

@@ -210,6 +210,16 @@ func writable(dir string) error {
 	return syscall.Access(dir, 0x2) // W_OK
 }
 
+// commitReport writes v as the JSON report into f's temporary file (nil:
+// no report asked for) and then commits every output: a command's last
+// step.
+func (s *outputSet) commitReport(ctx context.Context, f *outFile, v any) error {
+	if err := writeJSONTo(f, v); err != nil {
+		return err
+	}
+	return s.commit(ctx)
+}
+
 // commit renames every temporary file to its output, in the order
 // declared, unless ctx was cancelled. If a rename fails, the outputs
 // renamed so far are removed again, so that none of them is left.

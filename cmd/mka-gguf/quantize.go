@@ -85,10 +85,7 @@ func runQuantize(c *cli.Context) error {
 		return err
 	}
 	res := quantizeResult{Input: in, Output: out, OutputSHA256: sum, Type: ft.Name, BytesBefore: si.Size(), BytesAfter: so.Size()}
-	if err := writeJSONTo(jsonF, res); err != nil {
-		return err
-	}
-	if err := outs.commit(c.Context); err != nil {
+	if err := outs.commitReport(c.Context, jsonF, res); err != nil {
 		return err
 	}
 	fmt.Fprintf(textOut(c), "wrote %s: %s, %s -> %s\n", out, ft.Name, human(uint64(si.Size())), human(uint64(so.Size())))

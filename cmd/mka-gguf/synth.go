@@ -77,10 +77,7 @@ func runSynth(c *cli.Context) error {
 	}
 	res := synthResult{Output: out, OutputSHA256: sum, Arch: cfg.Arch, Blocks: cfg.Blocks, Embd: cfg.Embd,
 		Type: cfg.Type.String(), Bytes: synth.Size(cfg), Seed: cfg.Seed}
-	if err := writeJSONTo(jsonF, res); err != nil {
-		return err
-	}
-	if err := outs.commit(c.Context); err != nil {
+	if err := outs.commitReport(c.Context, jsonF, res); err != nil {
 		return err
 	}
 	fmt.Fprintf(textOut(c), "wrote %s: %s, %d blocks, embd %d, %s weights, %s (random weights)\n", out, cfg.Arch, cfg.Blocks, cfg.Embd, cfg.Type, human(uint64(synth.Size(cfg))))
