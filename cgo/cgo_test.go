@@ -369,3 +369,51 @@ func decodeAll(t *testing.T, ctx *Context, toks []int32) {
 		t.Fatal(err)
 	}
 }
+
+// TestWeightGetSet reads a weight of a writable model back, changes it and
+// restores it: Get returns what Set wrote, bit for bit, and a wrong size is
+// an error, not a write past the buffer.
+func TestWeightGetSet(t *testing.T) {
+	m, err := LoadModel(shared.Model(t, "stories260K.gguf"), ModelParams{NoMmap: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	w, err := m.Weight("blk.2.ffn_down.weight")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !w.Readable() {
+		t.Fatalf("%s (F32 on the CPU) is not readable", w.Name)
+	}
+	orig := make([]byte, w.Bytes())
+	if err := w.Get(orig); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Equal(orig, make([]byte, len(orig))) {
+		t.Fatal("Get returned zeros for a trained weight")
+	}
+	edited := slices.Clone(orig)
+	for i := range edited {
+		edited[i] ^= byte(i)
+	}
+	if err := w.Set(edited); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(orig))
+	if err := w.Get(got); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, edited) {
+		t.Fatal("Get after Set does not return what Set wrote")
+	}
+	if err := w.Set(orig); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Get(got); err != nil || !slices.Equal(got, orig) {
+		t.Fatalf("restore: %v, equal %v", err, slices.Equal(got, orig))
+	}
+	if err := w.Get(got[:10]); err == nil {
+		t.Fatal("Get accepted a buffer of the wrong size")
+	}
+}

@@ -43,3 +43,42 @@ func TestGram(t *testing.T) {
 		t.Fatal("wrong input size accepted")
 	}
 }
+
+// TestProduct checks XᵀY for X and Y of different widths against a direct
+// float64 computation, on and off the row padding.
+func TestProduct(t *testing.T) {
+	p, err := NewProduct(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, sh := range [][3]int{{48, 48, 100}, {37, 20, 64}, {64, 64, 512}} {
+		rows, dx, dy := sh[0], sh[1], sh[2]
+		x, y := make([]float32, rows*dx), make([]float32, rows*dy)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		for i := range y {
+			y[i] = float32(rng.NormFloat64())
+		}
+		c := make([]float32, dx*dy)
+		if err := p.Compute(x, y, rows, dx, dy, c); err != nil {
+			t.Fatal(err)
+		}
+		for i := range dx {
+			for j := range dy {
+				var want float64
+				for r := range rows {
+					want += float64(x[r*dx+i]) * float64(y[r*dy+j])
+				}
+				if math.Abs(float64(c[i*dy+j])-want) > 1e-3*math.Sqrt(float64(rows)) {
+					t.Fatalf("%d rows, %d×%d: [%d][%d] = %g, want %g", rows, dx, dy, i, j, c[i*dy+j], want)
+				}
+			}
+		}
+	}
+	if err := p.Compute(make([]float32, 4), make([]float32, 6), 2, 2, 4, make([]float32, 7)); err == nil {
+		t.Fatal("wrong output size accepted")
+	}
+}

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ggml.h"
+#include "ggml-backend.h"
 #include "llama.h"
 #include "weights.h"
 
@@ -24,4 +25,23 @@ extern "C" struct ggml_tensor *mka_model_tensor(const struct llama_model *model,
     } catch (...) {
     }
     return nullptr;
+}
+
+extern "C" bool mka_weight_readable(const struct ggml_tensor *t) {
+    if (t == nullptr || t->buffer == nullptr) {
+        return false;
+    }
+    ggml_backend_buffer_type_t buft = ggml_backend_buffer_get_type(t->buffer);
+    if (buft == ggml_backend_cpu_buffer_type()) {
+        return true;
+    }
+    ggml_backend_dev_t dev = ggml_backend_buft_get_device(buft);
+    return dev != nullptr && ggml_backend_dev_type(dev) != GGML_BACKEND_DEVICE_TYPE_CPU;
+}
+
+extern "C" const char *mka_weight_buffer_name(const struct ggml_tensor *t) {
+    if (t == nullptr || t->buffer == nullptr) {
+        return "";
+    }
+    return ggml_backend_buft_name(ggml_backend_buffer_get_type(t->buffer));
 }

@@ -94,3 +94,28 @@ func (w *Weight) SetFloats(v []float32) error {
 	}
 	return w.Set(buf)
 }
+
+// Readable reports whether Get can read the weight back: its buffer is
+// ggml's plain CPU buffer or a device's own (GPU) buffer. CPU buffers that
+// repack weights for faster kernels (CPU_REPACK, AMX) hold them in another
+// layout and cannot give GGUF's bytes back.
+func (w *Weight) Readable() bool {
+	return w.model.p != nil && bool(C.mka_weight_readable(w.t))
+}
+
+// Get copies the weight's data, in its own type (GGUF's layout), into dst,
+// which holds exactly Bytes() bytes (ggml_backend_tensor_get, CPU or GPU).
+// It must not run during a decode.
+func (w *Weight) Get(dst []byte) error {
+	if w.model.p == nil {
+		return ErrClosed
+	}
+	if len(dst) != w.Bytes() {
+		return fmt.Errorf("%s: %s: get %d bytes, the tensor holds %d", w.model.path, w.Name, len(dst), w.Bytes())
+	}
+	if !w.Readable() {
+		return fmt.Errorf("%s: %s: the weight's buffer (%s) cannot be read back", w.model.path, w.Name, C.GoString(C.mka_weight_buffer_name(w.t)))
+	}
+	C.ggml_backend_tensor_get(w.t, unsafe.Pointer(unsafe.SliceData(dst)), 0, C.size_t(len(dst)))
+	return nil
+}

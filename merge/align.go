@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
@@ -139,8 +141,9 @@ type Alignment struct {
 	D int
 	// T is d×d, row-major: the surviving block's FFN output x becomes x T.
 	// In GGUF's row convention the block's ffn_down W (d rows of n_ff) becomes
-	// Tᵀ W (FoldRows).
-	T []float64
+	// Tᵀ W (FoldRows). It is solved in float64 and kept in float32 (half
+	// the memory; the weights it folds into are float32 at best).
+	T []float32
 	// Rho is the ridge ρ used (absolute: ρ_rel · tr(XᵀX)/d) and RhoRel
 	// its ρ_rel (raised from 0 when XᵀX was singular).
 	Rho, RhoRel float64
@@ -223,8 +226,10 @@ func (s *AlignStats) Solve(rhoRel float64) (*Alignment, error) {
 			b.Set(i, k, v)
 		}
 	}
-	// The solution overwrites b's storage (no further d×d buffer).
-	if err := chol.SolveTo(b, b); err != nil {
+	// The solution overwrites b's storage (no further d×d buffer), its
+	// column blocks solved in parallel (the triangular solves are 6/7 of
+	// the work and gonum runs each on one core).
+	if err := solveColumns(&chol, b, runtime.GOMAXPROCS(0)); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrAlign, err)
 	}
 	T := b.RawMatrix().Data
@@ -244,7 +249,11 @@ func (s *AlignStats) Solve(rhoRel float64) (*Alignment, error) {
 	}
 	res := (tGT - 2*tC + s.YtY) / s.YtY
 	un := (tr - 2*trC + s.YtY) / s.YtY
-	a := &Alignment{D: d, T: T, Rho: rho, RhoRel: rel, Residual: math.Max(res, 0), Unaligned: math.Max(un, 0), Tokens: s.Tokens}
+	t32 := make([]float32, d*d)
+	for i, v := range T {
+		t32[i] = float32(v)
+	}
+	a := &Alignment{D: d, T: t32, Rho: rho, RhoRel: rel, Residual: math.Max(res, 0), Unaligned: math.Max(un, 0), Tokens: s.Tokens}
 	if s.HH > 0 {
 		a.Stream, a.StreamUnaligned = a.Residual*s.YtY/s.HH, a.Unaligned*s.YtY/s.HH
 	}
@@ -253,7 +262,7 @@ func (s *AlignStats) Solve(rhoRel float64) (*Alignment, error) {
 
 // Identity returns the alignment T = I of dimension d (no change).
 func Identity(d int) *Alignment {
-	t := make([]float64, d*d)
+	t := make([]float32, d*d)
 	for i := 0; i < d; i++ {
 		t[i*d+i] = 1
 	}
@@ -261,20 +270,16 @@ func Identity(d int) *Alignment {
 }
 
 // Then returns the alignment that applies a and then b: x ↦ (x Ta) Tb,
-// T = Ta Tb. Residuals are b's.
+// T = Ta Tb (float32 product, no d×d temporary beyond the result).
+// Residuals are b's.
 func (a *Alignment) Then(b *Alignment) *Alignment {
 	d := a.D
-	A := mat.NewDense(d, d, a.T)
-	B := mat.NewDense(d, d, b.T)
-	var c mat.Dense
-	c.Mul(A, B)
 	out := *b
-	out.T = make([]float64, d*d)
-	for i := 0; i < d; i++ {
-		for k := 0; k < d; k++ {
-			out.T[i*d+k] = c.At(i, k)
-		}
-	}
+	out.T = make([]float32, d*d)
+	A := blas32.General{Rows: d, Cols: d, Stride: d, Data: a.T}
+	B := blas32.General{Rows: d, Cols: d, Stride: d, Data: b.T}
+	C := blas32.General{Rows: d, Cols: d, Stride: d, Data: out.T}
+	blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, A, B, 0, C)
 	return &out
 }
 
@@ -292,42 +297,76 @@ func (a *Alignment) FoldRows(w []float32, perRow int) ([]float32, error) {
 	if len(w) != d*perRow {
 		return nil, fmt.Errorf("%w: weight has %d values, want %d rows of %d", ErrAlign, len(w), d, perRow)
 	}
-	t32 := make([]float32, d*d)
-	for i, v := range a.T {
-		t32[i] = float32(v)
-	}
 	out := make([]float32, len(w))
-	T := blas32.General{Rows: d, Cols: d, Stride: d, Data: t32}
+	T := blas32.General{Rows: d, Cols: d, Stride: d, Data: a.T}
 	W := blas32.General{Rows: d, Cols: perRow, Stride: perRow, Data: w}
 	O := blas32.General{Rows: d, Cols: perRow, Stride: perRow, Data: out}
 	blas32.Gemm(blas.Trans, blas.NoTrans, 1, T, W, 0, O)
 	return out, nil
 }
 
-// FoldRowsInPlace is FoldRows writing the result over w, one block of 256
+// MatMulTN computes c = aᵀ b for row-major a (rows × ca) and b (rows ×
+// cb): c[i][j] = Σ_k a[k][i] b[k][j], ca × cb, row-major (for example
+// cgo.Product.Compute on ggml's CPU device).
+type MatMulTN func(a, b []float32, rows, ca, cb int, c []float32) error
+
+// FoldRowsInPlace is FoldRows writing the result over w, one block of
 // columns at a time (each column block of Tᵀ W depends only on the same
-// columns of W), so that folding a large tensor needs d × 256 values of
-// scratch instead of a second copy of it.
+// columns of W), so that folding a large tensor needs two d × 512 blocks
+// of scratch instead of a second copy of it.
 func (a *Alignment) FoldRowsInPlace(w []float32, perRow int) error {
+	return a.FoldRowsInPlaceWith(w, perRow, nil)
+}
+
+// FoldRowsInPlaceWith is FoldRowsInPlace with the products Tᵀ W_block
+// computed by mm (nil: gonum's BLAS in Go).
+func (a *Alignment) FoldRowsInPlaceWith(w []float32, perRow int, mm MatMulTN) error {
 	d := a.D
 	if len(w) != d*perRow {
 		return fmt.Errorf("%w: weight has %d values, want %d rows of %d", ErrAlign, len(w), d, perRow)
 	}
-	t32 := make([]float32, d*d)
-	for i, v := range a.T {
-		t32[i] = float32(v)
-	}
-	T := blas32.General{Rows: d, Cols: d, Stride: d, Data: t32}
-	const cols = 256
-	tmp := make([]float32, d*min(cols, perRow))
+	const cols = 512
+	n0 := min(cols, perRow)
+	in, out := make([]float32, d*n0), make([]float32, d*n0)
+	T := blas32.General{Rows: d, Cols: d, Stride: d, Data: a.T}
 	for c0 := 0; c0 < perRow; c0 += cols {
 		n := min(cols, perRow-c0)
-		W := blas32.General{Rows: d, Cols: n, Stride: perRow, Data: w[c0:]}
-		O := blas32.General{Rows: d, Cols: n, Stride: n, Data: tmp[:d*n]}
-		blas32.Gemm(blas.Trans, blas.NoTrans, 1, T, W, 0, O)
 		for r := range d {
-			copy(w[r*perRow+c0:r*perRow+c0+n], tmp[r*n:(r+1)*n])
+			copy(in[r*n:(r+1)*n], w[r*perRow+c0:r*perRow+c0+n])
+		}
+		if mm != nil {
+			if err := mm(a.T, in[:d*n], d, d, n, out[:d*n]); err != nil {
+				return fmt.Errorf("%w: %v", ErrAlign, err)
+			}
+		} else {
+			W := blas32.General{Rows: d, Cols: n, Stride: n, Data: in}
+			O := blas32.General{Rows: d, Cols: n, Stride: n, Data: out}
+			blas32.Gemm(blas.Trans, blas.NoTrans, 1, T, W, 0, O)
+		}
+		for r := range d {
+			copy(w[r*perRow+c0:r*perRow+c0+n], out[r*n:(r+1)*n])
 		}
 	}
 	return nil
+}
+
+// solveColumns overwrites b with A⁻¹ b for A's Cholesky factor chol,
+// splitting b's columns into up to n blocks solved concurrently (they
+// only read the factor).
+func solveColumns(chol *mat.Cholesky, b *mat.Dense, n int) error {
+	rows, cols := b.Dims()
+	n = max(1, min(n, cols/64))
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for w := range n {
+		c0, c1 := w*cols/n, (w+1)*cols/n
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v := b.Slice(0, rows, c0, c1).(*mat.Dense)
+			errs[w] = chol.SolveTo(v, v)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

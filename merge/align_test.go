@@ -1,8 +1,10 @@
 package merge
 
 import (
+	"gonum.org/v1/gonum/mat"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -46,7 +48,7 @@ func TestAlignExactLinear(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, v := range a.T {
-		if math.Abs(v-t0[i]) > 1e-4 {
+		if math.Abs(float64(v)-t0[i]) > 1e-4 {
 			t.Fatalf("T[%d] = %v, want %v", i, v, t0[i])
 		}
 	}
@@ -95,7 +97,7 @@ func TestAlignResidualProperties(t *testing.T) {
 			for k := 0; k < d; k++ {
 				var v float64
 				for j := 0; j < d; j++ {
-					v += float64(x[i*d+j]) * a.T[j*d+k]
+					v += float64(x[i*d+j]) * float64(a.T[j*d+k])
 				}
 				e := v - float64(y[i*d+k])
 				num += e * e
@@ -117,9 +119,9 @@ func TestFoldRows(t *testing.T) {
 	for i := range w {
 		w[i] = float32(r.NormFloat64())
 	}
-	a := &Alignment{D: d, T: make([]float64, d*d)}
+	a := &Alignment{D: d, T: make([]float32, d*d)}
 	for i := range a.T {
-		a.T[i] = r.NormFloat64()
+		a.T[i] = float32(r.NormFloat64())
 	}
 	h := make([]float64, nff)
 	for i := range h {
@@ -138,7 +140,7 @@ func TestFoldRows(t *testing.T) {
 	for k := 0; k < d; k++ {
 		var want, got float64
 		for i := 0; i < d; i++ {
-			want += y[i] * a.T[i*d+k]
+			want += y[i] * float64(a.T[i*d+k])
 		}
 		for c := 0; c < nff; c++ {
 			got += float64(w2[k*nff+c]) * h[c]
@@ -150,11 +152,30 @@ func TestFoldRows(t *testing.T) {
 	if _, err := a.FoldRows(w[:5], nff); err == nil {
 		t.Error("FoldRows accepted a weight of the wrong size")
 	}
-	// Identity then a equals a.
+	// Identity then a equals a, and a then b maps x to (x Ta) Tb.
 	c := Identity(d).Then(a)
 	for i := range c.T {
-		if math.Abs(c.T[i]-a.T[i]) > 1e-12 {
+		if c.T[i] != a.T[i] {
 			t.Fatal("Identity().Then(a) differs from a")
+		}
+	}
+	b := &Alignment{D: d, T: make([]float32, d*d)}
+	for i := range b.T {
+		b.T[i] = float32(r.NormFloat64())
+	}
+	ab := a.Then(b)
+	for k := 0; k < d; k++ {
+		var want, got float64
+		for i := 0; i < d; i++ {
+			var xa float64 // (h Ta)_i with h = the first d values of h
+			for j := 0; j < d; j++ {
+				xa += h[j] * float64(a.T[j*d+i])
+			}
+			want += xa * float64(b.T[i*d+k])
+			got += h[i] * float64(ab.T[i*d+k])
+		}
+		if math.Abs(got-want) > 1e-4*math.Max(1, math.Abs(want)) {
+			t.Fatalf("a.Then(b), output %d: %v, want %v", k, got, want)
 		}
 	}
 }
@@ -170,31 +191,86 @@ func TestAlignErrors(t *testing.T) {
 }
 
 // TestFoldRowsInPlace: the in-place fold equals FoldRows, across several
-// 256-column blocks and a partial last one.
+// 512-column blocks and a partial last one, with gonum's product and with
+// one passed in (MatMulTN).
 func TestFoldRowsInPlace(t *testing.T) {
-	const d, nff = 16, 600
+	const d, nff = 16, 1100
 	r := rand.New(rand.NewPCG(5, 5))
 	w := make([]float32, d*nff)
 	for i := range w {
 		w[i] = float32(r.NormFloat64())
 	}
-	a := &Alignment{D: d, T: make([]float64, d*d)}
+	a := &Alignment{D: d, T: make([]float32, d*d)}
 	for i := range a.T {
-		a.T[i] = r.NormFloat64()
+		a.T[i] = float32(r.NormFloat64())
 	}
 	want, err := a.FoldRows(w, nff)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.FoldRowsInPlace(w, nff); err != nil {
-		t.Fatal(err)
+	// A product written out directly, c = aᵀ b.
+	naive := func(x, y []float32, rows, ca, cb int, c []float32) error {
+		for i := range ca {
+			for j := range cb {
+				var v float64
+				for k := range rows {
+					v += float64(x[k*ca+i]) * float64(y[k*cb+j])
+				}
+				c[i*cb+j] = float32(v)
+			}
+		}
+		return nil
 	}
-	for i := range w {
-		if math.Abs(float64(w[i]-want[i])) > 1e-5*math.Max(1, math.Abs(float64(want[i]))) {
-			t.Fatalf("value %d: in place %v, FoldRows %v", i, w[i], want[i])
+	orig := slices.Clone(w)
+	for _, mm := range []MatMulTN{nil, naive} {
+		copy(w, orig)
+		if err := a.FoldRowsInPlaceWith(w, nff, mm); err != nil {
+			t.Fatal(err)
+		}
+		for i := range w {
+			if math.Abs(float64(w[i]-want[i])) > 1e-5*math.Max(1, math.Abs(float64(want[i]))) {
+				t.Fatalf("product %v: value %d: in place %v, FoldRows %v", mm != nil, i, w[i], want[i])
+			}
 		}
 	}
 	if err := a.FoldRowsInPlace(w[:7], nff); err == nil {
 		t.Error("FoldRowsInPlace accepted a weight of the wrong size")
+	}
+}
+
+// TestSolveColumns: the column-parallel solve equals gonum's single solve.
+func TestSolveColumns(t *testing.T) {
+	const d = 200
+	r := rand.New(rand.NewPCG(7, 7))
+	a := mat.NewSymDense(d, nil)
+	x := mat.NewDense(d+10, d, nil)
+	for i := range d + 10 {
+		for k := range d {
+			x.Set(i, k, r.NormFloat64())
+		}
+	}
+	a.SymOuterK(1, x.T())
+	var chol mat.Cholesky
+	if !chol.Factorize(a) {
+		t.Fatal("not positive definite")
+	}
+	b := mat.NewDense(d, d, nil)
+	for i := range d {
+		for k := range d {
+			b.Set(i, k, r.NormFloat64())
+		}
+	}
+	var want mat.Dense
+	if err := chol.SolveTo(&want, b); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 2, 3} {
+		got := mat.DenseCopyOf(b)
+		if err := solveColumns(&chol, got, n); err != nil {
+			t.Fatal(err)
+		}
+		if !mat.EqualApprox(got, &want, 1e-9) {
+			t.Errorf("%d blocks: the solution differs from gonum's", n)
+		}
 	}
 }

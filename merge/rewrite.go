@@ -76,6 +76,11 @@ type RewriteOptions struct {
 	// AlignAttn maps an output block to an alignment folded the same way
 	// into its attention output (attn_output.weight and .bias).
 	AlignAttn map[int]*Alignment
+	// Permute maps an input block to the reordering of its tensors
+	// (MatchBlocks: FFN neurons, attention KV groups) applied before it
+	// enters a fusion, so that it is averaged with the neurons and heads
+	// it matches. Only blocks that are part of a fusion may have one.
+	Permute map[int]BlockPerm
 }
 
 // AlignedSuffixes are the block tensors an Alignment is folded into.
@@ -122,6 +127,11 @@ func Rewrite(ctx context.Context, f *gguf.File, b *Blocks, plan *Plan, out strin
 	if plan.Original != b.Count {
 		return fmt.Errorf("%w: plan is for %d blocks, model has %d", ErrPlan, plan.Original, b.Count)
 	}
+	for blk := range opt.Permute {
+		if !fused(plan, blk) {
+			return fmt.Errorf("%w: block %d has a permutation but is not part of a fusion", ErrPlan, blk)
+		}
+	}
 	if codec == nil {
 		codec = FloatCodec{}
 	}
@@ -148,7 +158,7 @@ func Rewrite(ctx context.Context, f *gguf.File, b *Blocks, plan *Plan, out strin
 			emitted = true
 			for j, parts := range plan.Layout {
 				for _, suffix := range b.Suffixes {
-					ot, err := fusedTensor(ctx, f, parts, suffix, src, j, codec, chunk, opt.Norms, alignFor(opt, j, suffix))
+					ot, err := fusedTensor(ctx, f, parts, suffix, src, j, codec, chunk, opt.Norms, alignFor(opt, j, suffix), opt.Permute)
 					if err != nil {
 						return err
 					}
@@ -201,10 +211,30 @@ func alignFor(opt RewriteOptions, j int, suffix string) *Alignment {
 	return nil
 }
 
+// fused reports whether input block blk is one of several parts of an
+// output block of plan.
+func fused(plan *Plan, blk int) bool {
+	for _, parts := range plan.Layout {
+		live := 0
+		has := false
+		for _, p := range parts {
+			if p.W != 0 {
+				live++
+				has = has || p.Block == blk
+			}
+		}
+		if has && live > 1 {
+			return true
+		}
+	}
+	return false
+}
+
 // fusedTensor returns output block j's tensor suffix: Σ w_k θ_k over its
-// parts, then, when align is set, Tᵀ applied to its rows.
+// parts (each reordered first by its perms entry), then, when align is
+// set, Tᵀ applied to its rows.
 func fusedTensor(ctx context.Context, f *gguf.File, parts []Weighted, suffix string, src func(int, string) int,
-	j int, codec Codec, chunk int, norms NormRule, align *Alignment) (gguf.OutTensor, error) {
+	j int, codec Codec, chunk int, norms NormRule, align *Alignment, perms map[int]BlockPerm) (gguf.OutTensor, error) {
 	name := fmt.Sprintf("blk.%d.%s", j, suffix)
 	live := make([]Weighted, 0, len(parts))
 	for _, p := range parts {
@@ -223,13 +253,25 @@ func fusedTensor(ctx context.Context, f *gguf.File, parts []Weighted, suffix str
 	}
 	base := f.OutTensor(src(heaviest.Block, suffix))
 	base.Info.Name = name
-	if len(live) == 1 && live[0].W == 1 && align == nil {
+	perm := make([]TensorPerm, len(live))
+	permuted := false
+	for k, p := range live {
+		if tp, ok := perms[p.Block][suffix]; ok && (tp.Rows != nil || tp.Cols != nil) {
+			perm[k], permuted = tp, true
+		}
+	}
+	if len(live) == 1 && live[0].W == 1 && align == nil && !permuted {
 		return base, nil // a plain copy, renumbered
 	}
 	info := base.Info
 	perRow := int(info.Dims[0])
 	rows := int(info.Elements()) / perRow
 	rowsPer := max(1, min(rows, chunk/(4*perRow)))
+	for k, tp := range perm {
+		if (tp.Rows != nil && len(tp.Rows) != rows) || (tp.Cols != nil && len(tp.Cols) != perRow) {
+			return gguf.OutTensor{}, fmt.Errorf("%w: blk.%d.%s: permutation of %d rows, %d columns for %d rows of %d", ErrPlan, live[k].Block, suffix, len(tp.Rows), len(tp.Cols), rows, perRow)
+		}
+	}
 	if align != nil {
 		// Tᵀ W mixes all rows: the whole tensor in one chunk.
 		rowsPer = rows
@@ -257,7 +299,14 @@ func fusedTensor(ctx context.Context, f *gguf.File, parts []Weighted, suffix str
 				ti := f.Tensors[srcIdx[k]]
 				rs := int64(mustRowSize(ti.Type, perRow))
 				raw = grow(raw, int(rs)*nr)
-				if _, err := f.TensorReader(srcIdx[k]).ReadAt(raw, rs*int64(r0)); err != nil {
+				if rp := perm[k].Rows; rp != nil {
+					// Output row r0+i is source row rp[r0+i].
+					for i := range nr {
+						if _, err := f.TensorReader(srcIdx[k]).ReadAt(raw[int64(i)*rs:int64(i+1)*rs], rs*int64(rp[r0+i])); err != nil {
+							return written, fmt.Errorf("read %s: %w", ti.Name, err)
+						}
+					}
+				} else if _, err := f.TensorReader(srcIdx[k]).ReadAt(raw, rs*int64(r0)); err != nil {
 					return written, fmt.Errorf("read %s: %w", ti.Name, err)
 				}
 				dst := t
@@ -266,6 +315,16 @@ func fusedTensor(ctx context.Context, f *gguf.File, parts []Weighted, suffix str
 				}
 				if err := codec.Decode(ti.Type, raw, dst); err != nil {
 					return written, fmt.Errorf("%s: %w", ti.Name, err)
+				}
+				if cp := perm[k].Cols; cp != nil {
+					row := make([]float32, perRow)
+					for i := range nr {
+						r := dst[i*perRow : (i+1)*perRow]
+						for c, from := range cp {
+							row[c] = r[from]
+						}
+						copy(r, row)
+					}
 				}
 				if k == 0 {
 					if p.W != 1 {

@@ -60,17 +60,19 @@ func TestBenchMerge(t *testing.T) {
 		t.Errorf("RSS limit %d, want %d + 2 × %d + 256 MiB", bm.RSSLimit, bm.TensorBytes, bm.BlockF32Bytes)
 	}
 	// The search: every step fits every current block but block 0 (d = 64:
-	// the statistics fit their budget) and scores the 3 best on held-back
-	// text, raced; step 1's statistics come from the calibration pass.
+	// the statistics fit their budget) and scores the --candidates best on
+	// held-back text, raced; step 1's statistics come from the calibration
+	// pass.
 	if len(bm.Steps) != 4 || bm.HeldChunks < 2 || bm.AlignChunks != 64 || bm.Ctx != 256 {
 		t.Fatalf("merge: %d steps, %d held-back chunks, %d alignment chunks of %d tokens; want 4 steps, 64 chunks of 256", len(bm.Steps), bm.HeldChunks, bm.AlignChunks, bm.Ctx)
 	}
+	k := int(mergeDefault("candidates"))
 	for i, s := range bm.Steps {
-		if s.Candidates != 15-i || s.Scored != 3 || s.Deepest < 15-i || s.Deepest > 15 || !(s.AlignSeconds > 0 && s.ScoreSeconds > 0) {
-			t.Errorf("step %d: %+v, want %d candidates, 3 scored, a pass to a block in [%d, 15]", i+1, s, 15-i, 15-i)
+		if s.Candidates != 15-i || s.Scored != k || s.Deepest < 15-i || s.Deepest > 15 || !(s.AlignSeconds > 0 && s.ScoreSeconds > 0) {
+			t.Errorf("step %d: %+v, want %d candidates, %d scored, a pass to a block in [%d, 15]", i+1, s, 15-i, k, 15-i)
 		}
-		if s.Prefilled != (i == 0) || s.HeldChunks < bm.HeldChunks || s.HeldChunks > 3*bm.HeldChunks {
-			t.Errorf("step %d: prefilled %v, %d held-back chunks decoded; want prefilled only at step 1 and %d to %d chunks", i+1, s.Prefilled, s.HeldChunks, bm.HeldChunks, 3*bm.HeldChunks)
+		if s.Prefilled != (i == 0) || s.HeldChunks < bm.HeldChunks || s.HeldChunks > k*bm.HeldChunks {
+			t.Errorf("step %d: prefilled %v, %d held-back chunks decoded; want prefilled only at step 1 and %d to %d chunks", i+1, s.Prefilled, s.HeldChunks, bm.HeldChunks, k*bm.HeldChunks)
 		}
 	}
 	if slices.Contains(bm.Command, "--force") || !slices.Contains(bm.Command, "--remove") {

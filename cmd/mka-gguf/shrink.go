@@ -21,6 +21,7 @@ type shrinkResult struct {
 	plan      *merge.Plan
 	align     map[int]*merge.Alignment
 	alignAttn map[int]*merge.Alignment // --align-attn
+	permute   map[int]merge.BlockPerm  // --fuse-permute: input blocks reordered before their fusion
 	steps     []pipeline.StepReport
 	method    string
 	// alignMethod is "ls", "ls+attn" (some attention output aligned too) or
@@ -137,6 +138,7 @@ func (j *mergeJob) shrink(c *cli.Context, method string, align bool, n int, opt 
 		FuseLambdas: fuse, Suffixes: j.blocks.Suffixes,
 		Candidates: c.Int("candidates"), ScoreAll: c.Bool("score-all"), Race: c.Bool("race"), Similarity: sim,
 		AlignAttn:     c.Bool("align-attn"),
+		FusePermute:   c.Bool("fuse-permute"),
 		MaxStatsBytes: j.statsBytes,
 	}
 	if j.res != nil {
@@ -166,7 +168,7 @@ func (j *mergeJob) shrink(c *cli.Context, method string, align bool, n int, opt 
 		return nil, fmt.Errorf("%s: %w", j.in, err)
 	}
 	res.Plan.Method = planner
-	r.plan, r.align, r.alignAttn, r.steps, r.seconds = res.Plan, res.Align, res.AlignAttn, res.Steps, time.Since(start).Seconds()
+	r.plan, r.align, r.alignAttn, r.permute, r.steps, r.seconds = res.Plan, res.Align, res.AlignAttn, res.Permute, res.Steps, time.Since(start).Seconds()
 	if len(r.alignAttn) > 0 {
 		r.alignMethod = "ls+attn"
 	}

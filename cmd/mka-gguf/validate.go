@@ -138,6 +138,14 @@ func validateFlags(c *cli.Context) error {
 			return usageError(c, "--fuse-lambdas: %v", err)
 		}
 	}
+	if has("fuse-permute") && c.Bool("fuse-permute") {
+		if c.String("fuse-lambdas") == "" {
+			return usageError(c, "--fuse-permute reorders a block before a fusion: it needs --fuse-lambdas")
+		}
+		if c.String("align") == "none" {
+			return usageError(c, "--fuse-permute needs --align ls (an aligned fusion is never fused again, so each permutation applies to one input block)")
+		}
+	}
 	if has("holdout") {
 		if h := c.Float64("holdout"); !(h > 0 && h <= 0.9) {
 			return usageError(c, "--holdout %g is out of range: want a fraction in (0, 0.9]", h)

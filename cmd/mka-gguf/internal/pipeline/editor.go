@@ -31,10 +31,33 @@ type Editor struct {
 	codec merge.Codec
 	phys  []int
 
-	committed map[string][]byte // tensor data now in the model, when not the file's
-	zeroed    map[string]bool   // committed as all zeros (a removed block: never kept as bytes)
+	// The committed state of an edited tensor lives in one place: in the
+	// loaded model only (inModel, read back with cgo.Weight.Get, so that
+	// no copy is kept per edited block), as bytes (committed, for weights
+	// whose buffers cannot be read back), or as "all zeros" (zeroed).
+	committed map[string][]byte
+	inModel   map[string]bool
+	zeroed    map[string]bool
 	pending   map[string][]byte // set since the last Commit or Restore
 	pendZero  map[string]bool   // pending tensors set to zero by Drop
+	backup    map[string][]byte // committed bytes of inModel tensors, read before their first pending set
+	keepBytes bool              // keep committed edits as bytes even when readable (tests the fallback)
+	product   *cgo.Product      // the folds' products on ggml's CPU device (nil: gonum)
+}
+
+// UseProduct makes the folds (W ← Tᵀ W) run on ggml's CPU device with the
+// given threads, about 10× gonum's pure-Go product for a 1536 × 4096
+// ffn_down; when the device cannot start, they stay in Go. Close frees it.
+func (e *Editor) UseProduct(threads int) {
+	if e.product == nil {
+		e.product, _ = cgo.NewProduct(threads)
+	}
+}
+
+// Close frees what UseProduct started. The model stays as it is.
+func (e *Editor) Close() {
+	e.product.Close()
+	e.product = nil
 }
 
 // NewEditor checks that every block has the tensors an in-memory edit needs
@@ -49,8 +72,8 @@ func NewEditor(m *cgo.Model, f *gguf.File, b *merge.Blocks, codec merge.Codec) (
 			return nil, fmt.Errorf("%s: %w: architecture %q has no blk.0.%s, so a block cannot be made an identity in memory", f.Path, merge.ErrUnsupported, b.Arch, s)
 		}
 	}
-	e := &Editor{m: m, f: f, codec: codec, committed: map[string][]byte{}, zeroed: map[string]bool{},
-		pending: map[string][]byte{}, pendZero: map[string]bool{}}
+	e := &Editor{m: m, f: f, codec: codec, committed: map[string][]byte{}, inModel: map[string]bool{}, zeroed: map[string]bool{},
+		pending: map[string][]byte{}, pendZero: map[string]bool{}, backup: map[string][]byte{}}
 	for i := range b.Count {
 		e.phys = append(e.phys, i)
 	}
@@ -84,6 +107,12 @@ func (e *Editor) data(name string) ([]byte, error) {
 	if b, ok := e.committed[name]; ok {
 		return b, nil
 	}
+	if b, ok := e.backup[name]; ok {
+		return b, nil
+	}
+	if e.inModel[name] {
+		return e.readModel(name)
+	}
 	i, ok := e.f.Tensor(name)
 	if !ok {
 		return nil, fmt.Errorf("%s: no tensor %s", e.f.Path, name)
@@ -99,11 +128,32 @@ func (e *Editor) data(name string) ([]byte, error) {
 	return b, nil
 }
 
-// set writes data into the loaded tensor name, tentatively.
+// readModel returns a copy of the bytes the loaded tensor name holds.
+func (e *Editor) readModel(name string) ([]byte, error) {
+	w, err := e.m.Weight(name)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, w.Bytes())
+	if err := w.Get(b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// set writes data into the loaded tensor name, tentatively. A committed
+// edit that only the model holds is read back first (Restore needs it).
 func (e *Editor) set(name string, data []byte) error {
 	w, err := e.m.Weight(name)
 	if err != nil {
 		return err
+	}
+	if _, ok := e.backup[name]; e.inModel[name] && !ok {
+		b, err := e.readModel(name)
+		if err != nil {
+			return err
+		}
+		e.backup[name] = b
 	}
 	if err := w.Set(data); err != nil {
 		return err
@@ -201,10 +251,17 @@ func (e *Editor) fold(c int, a *merge.Alignment, suffixes []string) error {
 			return err
 		}
 		perRow := int(info.Dims[0])
+		var mm merge.MatMulTN
 		if len(v) == a.D {
 			perRow = 1 // a bias
+		} else if e.product != nil {
+			mm = e.product.Compute
 		}
-		if err := a.FoldRowsInPlace(v, perRow); err != nil {
+		err = a.FoldRowsInPlaceWith(v, perRow, mm)
+		if e.product != nil {
+			e.product.Release() // its buffers hold two d×d matrices (peak memory)
+		}
+		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		if err := e.setFloats(name, info, v); err != nil {
@@ -231,6 +288,7 @@ func (e *Editor) Restore() error {
 	}
 	clear(e.pending)
 	clear(e.pendZero)
+	clear(e.backup)
 	return nil
 }
 
@@ -238,16 +296,21 @@ func (e *Editor) Restore() error {
 // (made an identity by Drop) stops being current.
 func (e *Editor) Commit(dropped int) {
 	for name, b := range e.pending {
-		if e.pendZero[name] {
-			delete(e.committed, name)
+		delete(e.committed, name)
+		delete(e.inModel, name)
+		delete(e.zeroed, name)
+		switch w, err := e.m.Weight(name); {
+		case e.pendZero[name]:
 			e.zeroed[name] = true
-		} else {
+		case err == nil && w.Readable() && !e.keepBytes:
+			e.inModel[name] = true
+		default:
 			e.committed[name] = b
-			delete(e.zeroed, name)
 		}
 	}
 	clear(e.pending)
 	clear(e.pendZero)
+	clear(e.backup)
 	if dropped >= 0 {
 		e.phys = append(e.phys[:dropped:dropped], e.phys[dropped+1:]...)
 	}
@@ -262,8 +325,13 @@ func (e *Editor) Reset() error {
 	for name := range e.zeroed {
 		e.pending[name] = nil
 	}
+	for name := range e.inModel {
+		e.pending[name] = nil
+	}
 	clear(e.committed)
 	clear(e.zeroed)
+	clear(e.inModel)
+	clear(e.backup)
 	if err := e.Restore(); err != nil {
 		return err
 	}
@@ -277,7 +345,9 @@ func (e *Editor) Reset() error {
 // Fuse writes λ θ_b + (1 − λ) θ_c, from the values of current
 // blocks b and c = b+1, into every tensor of block b and makes block c an
 // identity, tentatively (the fusion of merge.StepFuse with weight λ).
-func (e *Editor) Fuse(b int, lambda float64, suffixes []string) error {
+// With perm, θ_c is first reordered by it (merge.MatchBlocks), as
+// merge.RewriteOptions.Permute does in the file.
+func (e *Editor) Fuse(b int, lambda float64, suffixes []string, perm merge.BlockPerm) error {
 	pb, pc := e.phys[b], e.phys[b+1]
 	for _, s := range suffixes {
 		nb, nc := fmt.Sprintf("blk.%d.%s", pb, s), fmt.Sprintf("blk.%d.%s", pc, s)
@@ -288,6 +358,11 @@ func (e *Editor) Fuse(b int, lambda float64, suffixes []string) error {
 		vc, _, err := e.Floats(nc)
 		if err != nil {
 			return err
+		}
+		if tp, ok := perm[s]; ok {
+			if vc, err = tp.Apply(vc, int(info.Dims[0])); err != nil {
+				return fmt.Errorf("%s: %w", nc, err)
+			}
 		}
 		if len(vb) != len(vc) {
 			return fmt.Errorf("%s and %s differ in shape", nb, nc)
@@ -301,4 +376,25 @@ func (e *Editor) Fuse(b int, lambda float64, suffixes []string) error {
 		}
 	}
 	return e.Drop(b + 1)
+}
+
+// BlockTensors returns a merge.BlockTensors of current block c's values
+// as they are now (pending changes included).
+func (e *Editor) BlockTensors(c int) merge.BlockTensors {
+	p := e.phys[c]
+	return func(suffix string) ([]float32, []int, bool, error) {
+		name := fmt.Sprintf("blk.%d.%s", p, suffix)
+		if _, ok := e.f.Tensor(name); !ok {
+			return nil, nil, false, nil
+		}
+		v, info, err := e.Floats(name)
+		if err != nil {
+			return nil, nil, true, err
+		}
+		dims := make([]int, len(info.Dims))
+		for i, d := range info.Dims {
+			dims[i] = int(d)
+		}
+		return v, dims, true, nil
+	}
 }

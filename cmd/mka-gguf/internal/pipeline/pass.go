@@ -243,14 +243,16 @@ const prefillWarm = 8
 
 // NewPrefill prepares the pass for a calibration over chunks chunks of t
 // tokens decoded seqs at a time, with alignChunks alignment chunks and
-// statistics of at most maxStatsBytes (0: 1 GiB), their products on
-// threads threads. Close frees it unless a search took it over.
-func NewPrefill(m *cgo.Model, t, chunks, alignChunks, seqs, threads int, maxStatsBytes int64) *Prefill {
+// statistics of at most maxStatsBytes (0: 1 GiB) but for at least
+// minCandidates candidates (Config.Candidates, as Searcher.maxCandidates),
+// their products on threads threads. Close frees it unless a search took
+// it over.
+func NewPrefill(m *cgo.Model, t, chunks, alignChunks, seqs, threads int, maxStatsBytes int64, minCandidates int) *Prefill {
 	d, L := m.NEmbd(), m.NLayer()
 	if maxStatsBytes <= 0 {
 		maxStatsBytes = 1 << 30
 	}
-	want := max(int(maxStatsBytes/merge.AlignStatsBytes(d)), 1)
+	want := max(int(maxStatsBytes/merge.AlignStatsBytes(d)), minCandidates, 1)
 	lo := 0
 	if want < L-1 {
 		lo = (prefillWarm + seqs - 1) / seqs * seqs

@@ -33,7 +33,7 @@ func TestPrefillEqualsPass(t *testing.T) {
 	}{{"all", 0, fx.m.NLayer() - 1}, {"two", 2 * per, 2}} {
 		t.Run(tc.name, func(t *testing.T) {
 			seqs := runner.SeqsPerDecode(ctx, 0)
-			pf := NewPrefill(fx.m, ctx, len(chunks), 12, seqs, 2, tc.budget)
+			pf := NewPrefill(fx.m, ctx, len(chunks), 12, seqs, 2, tc.budget, 1)
 			defer pf.Close()
 			if _, err := calib.Run(fx.m, chunks, calib.Options{Threads: 2, Observe: pf.Capture, ObserveBefore: pf.Before}); err != nil {
 				t.Fatal(err)
@@ -88,8 +88,8 @@ func TestPrefillEqualsPass(t *testing.T) {
 
 // TestRace checks the race's rule on synthetic per-chunk losses: a clearly
 // worse candidate loses once it has enough chunks, an equal or better one
-// never does, and nothing is decided before raceMinChunks or after the
-// last chunk.
+// never does, and nothing is decided before raceMinChunks or against a
+// best scored on fewer chunks.
 func TestRace(t *testing.T) {
 	const chunks, tokens = 16, 255
 	best := &heldScore{}
@@ -105,24 +105,44 @@ func TestRace(t *testing.T) {
 		}
 		return h
 	}
-	if !score(raceMinChunks, 0.05, 0.01).loses(best) {
+	if !score(raceMinChunks, 0.05, 0.01).cannotWin(best, 0) {
 		t.Error("a candidate 0.05 nats/token worse (noise 0.01) did not lose")
 	}
-	if score(raceMinChunks-1, 0.05, 0.01).loses(best) {
+	if score(raceMinChunks-1, 0.05, 0.01).cannotWin(best, 0) {
 		t.Error("decided before raceMinChunks chunks")
 	}
-	if score(chunks, 0.05, 0.01).loses(best) {
-		t.Error("decided with every chunk scored (the full score decides)")
+	if !score(raceMinChunks, 0.05, 0.01).cannotWin(score(raceMinChunks, 0, 0), 0) {
+		t.Error("a clearly worse candidate did not lose against a leader scored on as many chunks (the first stage)")
+	}
+	if score(chunks, 0.05, 0.01).cannotWin(score(chunks-1, 0, 0), 0) {
+		t.Error("decided against a best scored on fewer chunks")
 	}
 	for _, shift := range []float64{0, -0.05} {
 		for k := raceMinChunks; k < chunks; k++ {
-			if score(k, shift, 0.01).loses(best) {
+			if score(k, shift, 0.01).cannotWin(best, 0) {
 				t.Errorf("a candidate %g nats/token off lost after %d chunks", shift, k)
 			}
 		}
 	}
-	if score(8, 0.01, 0.2).loses(best) {
+	if score(8, 0.01, 0.2).cannotWin(best, 0) {
 		t.Error("a candidate 0.01 worse with noise 0.2 lost after 8 chunks (not significant)")
+	}
+	// The indifference zone: a candidate equal to the best up to a little
+	// noise stops once it surely cannot gain more than the tolerance; one
+	// that is better, or too noisy to tell, goes on.
+	if !score(raceMinChunks, 0, 0.0002).cannotWin(best, raceTolerance) {
+		t.Error("a candidate equal to the best (noise 0.0002) was not stopped by the tolerance")
+	}
+	if score(raceMinChunks, 0, 0.0002).cannotWin(best, 0) {
+		t.Error("without tolerance, a candidate equal to the best lost")
+	}
+	for k := raceMinChunks; k < chunks; k++ {
+		if score(k, -2*raceTolerance, 0.0002).cannotWin(best, raceTolerance) {
+			t.Errorf("a candidate better by twice the tolerance was stopped after %d chunks", k)
+		}
+	}
+	if score(raceMinChunks, 0, 0.05).cannotWin(best, raceTolerance) {
+		t.Error("a candidate with noise 0.05 was called equal after 6 chunks")
 	}
 }
 

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -71,6 +72,40 @@ func logits(t *testing.T, m *cgo.Model, chunks [][]int32) []float32 {
 	return out
 }
 
+// quantized returns path re-encoded as type q in a temporary file (path
+// itself when q is empty).
+func quantized(t *testing.T, path, q string) string {
+	t.Helper()
+	if q == "" {
+		return path
+	}
+	ft, err := quant.Parse(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "q.gguf")
+	if err := quant.File(path, out, ft, quant.Options{Threads: 2}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// rewritten writes fx's model with plan and opt to a temporary file and
+// loads it.
+func rewritten(t *testing.T, fx *fixture, plan *merge.Plan, opt merge.RewriteOptions) *cgo.Model {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "rewritten.gguf")
+	if err := merge.Rewrite(context.Background(), fx.f, fx.b, plan, out, Codec{}, opt); err != nil {
+		t.Fatal(err)
+	}
+	m, err := cgo.LoadModel(out, cgo.ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
 func maxDiff(a, b []float32) float64 {
 	var m float64
 	for i := range a {
@@ -102,16 +137,7 @@ func TestDropInMemoryEqualsRemovedFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(t.TempDir(), "drop5.gguf")
-	if err := merge.Rewrite(context.Background(), fx.f, fx.b, plan, out, Codec{}, merge.RewriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	m2, err := cgo.LoadModel(out, cgo.ModelParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m2.Close()
-	removed := logits(t, m2, chunks)
+	removed := logits(t, rewritten(t, fx, plan, merge.RewriteOptions{}), chunks)
 	if d := maxDiff(edited, removed); d > 1e-4 {
 		t.Errorf("in-memory drop vs removed file: max logit difference %g", d)
 	}
@@ -141,19 +167,7 @@ func TestAlignedSearchStep(t *testing.T) {
 		{"stories15M-f16.gguf", "Q4_K_M", 1e-4},
 	} {
 		t.Run(tc.model+tc.quant, func(t *testing.T) {
-			path := shared.Model(t, tc.model)
-			if tc.quant != "" {
-				ft, err := quant.Parse(tc.quant)
-				if err != nil {
-					t.Fatal(err)
-				}
-				q := filepath.Join(t.TempDir(), "q.gguf")
-				if err := quant.File(path, q, ft, quant.Options{Threads: 2}); err != nil {
-					t.Fatal(err)
-				}
-				path = q
-			}
-			fx := open(t, path)
+			fx := open(t, quantized(t, shared.Model(t, tc.model), tc.quant))
 			tx := texts(t)
 			align, err := calib.Tokens(fx.m, tx[:300], 24, 64, 1)
 			if err != nil {
@@ -234,5 +248,168 @@ func TestAlignedSearchStep(t *testing.T) {
 				t.Errorf("Reset left the merged weights in place (difference %g)", d)
 			}
 		})
+	}
+}
+
+// Committed edits live in the loaded model (no copy kept when its buffers
+// can be read back): a tentative edit on top of one is undone by Restore
+// bit for bit, and Reset gives back the file's model bit for bit, for F32
+// and for a quantized type that ggml's CPU backend may repack.
+func TestEditorRestoresCommittedEdits(t *testing.T) {
+	for _, tc := range []struct {
+		model, q  string
+		keepBytes bool
+	}{{"tinystories-deep12.gguf", "", false}, {"tinystories-deep12.gguf", "", true}, {"stories15M-f16.gguf", "Q4_0", false}} {
+		q := tc.q
+		t.Run(fmt.Sprintf("%s%s/keepBytes=%v", tc.model, q, tc.keepBytes), func(t *testing.T) {
+			fx := open(t, quantized(t, shared.Model(t, tc.model), q))
+			chunks, err := calib.Tokens(fx.m, texts(t), 2, 64, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			orig := logits(t, fx.m, chunks)
+			e, err := NewEditor(fx.m, fx.f, fx.b, Codec{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.keepBytes = tc.keepBytes
+			d := fx.m.NEmbd()
+			shear := func(s float64) *merge.Alignment {
+				a := merge.Identity(d)
+				for i := range d - 1 {
+					a.T[i*d+i+1] = float32(s)
+				}
+				return a
+			}
+			if err := e.Align(3, shear(0.3)); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Drop(4); err != nil {
+				t.Fatal(err)
+			}
+			e.Commit(4)
+			w, _ := fx.m.Weight("blk.3.ffn_down.weight")
+			t.Logf("%s readable: %v, committed tensors kept as bytes: %d", w.Name, w.Readable(), len(e.committed))
+			if kept := len(e.committed); w.Readable() && !tc.keepBytes && kept != 0 {
+				t.Errorf("%d committed tensors kept as bytes, though the model's buffers can be read back", kept)
+			}
+			if kept := len(e.committed); (tc.keepBytes || !w.Readable()) && kept == 0 {
+				t.Error("no committed bytes kept for weights that are not read back")
+			}
+			committed := logits(t, fx.m, chunks)
+			if err := e.Align(3, shear(-0.2)); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Drop(3); err != nil {
+				t.Fatal(err)
+			}
+			if diff := maxDiff(committed, logits(t, fx.m, chunks)); diff < 1e-3 {
+				t.Fatalf("the tentative edit changed the logits by only %g", diff)
+			}
+			if err := e.Restore(); err != nil {
+				t.Fatal(err)
+			}
+			if diff := maxDiff(committed, logits(t, fx.m, chunks)); diff != 0 {
+				t.Errorf("Restore after an edit of a committed block: logits differ by %g", diff)
+			}
+			if err := e.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			if diff := maxDiff(orig, logits(t, fx.m, chunks)); diff != 0 {
+				t.Errorf("after Reset the logits differ from the file's by %g", diff)
+			}
+		})
+	}
+}
+
+// A permuted fusion (merge.MatchBlocks) in memory gives the logits of the
+// file that merge.Rewrite writes with the same permutation, and the
+// permutation alone is function-preserving: fusing with λ = 1 after
+// permuting the removed block changes nothing.
+func TestPermutedFusionEqualsFile(t *testing.T) {
+	fx := open(t, shared.Model(t, "tinystories-deep12.gguf"))
+	chunks, err := calib.Tokens(fx.m, texts(t), 2, 64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEditor(fx.m, fx.f, fx.b, Codec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Reset()
+	const b, lam = 3, 0.5
+	perm, err := merge.MatchBlocks(e.BlockTensors(b), e.BlockTensors(b+1), fx.m.NHead(), fx.m.NHeadKV())
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := 0
+	for _, tp := range perm {
+		for i, r := range tp.Rows {
+			if r != i {
+				moved++
+			}
+		}
+	}
+	if moved == 0 {
+		t.Fatal("the matching of two trained blocks moved no row")
+	}
+	if err := e.Fuse(b, lam, fx.b.Suffixes, perm); err != nil {
+		t.Fatal(err)
+	}
+	inMem := logits(t, fx.m, chunks)
+	if err := e.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Fuse(b, lam, fx.b.Suffixes, nil); err != nil {
+		t.Fatal(err)
+	}
+	plain := logits(t, fx.m, chunks)
+	if err := e.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(inMem, plain); d < 1e-3 {
+		t.Errorf("the permutation changed the fused model's logits by only %g", d)
+	}
+
+	plan, err := merge.NewPlan("test", fx.b.Count, []merge.Step{{Kind: merge.StepFuse, Blocks: [2]int{b, b + 1}, Lambda: lam}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := merge.RewriteOptions{Permute: map[int]merge.BlockPerm{b + 1: perm}}
+	if d := maxDiff(inMem, logits(t, rewritten(t, fx, plan, opt), chunks)); d > 1e-4 {
+		t.Errorf("permuted fusion: file vs in-memory model, max logit difference %g", d)
+	}
+	// A permutation of a block that is not fused is refused.
+	drop, err := merge.NewPlan("test", fx.b.Count, []merge.Step{{Kind: merge.StepDrop, Blocks: [2]int{b + 1, b + 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := merge.Rewrite(context.Background(), fx.f, fx.b, drop, filepath.Join(t.TempDir(), "x.gguf"), Codec{}, opt); err == nil {
+		t.Error("Rewrite accepted a permutation of a block outside any fusion")
+	}
+
+	// Function preservation: block b+1 permuted on its own (λ = 0 keeps
+	// only its values) computes what it computed before.
+	orig := logits(t, fx.m, chunks)
+	if err := e.Fuse(b, 0, fx.b.Suffixes, perm); err != nil {
+		t.Fatal(err)
+	}
+	permOnly := logits(t, fx.m, chunks)
+	if err := e.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Fuse(b, 0, fx.b.Suffixes, nil); err != nil {
+		t.Fatal(err)
+	}
+	same := logits(t, fx.m, chunks)
+	if err := e.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	// Float32 sums in another order through 12 blocks: equal to about
+	// 1e-4 of the logits, against a change of order 1 for a real edit.
+	dp, dr := maxDiff(permOnly, same), maxDiff(orig, same)
+	t.Logf("block %d permuted vs not: max logit difference %.3g; block %d replaced by %d: %.3g", b+1, dp, b, b+1, dr)
+	if dp > 1e-2 || dp > dr/100 {
+		t.Errorf("block %d permuted computes differently: max logit difference %g (a real edit: %g)", b+1, dp, dr)
 	}
 }

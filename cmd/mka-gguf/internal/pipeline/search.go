@@ -36,6 +36,10 @@ type Config struct {
 	// fused). Suffixes must then name a block's tensors.
 	FuseLambdas []float64
 	Suffixes    []string
+	// FusePermute also tries each fusion with the removed block's FFN
+	// neurons and attention KV groups first reordered to match the
+	// survivor's (merge.MatchBlocks, weight matching).
+	FusePermute bool
 	// RhoGrid, when set, makes each step re-solve the chosen candidate's
 	// alignment with every ridge in it and keep the one with the lowest
 	// held-back loss (Rho included).
@@ -72,16 +76,32 @@ type Config struct {
 	// (refineAttn), kept when the held-back loss is lower.
 	AlignAttn bool
 	// Race stops scoring a candidate on the held-back text once it cannot
-	// win: when, after at least raceMinChunks chunks, its mean excess loss
-	// over the best candidate so far, paired by chunk, is more than
-	// raceZ standard errors above zero. ScoreAll turns it off.
+	// beat the best candidate by more than raceTolerance: when, after at
+	// least raceMinChunks chunks, its mean excess loss over the best,
+	// paired by chunk, is above −raceTolerance by more than raceZ standard
+	// errors (heldScore.cannotWin). With more than raceKeep candidates the
+	// round has two stages (Searcher.round). ScoreAll turns it off.
 	Race bool
 }
 
-// The race's rule (Config.Race).
+// The race's rule (Config.Race): a candidate stops once
+//
+//	m − raceZ · se > −raceTolerance
+//
+// with m the mean over its k ≥ raceMinChunks scored chunks of its loss per
+// token minus the best's on the same chunk, and se = sd/√k. With a
+// tolerance of 0 that is "significantly worse"; the tolerance also stops
+// candidates that are, with the same confidence, no better than the best
+// by more than 0.002 nats per token (0.2 % of perplexity): an indifference zone,
+// as in Bechhofer's ranking and selection, so that interchangeable
+// candidates cost raceMinChunks chunks each instead of all of them.
 const (
 	raceZ         = 3
 	raceMinChunks = 6
+	raceTolerance = 0.002
+	// raceKeep is how many candidates the first stage of a round sends on
+	// to the remaining chunks (Searcher.round).
+	raceKeep = 3
 )
 
 // Candidate is one way to remove a block at one step, and what the cheap
@@ -126,8 +146,12 @@ type Candidate struct {
 	// the attention fit's residual when that won.
 	AttnHeldNLL  *float64 `json:"heldback_nll_attn,omitempty"`
 	AttnResidual *float64 `json:"attn_residual,omitempty"`
+	// Permuted says the fusion reordered the removed block to match the
+	// survivor first (Config.FusePermute).
+	Permuted bool `json:"permuted,omitempty"`
 
 	align *merge.Alignment
+	perm  merge.BlockPerm  // of the removed block, for a permuted fusion
 	attn  *merge.Alignment // of the attention output, when aligned too
 }
 
@@ -160,7 +184,10 @@ type Result struct {
 	Plan      *merge.Plan
 	Align     map[int]*merge.Alignment
 	AlignAttn map[int]*merge.Alignment
-	Steps     []StepReport
+	// Permute maps a loaded (input) block to its reordering before the
+	// fusion it is part of (merge.RewriteOptions.Permute).
+	Permute map[int]merge.BlockPerm
+	Steps   []StepReport
 }
 
 // Searcher holds one loaded, editable model and its two contexts.
@@ -172,11 +199,12 @@ type Searcher struct {
 	d     int
 	skip  int // leading rows of each chunk left out of the fit (BOS)
 
-	cap   *runner.Session    // capture hook, stops early
-	orig  *runner.Session    // capture hook on Config.Original
-	score *runner.Session    // logits
-	alns  []*merge.Alignment // per current block: its FFN alignment so far
-	attn  []*merge.Alignment // per current block: its attention-output alignment so far
+	cap   *runner.Session         // capture hook, stops early
+	orig  *runner.Session         // capture hook on Config.Original
+	score *runner.Session         // logits
+	perms map[int]merge.BlockPerm // per loaded block, of the permuted fusions committed
+	alns  []*merge.Alignment      // per current block: its FFN alignment so far
+	attn  []*merge.Alignment      // per current block: its attention-output alignment so far
 
 	bi      []float64 // per current block, from the last pass
 	pool    []*merge.AlignStats
@@ -227,6 +255,7 @@ func NewSearcher(e *Editor, align, held [][]int32, cfg Config) (*Searcher, error
 	}
 	s.alns = make([]*merge.Alignment, e.Blocks())
 	s.attn = make([]*merge.Alignment, e.Blocks())
+	e.UseProduct(cfg.Threads)
 	return s, nil
 }
 
@@ -238,6 +267,7 @@ func (s *Searcher) Close() {
 	s.gram.Close()
 	s.cap.Close()
 	s.orig.Close()
+	s.e.Close()
 }
 
 // passStats runs one alignment pass over the model as it is now and
@@ -349,12 +379,14 @@ func (h *heldScore) mean() float64 {
 	return s / float64(n)
 }
 
-// loses reports whether h, scored on its first chunks, has lost the race
-// against best (scored on all): its mean excess loss per token over
-// best, paired by chunk, is more than raceZ standard errors above zero.
-func (h *heldScore) loses(best *heldScore) bool {
+// cannotWin reports whether h, scored on its first k chunks, is out of the
+// race against best (scored on at least as many): its mean excess loss per
+// token over best on those chunks, paired by chunk, is more than raceZ
+// standard errors above −tol (tol = 0: it is significantly worse; see
+// raceTolerance).
+func (h *heldScore) cannotWin(best *heldScore, tol float64) bool {
 	k := len(h.sum)
-	if k < raceMinChunks || k >= len(best.sum) {
+	if k < raceMinChunks || k > len(best.sum) {
 		return false
 	}
 	var m, m2 float64
@@ -365,7 +397,7 @@ func (h *heldScore) loses(best *heldScore) bool {
 	}
 	m /= float64(k)
 	v := (m2/float64(k) - m*m) * float64(k) / float64(k-1)
-	return m > raceZ*math.Sqrt(max(v, 0)/float64(k))
+	return m+tol > raceZ*math.Sqrt(max(v, 0)/float64(k))
 }
 
 // errLost stops the held-back decode of a candidate that lost the race.
@@ -376,10 +408,22 @@ var errLost = errors.New("lost the race")
 // best, and says so.
 func (s *Searcher) heldNLL(best *heldScore) (h *heldScore, lost bool, err error) {
 	h = &heldScore{}
+	lost, err = s.heldMore(h, len(s.held), best)
+	return h, lost, err
+}
+
+// heldMore scores the model as it is now on the held-back chunks after
+// those h has, up to chunk upTo, appending to h; with best it races as
+// heldNLL does.
+func (s *Searcher) heldMore(h *heldScore, upTo int, best *heldScore) (lost bool, err error) {
 	race := best != nil && s.cfg.Race && !s.cfg.ScoreAll
-	err = s.score.Run(s.cfg.Context, s.held, nil, func(d *runner.Decoded) error {
+	from := len(h.sum)
+	if from >= upTo {
+		return false, nil
+	}
+	err = s.score.Run(s.cfg.Context, s.held[from:upTo], nil, func(d *runner.Decoded) error {
 		for i := range d.Count {
-			ch := s.held[d.First+i]
+			ch := s.held[from+d.First+i]
 			var sum float64
 			for k := 0; k+1 < len(ch); k++ {
 				sum += ppl.NLL(d.Logits(i, k), ch[k+1])
@@ -387,15 +431,16 @@ func (s *Searcher) heldNLL(best *heldScore) (h *heldScore, lost bool, err error)
 			h.sum = append(h.sum, sum)
 			h.n = append(h.n, len(ch)-1)
 		}
-		if race && h.loses(best) {
+		// A candidate scored in full is judged by its full score.
+		if race && len(h.sum) < upTo && h.cannotWin(best, raceTolerance) {
 			return errLost
 		}
 		return nil
 	})
 	if errors.Is(err, errLost) {
-		return h, true, nil
+		return true, nil
 	}
-	return h, false, err
+	return false, err
 }
 
 // apply makes candidate c tentatively: block c.Drop an identity, and with
@@ -403,7 +448,7 @@ func (s *Searcher) heldNLL(best *heldScore) (h *heldScore, lost bool, err error)
 func (s *Searcher) apply(c *Candidate) error {
 	var err error
 	if c.Lambda < 1 {
-		err = s.e.Fuse(c.Drop-1, c.Lambda, s.cfg.Suffixes)
+		err = s.e.Fuse(c.Drop-1, c.Lambda, s.cfg.Suffixes, c.perm)
 	} else {
 		err = s.e.Drop(c.Drop)
 	}
@@ -439,6 +484,12 @@ func (s *Searcher) commit(c *Candidate) error {
 			prev = merge.Identity(s.d)
 		}
 		s.attn[c.Drop-1] = prev.Then(c.attn)
+	}
+	if c.perm != nil {
+		if s.perms == nil {
+			s.perms = map[int]merge.BlockPerm{}
+		}
+		s.perms[s.e.Phys(c.Drop)] = c.perm
 	}
 	s.e.Commit(c.Drop)
 	debug.FreeOSMemory() // the round's transient weight copies (peak memory)
@@ -543,17 +594,26 @@ func (s *Searcher) step(step int) (StepReport, *Candidate, error) {
 		}
 		return c.StreamUnaligned
 	}
+	// Each candidate's statistics are dropped once solved (its alignment,
+	// d² float32, is half their size), unless --rho auto re-solves the
+	// chosen one; the pool, the products' scratch and buffers go back to
+	// the system before the round's weight edits, so that the peak memory
+	// is that of one phase, not both.
+	keepStats := s.cfg.Align && len(s.cfg.RhoGrid) > 0 && len(s.held) > 0
+	s.pool = nil
 	for _, j := range drops {
 		a, err := stats[j].Solve(s.cfg.Rho)
 		if err != nil {
 			return StepReport{}, nil, fmt.Errorf("step %d, block %d: %w", step+1, j, err)
+		}
+		if !keepStats {
+			delete(stats, j)
 		}
 		c := &Candidate{Drop: j, Lambda: 1, Residual: a.Residual, Unaligned: a.Unaligned, Stream: a.Stream, StreamUnaligned: a.StreamUnaligned,
 			BI: sig[j][0], Angular: sig[j][1], HeldNLL: math.NaN(), align: a}
 		if s.cfg.Similarity != nil {
 			c.NPIB = s.cfg.Similarity(s.e.Phys(j-1), s.e.Phys(j))
 		}
-		c.align = nil // solved again if it reaches the final round (memory: d×d each)
 		cands = append(cands, c)
 	}
 	order := slices.Clone(cands)
@@ -568,65 +628,40 @@ func (s *Searcher) step(step int) (StepReport, *Candidate, error) {
 	if len(s.held) == 0 {
 		final = order[:1] // no held-back text: the filter decides
 	}
-	// The scoring round needs only the final candidates' statistics (their
-	// alignments are solved again there): the others, the products'
-	// scratch and buffers go back to the system before the round's weight
-	// edits, so that the peak memory is that of one phase, not both.
-	kept := map[int]*merge.AlignStats{}
-	for _, c := range final {
-		kept[c.Drop] = stats[c.Drop]
+	for _, c := range order[len(final):] {
+		c.align = nil // only the final round's alignments are kept (d² each)
 	}
-	stats = kept
 	s.releaseStats()
-	bar := progress.New(fmt.Sprintf("step %d: score candidates", step+1), len(final), "candidates")
-	var (
-		best      *Candidate
-		bestScore *heldScore
-	)
-	for i, c := range final {
-		if c.align, err = stats[c.Drop].Solve(s.cfg.Rho); err != nil {
-			return StepReport{}, nil, fmt.Errorf("step %d, block %d: %w", step+1, c.Drop, err)
-		}
-		if len(s.held) == 0 {
-			best = c
-			break
-		}
-		if err := s.apply(c); err != nil {
-			return StepReport{}, nil, err
-		}
-		h, lost, err := s.heldNLL(bestScore)
-		if rerr := s.e.Restore(); err == nil {
-			err = rerr
-		}
-		if err != nil {
-			bar.Done()
-			return StepReport{}, nil, err
-		}
-		if lost {
-			m := h.mean()
-			c.RaceChunks, c.Partial = len(h.sum), &m
-		} else if c.HeldNLL = h.mean(); best == nil || c.HeldNLL < best.HeldNLL {
-			if best != nil {
-				best.align = nil
-			}
-			best, bestScore = c, h
-		}
-		if c != best {
-			c.align = nil
-		}
-		bar.Set(i+1, fmt.Sprintf("best: drop blk %d, loss %.4f", best.Drop, best.HeldNLL))
+	var best *Candidate
+	if len(s.held) == 0 {
+		best = final[0]
+	} else if best, err = s.round(step, final); err != nil {
+		return StepReport{}, nil, err
 	}
-	bar.Done()
 	if len(s.cfg.FuseLambdas) > 0 && len(s.held) > 0 && s.alns[best.Drop-1] == nil && s.alns[best.Drop] == nil && s.attn[best.Drop-1] == nil && s.attn[best.Drop] == nil {
-		for _, lam := range s.cfg.FuseLambdas {
-			c, err := s.fusion(best.Drop, lam)
+		perms := []merge.BlockPerm{nil}
+		if s.cfg.FusePermute {
+			perm, err := merge.MatchBlocks(s.e.BlockTensors(best.Drop-1), s.e.BlockTensors(best.Drop), s.e.m.NHead(), s.e.m.NHeadKV())
 			if err != nil {
 				return StepReport{}, nil, err
 			}
-			cands = append(cands, c)
-			progress.Printf("  fuse blk %d + blk %d, λ=%.2f: held-back loss %.4f (residual %.4f)\n", best.Drop-1, best.Drop, lam, c.HeldNLL, c.Residual)
-			if c.HeldNLL < best.HeldNLL {
-				best = c
+			perms = append(perms, perm)
+		}
+		for _, perm := range perms {
+			for _, lam := range s.cfg.FuseLambdas {
+				c, err := s.fusion(best.Drop, lam, perm)
+				if err != nil {
+					return StepReport{}, nil, err
+				}
+				cands = append(cands, c)
+				how := ""
+				if perm != nil {
+					how = " (permuted to match)"
+				}
+				progress.Printf("  fuse blk %d + blk %d%s, λ=%.2f: held-back loss %.4f (residual %.4f)\n", best.Drop-1, best.Drop, how, lam, c.HeldNLL, c.Residual)
+				if c.HeldNLL < best.HeldNLL {
+					best = c
+				}
 			}
 		}
 	}
@@ -665,15 +700,130 @@ func (s *Searcher) step(step int) (StepReport, *Candidate, error) {
 	return rep, best, nil
 }
 
+// round scores the final candidates on the held-back text and returns the
+// best. With the race (Config.Race, not ScoreAll) and more than raceKeep
+// candidates it runs in two stages, as in successive halving: every
+// candidate is scored on the first raceMinChunks chunks; those out of the
+// race against the leader there (heldScore.cannotWin) stop, and at most
+// raceKeep of the rest, best first, go on to the remaining chunks, raced
+// against the best fully scored one. Otherwise each is scored in the
+// filter's order, raced against the best so far.
+func (s *Searcher) round(step int, final []*Candidate) (*Candidate, error) {
+	n := len(s.held)
+	race := s.cfg.Race && !s.cfg.ScoreAll
+	scores := make([]*heldScore, len(final))
+	for i := range scores {
+		scores[i] = &heldScore{}
+	}
+	// score applies c, scores it up to chunk upTo (racing against best)
+	// and restores the model.
+	score := func(i, upTo int, best *heldScore) (bool, error) {
+		if err := s.apply(final[i]); err != nil {
+			return false, err
+		}
+		lost, err := s.heldMore(scores[i], upTo, best)
+		if rerr := s.e.Restore(); err == nil {
+			err = rerr
+		}
+		// The edit's transient copies (the tensor in float32, its bytes,
+		// the committed bytes read back) go back to the system now, not
+		// at the next GC cycle: they would stack up to the peak memory.
+		debug.FreeOSMemory()
+		return lost, err
+	}
+	stop := func(i int) {
+		c, m := final[i], scores[i].mean()
+		c.RaceChunks, c.Partial, c.align = len(scores[i].sum), &m, nil
+	}
+	order := make([]int, len(final))
+	for i := range order {
+		order[i] = i
+	}
+	twoStage := race && len(final) > raceKeep && n > raceMinChunks
+	total := len(final)
+	if twoStage {
+		total = len(final) + raceKeep
+	}
+	bar := progress.New(fmt.Sprintf("step %d: score candidates", step+1), total, "rounds")
+	defer bar.Done()
+	done := 0
+	if twoStage {
+		for i := range final {
+			if _, err := score(i, raceMinChunks, nil); err != nil {
+				return nil, err
+			}
+			done++
+			bar.Set(done, fmt.Sprintf("first %d chunks: drop blk %d, loss %.4f", raceMinChunks, final[i].Drop, scores[i].mean()))
+			// Only the best raceKeep so far can go on: the others'
+			// alignments (d² each) are dropped at once.
+			for k := range i + 1 {
+				if rankAmong(scores[:i+1], k) >= raceKeep {
+					final[k].align = nil
+				}
+			}
+		}
+		sort.SliceStable(order, func(a, b int) bool { return scores[order[a]].mean() < scores[order[b]].mean() })
+		lead := scores[order[0]]
+		keep := order[:1]
+		for _, i := range order[1:] {
+			if len(keep) < raceKeep && !scores[i].cannotWin(lead, raceTolerance) {
+				keep = append(keep, i)
+			} else {
+				stop(i)
+			}
+		}
+		order = keep
+	}
+	var best *Candidate
+	var bestScore *heldScore
+	for _, i := range order {
+		c := final[i]
+		var against *heldScore
+		if race {
+			against = bestScore
+		}
+		lost, err := score(i, n, against)
+		if err != nil {
+			return nil, err
+		}
+		done++
+		if lost {
+			stop(i)
+		} else if c.HeldNLL = scores[i].mean(); best == nil || c.HeldNLL < best.HeldNLL {
+			if best != nil {
+				best.align = nil
+			}
+			best, bestScore = c, scores[i]
+		}
+		if c != best {
+			c.align = nil
+		}
+		bar.Set(done, fmt.Sprintf("best: drop blk %d, loss %.4f", best.Drop, best.HeldNLL))
+	}
+	return best, nil
+}
+
+// rankAmong returns k's place (0: best) among scores by mean loss, ties
+// in index order, as the stable sort of Searcher.round ranks them.
+func rankAmong(scores []*heldScore, k int) int {
+	r := 0
+	for j, h := range scores {
+		if m, mk := h.mean(), scores[k].mean(); m < mk || (m == mk && j < k) {
+			r++
+		}
+	}
+	return r
+}
+
 // fusion returns the candidate that fuses current blocks j−1 and j with
 // weight lam, aligned (when Config.Align) and scored on the held-back
 // text. The fused block's alignment needs its own pass: per batch, the
 // target H (block j's output) comes from a decode of the committed model,
 // and F, X from a decode with the fusion applied.
-func (s *Searcher) fusion(j int, lam float64) (*Candidate, error) {
-	c := &Candidate{Drop: j, Lambda: lam, HeldNLL: math.NaN(), Residual: math.NaN(), Unaligned: math.NaN()}
+func (s *Searcher) fusion(j int, lam float64, perm merge.BlockPerm) (*Candidate, error) {
+	c := &Candidate{Drop: j, Lambda: lam, HeldNLL: math.NaN(), Residual: math.NaN(), Unaligned: math.NaN(), perm: perm, Permuted: perm != nil}
 	if s.cfg.Align {
-		st, err := s.editedStats(j, func() error { return s.e.Fuse(j-1, lam, s.cfg.Suffixes) })
+		st, err := s.editedStats(j, func() error { return s.e.Fuse(j-1, lam, s.cfg.Suffixes, perm) })
 		if err != nil {
 			return nil, err
 		}
@@ -873,6 +1023,7 @@ func (s *Searcher) finish(steps []merge.Step, res *Result) (*Result, error) {
 		return nil, err
 	}
 	res.Plan = p
+	res.Permute = s.perms
 	res.Align, res.AlignAttn = map[int]*merge.Alignment{}, map[int]*merge.Alignment{}
 	for o, a := range s.alns {
 		if a != nil {
