@@ -81,6 +81,10 @@ type RewriteOptions struct {
 	// enters a fusion, so that it is averaged with the neurons and heads
 	// it matches. Only blocks that are part of a fusion may have one.
 	Permute map[int]BlockPerm
+	// Product, when set, computes the folds' products Tᵀ W (for example
+	// cgo.Product on ggml's CPU device; nil: gonum), so that a file can
+	// match, bit for bit, a model folded in memory with the same product.
+	Product MatMulTN
 }
 
 // AlignedSuffixes are the block tensors an Alignment is folded into.
@@ -158,7 +162,7 @@ func Rewrite(ctx context.Context, f *gguf.File, b *Blocks, plan *Plan, out strin
 			emitted = true
 			for j, parts := range plan.Layout {
 				for _, suffix := range b.Suffixes {
-					ot, err := fusedTensor(ctx, f, parts, suffix, src, j, codec, chunk, opt.Norms, alignFor(opt, j, suffix), opt.Permute)
+					ot, err := fusedTensor(ctx, f, parts, suffix, src, j, codec, chunk, opt.Norms, alignFor(opt, j, suffix), opt.Permute, opt.Product)
 					if err != nil {
 						return err
 					}
@@ -234,7 +238,7 @@ func fused(plan *Plan, blk int) bool {
 // parts (each reordered first by its perms entry), then, when align is
 // set, Tᵀ applied to its rows.
 func fusedTensor(ctx context.Context, f *gguf.File, parts []Weighted, suffix string, src func(int, string) int,
-	j int, codec Codec, chunk int, norms NormRule, align *Alignment, perms map[int]BlockPerm) (gguf.OutTensor, error) {
+	j int, codec Codec, chunk int, norms NormRule, align *Alignment, perms map[int]BlockPerm, mm MatMulTN) (gguf.OutTensor, error) {
 	name := fmt.Sprintf("blk.%d.%s", j, suffix)
 	live := make([]Weighted, 0, len(parts))
 	for _, p := range parts {
@@ -335,11 +339,9 @@ func fusedTensor(ctx context.Context, f *gguf.File, parts []Weighted, suffix str
 				simd.Axpy(a, float32(p.W), t)
 			}
 			if align != nil {
-				folded, err := foldTensor(align, a, rows, perRow)
-				if err != nil {
+				if err := foldTensor(align, a, rows, perRow, mm); err != nil {
 					return written, fmt.Errorf("%s: %w", name, err)
 				}
-				a = folded
 			}
 			enc = grow(enc, mustRowSize(info.Type, perRow)*nr)
 			if err := codec.Encode(info.Type, a, enc, nr, perRow); err != nil {
@@ -356,13 +358,14 @@ func fusedTensor(ctx context.Context, f *gguf.File, parts []Weighted, suffix str
 	return gguf.OutTensor{Info: info, Src: gguf.WriterToFunc(write)}, nil
 }
 
-// foldTensor applies Tᵀ to a tensor of rows×perRow values: rows = d for a
-// weight (W ← Tᵀ W), or one row of d values for a bias (b ← Tᵀ b).
-func foldTensor(a *Alignment, v []float32, rows, perRow int) ([]float32, error) {
+// foldTensor applies Tᵀ in place to a tensor of rows×perRow values: rows
+// = d for a weight (W ← Tᵀ W, its products by mm), or one row of d values
+// for a bias (b ← Tᵀ b, in Go), as the in-memory editor folds them.
+func foldTensor(a *Alignment, v []float32, rows, perRow int, mm MatMulTN) error {
 	if rows == 1 {
-		return a.FoldRows(v, 1) // d rows of one value: the same product
+		return a.FoldRowsInPlaceWith(v, 1, nil) // d rows of one value: the same product
 	}
-	return a.FoldRows(v, perRow)
+	return a.FoldRowsInPlaceWith(v, perRow, mm)
 }
 
 // mustRowSize is t.RowSize for shapes gguf.Open has already validated.

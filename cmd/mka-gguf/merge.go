@@ -45,7 +45,7 @@ var mergeFlags = append([]cli.Flag{
 	&cli.BoolFlag{Name: "fuse-permute", Usage: "with --fuse-lambdas: also try each fusion with the removed block's FFN neurons and attention KV groups reordered to match the survivor's (weight matching; an ablation, not the default)"},
 	&cli.StringFlag{Name: "fuse-lambdas", Usage: "with --lambda search: comma-separated interior λ in (0,1) tried for each step's best candidate (its block fused with the one before, then aligned)"},
 	&cli.BoolFlag{Name: "align-attn", Usage: "with --lambda search: also try aligning the surviving block's attention output for each step's chosen drop (three more alignment decodes per step; kept when the held-back loss is lower)"},
-	&cli.BoolFlag{Name: "race", Value: true, Usage: "stop scoring a candidate on held-back text once its loss, paired by chunk, is 3 standard errors above the best's minus 0.002 nats/token (it cannot win by more than that; --race=false scores each in full)"},
+	&cli.BoolFlag{Name: "race", Value: true, Usage: "race the candidates on held-back text: all on the first 6 of 16 chunks, the best 3 on all 16, and stop one once its loss, paired by chunk, is 3 standard errors above the leader's minus 0.002 nats/token (--race=false scores each in full)"},
 	&cli.BoolFlag{Name: "score-all", Usage: "score every candidate on held-back text, not only the filter's best (measures the filter's agreement)"},
 	&cli.StringFlag{Name: "order", Value: "greedy", Usage: "pair order for mka: greedy (most similar pair anywhere) or back-to-front (the paper)"},
 	&cli.StringFlag{Name: "norms", Value: "weighted", Usage: "norm weights of a fused block: weighted (like every tensor) or first (keep the first block's)"},
@@ -358,8 +358,15 @@ func (j *mergeJob) write(ctx context.Context, sr *shrinkResult, out string, norm
 	return writeVerified(ctx, out, "written", len(p.Layout), verify, func(tmp string) error {
 		bar := progress.New("write", int(total>>20)+1, "MiB")
 		defer bar.Done()
-		return merge.Rewrite(ctx, j.file, j.blocks, p, tmp, codecFor(), merge.RewriteOptions{Norms: norms, Metadata: meta, Align: sr.align, AlignAttn: sr.alignAttn, Permute: sr.permute,
-			Progress: func(done, _ int64) { bar.Set(int(done>>20), "") }})
+		opt := merge.RewriteOptions{Norms: norms, Metadata: meta, Align: sr.align, AlignAttn: sr.alignAttn, Permute: sr.permute,
+			Progress: func(done, _ int64) { bar.Set(int(done>>20), "") }}
+		// The folds run on the product the search folded with in memory
+		// (pipeline.Editor.UseProduct), so that the file is that model.
+		if prod, err := cgo.NewProduct(j.threads); err == nil {
+			defer prod.Close()
+			opt.Product = prod.Compute
+		}
+		return merge.Rewrite(ctx, j.file, j.blocks, p, tmp, codecFor(), opt)
 	})
 }
 

@@ -412,7 +412,7 @@ func TestMergeMethods(t *testing.T) {
 				}
 			case "mka-search":
 				// One step: every block but block 0 is a candidate, the
-				// filter's best 3 (the default) are scored on held-back text,
+				// filter's best --candidates (all 4 here) are scored on held-back text,
 				// the chosen one is the scored one with the lowest loss, and
 				// the alignment lowers its in-sample residual.
 				if len(r.Search) != 1 || r.Align != "ls" {
@@ -439,8 +439,9 @@ func TestMergeMethods(t *testing.T) {
 						}
 					}
 				}
-				if len(st.Candidates) != 4 || scored != 3 || chosen != 1 || st.NLL != best {
-					t.Errorf("report: %d candidates, %d scored, %d chosen, loss %v (best %v); want 4, 3, 1, the best", len(st.Candidates), scored, chosen, st.NLL, best)
+				final := min(4, int(mergeDefault("candidates")))
+				if len(st.Candidates) != 4 || scored != final || chosen != 1 || st.NLL != best {
+					t.Errorf("report: %d candidates, %d scored, %d chosen, loss %v (best %v); want 4, %d, 1, the best", len(st.Candidates), scored, chosen, st.NLL, best, final)
 				}
 				if !(st.Residual < st.Unaligned) || r.Steps[0].Block == nil || *r.Steps[0].Block != st.Drop {
 					t.Errorf("report: residual %v aligned, %v without; plan step %+v, search drops %d", st.Residual, st.Unaligned, r.Steps[0], st.Drop)

@@ -193,7 +193,7 @@ func TestAttnAlignment(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "attn.gguf")
-	if err := merge.Rewrite(context.Background(), fx.f, fx.b, p, out, Codec{}, merge.RewriteOptions{AlignAttn: map[int]*merge.Alignment{drop - 1: ta}}); err != nil {
+	if err := merge.Rewrite(context.Background(), fx.f, fx.b, p, out, Codec{}, merge.RewriteOptions{AlignAttn: map[int]*merge.Alignment{drop - 1: ta}, Product: foldProduct(t)}); err != nil {
 		t.Fatal(err)
 	}
 	m2, err := cgo.LoadModel(out, cgo.ModelParams{})

@@ -90,10 +90,23 @@ func quantized(t *testing.T, path, q string) string {
 	return out
 }
 
-// rewritten writes fx's model with plan and opt to a temporary file and
-// loads it.
+// foldProduct returns the product the editor folds with (ggml's CPU
+// device), for a rewrite that must match the in-memory model bit for bit.
+func foldProduct(t *testing.T) merge.MatMulTN {
+	t.Helper()
+	p, err := cgo.NewProduct(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p.Compute
+}
+
+// rewritten writes fx's model with plan and opt (folds by foldProduct) to
+// a temporary file and loads it.
 func rewritten(t *testing.T, fx *fixture, plan *merge.Plan, opt merge.RewriteOptions) *cgo.Model {
 	t.Helper()
+	opt.Product = foldProduct(t)
 	out := filepath.Join(t.TempDir(), "rewritten.gguf")
 	if err := merge.Rewrite(context.Background(), fx.f, fx.b, plan, out, Codec{}, opt); err != nil {
 		t.Fatal(err)
@@ -220,7 +233,7 @@ func TestAlignedSearchStep(t *testing.T) {
 			}
 			// Write and compare with the in-memory model (which Reset undid).
 			out := filepath.Join(t.TempDir(), "aligned.gguf")
-			if err := merge.Rewrite(context.Background(), fx.f, fx.b, ra.Plan, out, Codec{}, merge.RewriteOptions{Align: ra.Align}); err != nil {
+			if err := merge.Rewrite(context.Background(), fx.f, fx.b, ra.Plan, out, Codec{}, merge.RewriteOptions{Align: ra.Align, Product: foldProduct(t)}); err != nil {
 				t.Fatal(err)
 			}
 			of, err := gguf.Open(out)
