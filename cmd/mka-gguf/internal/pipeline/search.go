@@ -764,7 +764,7 @@ func (s *Searcher) round(step int, final []*Candidate) (*Candidate, error) {
 		}
 		sort.SliceStable(order, func(a, b int) bool { return scores[order[a]].mean() < scores[order[b]].mean() })
 		lead := scores[order[0]]
-		keep := order[:1]
+		keep := []int{order[0]} // not order[:1]: appending would write into order while it is read
 		for _, i := range order[1:] {
 			if len(keep) < raceKeep && !scores[i].cannotWin(lead, raceTolerance) {
 				keep = append(keep, i)
