@@ -20,6 +20,7 @@ typedef struct {
 	void *scratch;     // device-to-host copies and type conversions
 	size_t scratch_size;
 	int stop_layer;    // stop the graph after capturing this block (-2: never)
+	int layer_offset;  // added to the graph's block numbers (a resumed decode's first block)
 } mka_hook;
 
 // mka_layer_of returns the block index of an "l_out-<i>" tensor (kind 0) or,
@@ -143,6 +144,9 @@ static bool mka_cb_eval(struct ggml_tensor *t, bool ask, void *ud) {
 	if (layer < -1) {
 		return true;
 	}
+	if (layer >= 0) {
+		layer += h->layer_offset;
+	}
 	float *data = mka_rows_f32(h, t);
 	if (data == NULL) {
 		return false;
@@ -188,6 +192,7 @@ static void mka_threadpool_free(struct ggml_threadpool *tp) {
 }
 
 static void mka_hook_stop_after(mka_hook *h, int layer) { h->stop_layer = layer; }
+static void mka_hook_offset(mka_hook *h, int first) { h->layer_offset = first; }
 
 static void mka_hook_free(mka_hook *h) {
 	if (h) {
@@ -267,6 +272,11 @@ type ContextParams struct {
 	// whose first operand is named "*.weight"), as llama.cpp's imatrix tool
 	// sees them. It works alongside Capture.
 	MatMulInputs MatMulFunc
+
+	// Resumable lets the context DecodeFrom: llama.cpp's graph reuse is
+	// turned off for it (a resumed decode runs another graph on an input
+	// of the same shape), so every Decode builds its graph anew.
+	Resumable bool
 }
 
 // MatMulFunc receives the input of one multiplication by the weight named
@@ -288,6 +298,8 @@ type Context struct {
 	err    error
 	pool   *C.struct_ggml_threadpool
 	abort  aborter // SetAbort
+	// resumable: created with ContextParams.Resumable (DecodeFrom).
+	resumable bool
 }
 
 // NewContext creates an inference context for m.
@@ -318,7 +330,7 @@ func NewContext(m *Model, cp ContextParams) (*Context, error) {
 	// ubatches in batch order (split_simple), so captured rows line up with
 	// the tokens as they were added.
 	p.kv_unified = C.bool(true)
-	c := &Context{model: m, nvocab: m.NVocab()}
+	c := &Context{model: m, nvocab: m.NVocab(), resumable: cp.Resumable}
 	if cp.Capture != nil || cp.MatMulInputs != nil {
 		c.hook = (*C.mka_hook)(C.calloc(1, C.size_t(unsafe.Sizeof(C.mka_hook{}))))
 		if cp.Capture != nil {
@@ -343,7 +355,14 @@ func NewContext(m *Model, cp ContextParams) (*Context, error) {
 	}
 	clearErrors()
 	var exc C.mka_exc
-	c.p = C.mka_init_from_model(m.p, p, &exc)
+	if cp.Resumable {
+		// llama.cpp reads it once, in the context's constructor.
+		restore := setEnv("LLAMA_GRAPH_REUSE_DISABLE", "1")
+		c.p = C.mka_init_from_model(m.p, p, &exc)
+		restore()
+	} else {
+		c.p = C.mka_init_from_model(m.p, p, &exc)
+	}
 	if err := caught("llama_init_from_model", &exc); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("%s: %w (%w)", m.path, ErrContext, err)
@@ -430,6 +449,14 @@ func (c *Context) StopAfter(layer int) error {
 	return nil
 }
 
+// setLayerOffset makes the capture hook, if any, add first to the block
+// numbers of the graph (a decode resumed at block first: DecodeFrom).
+func (c *Context) setLayerOffset(first int) {
+	if c.hook != nil {
+		C.mka_hook_offset(c.hook, C.int(first))
+	}
+}
+
 // NCtx returns the context size in tokens.
 func (c *Context) NCtx() int { return int(C.llama_n_ctx(c.p)) }
 
@@ -454,7 +481,13 @@ func (c *Context) Decode(b *Batch) error {
 	}
 	var exc C.mka_exc
 	r := C.mka_decode(c.p, b.c, &exc)
-	if err := caught("llama_decode", &exc); err != nil {
+	return c.decodeStatus(b, r, &exc)
+}
+
+// decodeStatus turns llama_decode's status (and a C++ exception) into an
+// error.
+func (c *Context) decodeStatus(b *Batch, r C.int32_t, exc *C.mka_exc) error {
+	if err := caught("llama_decode", exc); err != nil {
 		return fmt.Errorf("%w: %w", ErrDecode, err)
 	}
 	switch {

@@ -148,6 +148,7 @@ func Init() {
 		} else {
 			logLevel.Store(int32(LogNone))
 		}
+		fixMalloc()
 		C.mka_log_install()
 		C.llama_backend_init()
 	})
@@ -399,8 +400,9 @@ func (m *Model) Detokenize(toks []int32) (string, error) {
 // Batch is a llama_batch of token inputs, each with a position, one
 // sequence id and an output flag.
 type Batch struct {
-	c   C.struct_llama_batch
-	cap int
+	c    C.struct_llama_batch
+	cap  int
+	embd int // floats per row of an embedding batch (NewEmbdBatch); 0: tokens
 }
 
 // NewBatch allocates a batch for up to capacity tokens. Close frees it.
@@ -434,6 +436,9 @@ func (b *Batch) Add(tok int32, pos, seq int, output bool) {
 	i := int(b.c.n_tokens)
 	if i >= b.cap {
 		panic("cgo: batch is full")
+	}
+	if b.embd != 0 {
+		panic("cgo: Add on an embedding batch (AddEmbd)")
 	}
 	var o C.int8_t
 	if output {

@@ -77,12 +77,20 @@ type benchMerge struct {
 
 // benchMergeStep is one step of the child's search.
 type benchMergeStep struct {
-	Drop         int     `json:"drop"`
-	Candidates   int     `json:"candidates"`      // given an alignment fit
-	Scored       int     `json:"scored"`          // decoded on held-back text
-	HeldChunks   int     `json:"heldback_chunks"` // held-back chunks decoded, all candidates (the race stops some early)
-	Prefilled    bool    `json:"prefilled"`       // statistics from the calibration pass (no pass of its own)
-	Deepest      int     `json:"deepest_block"`   // loaded block the alignment pass stops after
+	Drop       int `json:"drop"`
+	Candidates int `json:"candidates"`      // given an alignment fit
+	Scored     int `json:"scored"`          // decoded on held-back text
+	HeldChunks int `json:"heldback_chunks"` // held-back chunks decoded, all candidates (the race stops some early)
+	// HeldDepth is the held-back decodes' block work in whole-model chunk
+	// decodes (resumed decodes and the captures they start from run part
+	// of the blocks), HeldLogits the chunks decoded with the output layer.
+	HeldDepth  float64 `json:"heldback_depth"`
+	HeldLogits int     `json:"heldback_logits"`
+	Prefilled  bool    `json:"prefilled"`     // statistics from the calibration pass (no pass of its own)
+	Deepest    int     `json:"deepest_block"` // loaded block the alignment pass stops after
+	// PassDepth is the alignment pass's block work in whole-model chunk
+	// decodes (a pass stops after its deepest candidate).
+	PassDepth    float64 `json:"pass_depth"`
 	AlignSeconds float64 `json:"align_seconds"`
 	ScoreSeconds float64 `json:"score_seconds"`
 }
@@ -396,6 +404,16 @@ func benchMergeChild(c *cli.Context, bm *benchMerge, path, dir string, threads i
 				ms.Deepest = max(ms.Deepest, phys[cd.Drop])
 			}
 		}
+		ms.HeldDepth, ms.HeldLogits = float64(s.HeldBlocks)/float64(mr.Original), s.HeldLogits
+		if s.HeldLogits == 0 { // a report without them: whole decodes
+			ms.HeldDepth, ms.HeldLogits = float64(ms.HeldChunks), ms.HeldChunks
+		}
+		if !ms.Prefilled {
+			ms.PassDepth = float64(s.PassBlocks) / float64(mr.Original)
+			if s.PassBlocks == 0 { // a report without them: every block
+				ms.PassDepth = float64(bm.AlignChunks*(ms.Deepest+1)) / float64(mr.Original)
+			}
+		}
 		if s.Drop < len(phys) {
 			phys = append(phys[:s.Drop], phys[s.Drop+1:]...)
 		}
@@ -438,21 +456,24 @@ func benchProject(bm *benchMerge, s llamaShape, remove int, blockMat, outMat flo
 	// The step whose statistics came from the calibration pass made them
 	// there: the child's calibration beyond the plain pass is fit work.
 	alignGo := max(0, bm.ChildCalibSeconds-bm.CalibSeconds)
-	var scoreGo, fitWork, editWork, heldChunks float64
+	var scoreGo, fitWork, editWork, heldDepth, heldLogits, passDepth float64
 	passes := 0
 	for _, st := range bm.Steps {
 		if !st.Prefilled {
 			passes++
-			dec := nAlign * T * 2 * float64(st.Deepest+1) * blockMat / rate
+			dec := T * 2 * st.PassDepth * L * blockMat / rate
 			alignGo += max(0, st.AlignSeconds-dec)
+			passDepth += st.PassDepth / nAlign
 		}
-		dec := float64(st.HeldChunks) * T * 2 * (L*blockMat + outMat) / rate
+		dec := T * 2 * (st.HeldDepth*L*blockMat + float64(st.HeldLogits)*outMat) / rate
 		scoreGo += max(0, st.ScoreSeconds-dec)
-		heldChunks += float64(st.HeldChunks)
+		heldDepth += st.HeldDepth
+		heldLogits += float64(st.HeldLogits)
 		fitWork += float64(st.Candidates) * goFit(embd)
 		editWork += float64(st.Scored+1) * 2 * embd * embd * ffn
 	}
-	heldPerStep := heldChunks / float64(max(len(bm.Steps), 1))
+	nSteps := float64(max(len(bm.Steps), 1))
+	depthPerStep, logitsPerStep := heldDepth/nSteps, heldLogits/nSteps
 	prefilled := len(bm.Steps) - passes // steps whose statistics came from the calibration pass
 	var fitWork8, editWork8 float64
 	// As merge bounds the statistics: one block in float32.
@@ -479,12 +500,18 @@ func benchProject(bm *benchMerge, s llamaShape, remove int, blockMat, outMat flo
 	calibSec := nCal * T * 2 * sL * sBlock / rate
 	add("calibrate", calibSec, fmt.Sprintf("%.0f × %.0f tokens, %d blocks, no output layer", nCal, T, s.Blocks))
 	nPass := float64(max(remove-prefilled, 0))
-	add("alignment passes", nPass*nAlign*T*2*sL*sBlock/rate,
-		fmt.Sprintf("%.0f × %.0f × %.0f tokens, every block (step 1's is the calibration pass; a pass stops after the deepest candidate, taken as the last)", nPass, nAlign, T))
+	// The passes' depth as measured: the fraction of the blocks a pass
+	// runs (it stops after the deepest candidate), per pass.
+	frac := 1.0
+	if passes > 0 {
+		frac = passDepth / float64(passes)
+	}
+	add("alignment passes", nPass*nAlign*T*2*frac*sL*sBlock/rate,
+		fmt.Sprintf("%.0f × %.0f × %.0f tokens, %.0f %% of the blocks as measured (step 1's is the calibration pass; a pass stops after the deepest candidate)", nPass, nAlign, T, 100*frac))
 	add("alignment fits", alignGo*ratio(fitWork8, fitWork),
 		fmt.Sprintf("XᵀX, XᵀY (ggml), Cholesky: %d candidates per step (one block of float32), measured %.1f s scaled by FLOPs", limit, alignGo))
-	add("held-back scoring", float64(remove)*heldPerStep*T*2*(sL*sBlock+sOut)/rate,
-		fmt.Sprintf("%d steps × %.1f chunks (%d candidates, the race stops losers, as measured) × %.0f tokens with logits", remove, heldPerStep, k, T))
+	add("held-back scoring", float64(remove)*T*2*(depthPerStep*sL*sBlock+logitsPerStep*sOut)/rate,
+		fmt.Sprintf("%d steps × %.1f chunks with logits (%d candidates, the race stops losers, as measured) × %.0f tokens, their blocks %.1f whole-model decodes (resumed at each candidate's first changed block, as a fraction of depth as measured)", remove, logitsPerStep, k, T, depthPerStep))
 	add("weight edits, losses (Go)", scoreGo*ratio(editWork8, editWork),
 		fmt.Sprintf("alignments folded into ffn_down, next-token losses: measured %.1f s scaled by FLOPs", scoreGo))
 	rwSec := outBytes / mbps
@@ -506,12 +533,12 @@ func benchMergeTable(w io.Writer, bm *benchMerge) {
 	fmt.Fprintf(w, "\nmerge --remove %d: wall %.1f s (child: calibration %.1f s, search %.1f s, rest %.1f s); load %.1f s; %d alignment chunks, %d held-back chunks of %d tokens\n",
 		bm.Remove, bm.WallSeconds, bm.ChildCalibSeconds, bm.ChildSearchSeconds, bm.WallSeconds-bm.ChildCalibSeconds-bm.ChildSearchSeconds, bm.LoadSeconds, bm.AlignChunks, bm.HeldChunks, bm.Ctx)
 	for i, s := range bm.Steps {
-		pass := fmt.Sprintf("pass to blk %d", s.Deepest)
+		pass := fmt.Sprintf("pass to blk %d (blocks of %.1f whole chunk decodes)", s.Deepest, s.PassDepth)
 		if s.Prefilled {
 			pass = "statistics from the calibration pass"
 		}
-		fmt.Fprintf(w, "  step %d: drop blk %d, %d candidates fitted, %d scored (%d held-back chunks), %s: align %.1f s, score %.1f s\n",
-			i+1, s.Drop, s.Candidates, s.Scored, s.HeldChunks, pass, s.AlignSeconds, s.ScoreSeconds)
+		fmt.Fprintf(w, "  step %d: drop blk %d, %d candidates fitted, %d scored (%d held-back chunks, blocks of %.1f whole decodes), %s: align %.1f s, score %.1f s\n",
+			i+1, s.Drop, s.Candidates, s.Scored, s.HeldChunks, s.HeldDepth, pass, s.AlignSeconds, s.ScoreSeconds)
 	}
 	fmt.Fprintf(w, "  written %d bytes (report %d), output %d bytes; peak RSS %s, limit %s = tensors %s + 2 × %s + 256 MiB\n",
 		bm.WrittenBytes, bm.ReportBytes, bm.OutputBytes, human(uint64(bm.PeakRSS)), human(uint64(bm.RSSLimit)), human(uint64(bm.TensorBytes)), human(uint64(bm.BlockF32Bytes)))

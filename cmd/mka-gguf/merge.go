@@ -116,9 +116,12 @@ type mergeJob struct {
 	// the weight edits' working set and the alignments kept.
 	statsBytes int64
 	ref        *kld.Reference // IN's distributions for the quality check (keepReference)
-	threads    int
-	batch      int
-	ctx        context.Context // cancelled by Ctrl-C
+	// checkQuality: the closing quality check runs (OUT is written and
+	// --no-check-quality is not set); the search may make it (shrink).
+	checkQuality bool
+	threads      int
+	batch        int
+	ctx          context.Context // cancelled by Ctrl-C
 }
 
 func (j *mergeJob) close() {
@@ -466,6 +469,7 @@ func runMerge(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	j.checkQuality = outF != nil && !c.Bool("no-check-quality")
 	sr, err := j.shrink(c, method, align, n, opt)
 	if err != nil {
 		return err
@@ -487,11 +491,15 @@ func runMerge(c *cli.Context) error {
 		progress.Printf("search and alignment: %.1f s after calibration\n", sr.seconds)
 	}
 	var wrote string
-	if outF != nil && !c.Bool("no-check-quality") && j.model != nil {
+	if j.checkQuality && sr.quality == nil && j.model != nil {
 		if err := j.keepReference(c); err != nil {
 			return err
 		}
 	}
+	// IN is not needed any more (the write streams from the file): closed
+	// before OUT's load check, the two are never in memory together.
+	j.model.Close()
+	j.model = nil
 	if outF != nil {
 		if q := c.String("quant"); q != "" {
 			if err := j.writeQuantized(c, sr, outF.Tmp, norms, provenance(sr, sum), q, &rep); err != nil {
@@ -510,7 +518,14 @@ func runMerge(c *cli.Context) error {
 		rep.Output, rep.BytesAfter = out, st.Size()
 		wrote = fmt.Sprintf("wrote %s: %d -> %d blocks, %s -> %s (%.1f%% smaller)", out, p.Original, len(p.Layout),
 			human(uint64(j.file.Size)), human(uint64(st.Size())), 100*(1-float64(st.Size())/float64(j.file.Size)))
-		if !c.Bool("no-check-quality") {
+		switch {
+		case sr.quality != nil:
+			// The search's last round scored the merged model against IN
+			// on the held-back text (the same model as OUT, within float
+			// rounding: pipeline.TestSearchQualityEqualsFile).
+			rep.Quality = sr.quality
+			wrote += "\nquality lost: " + sr.quality.Line() + " of OUT against IN on " + j.qualityText()
+		case j.checkQuality:
 			q, err := j.quality(c, outF.Tmp)
 			if err != nil {
 				return err

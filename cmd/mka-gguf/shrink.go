@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/pipeline"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 	"github.com/mka-gguf/mka-gguf/merge"
@@ -22,8 +23,11 @@ type shrinkResult struct {
 	align     map[int]*merge.Alignment
 	alignAttn map[int]*merge.Alignment // --align-attn
 	permute   map[int]merge.BlockPerm  // --fuse-permute: input blocks reordered before their fusion
-	steps     []pipeline.StepReport
-	method    string
+	// quality is the merged model against IN on the held-back chunks, from
+	// the search's own decodes (pipeline.Config.Quality; nil without).
+	quality *kld.Summary
+	steps   []pipeline.StepReport
+	method  string
 	// alignMethod is "ls", "ls+attn" (some attention output aligned too) or
 	// "none"; seconds is the search and
 	// alignment time (after calibration).
@@ -140,6 +144,11 @@ func (j *mergeJob) shrink(c *cli.Context, method string, align bool, n int, opt 
 		AlignAttn:     c.Bool("align-attn"),
 		FusePermute:   c.Bool("fuse-permute"),
 		MaxStatsBytes: j.statsBytes,
+		// The closing quality check, from the search's decodes: its
+		// held-back chunks are the check's (qualityChunks). A quantized
+		// OUT is not the model the search scored.
+		Quality:     method == "mka" && j.checkQuality && c.String("quant") == "",
+		QualityTopK: referenceTopK(j.model.NVocab()),
 	}
 	if j.res != nil {
 		cfg.InitialBI = j.res.BlockInfluence()
@@ -169,6 +178,7 @@ func (j *mergeJob) shrink(c *cli.Context, method string, align bool, n int, opt 
 	}
 	res.Plan.Method = planner
 	r.plan, r.align, r.alignAttn, r.permute, r.steps, r.seconds = res.Plan, res.Align, res.AlignAttn, res.Permute, res.Steps, time.Since(start).Seconds()
+	r.quality = res.Quality
 	if len(r.alignAttn) > 0 {
 		r.alignMethod = "ls+attn"
 	}

@@ -10,6 +10,7 @@ package pipeline
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/gguf"
@@ -269,6 +270,24 @@ func (e *Editor) fold(c int, a *merge.Alignment, suffixes []string) error {
 		}
 	}
 	return nil
+}
+
+// FirstPending returns the lowest loaded block with a tentative change
+// (since the last Commit or Restore): the model computes as committed up
+// to the input of that block. A change outside the blocks counts as block
+// 0, except one after them (output_norm, output), which does not count;
+// with nothing pending it returns the loaded model's block count.
+func (e *Editor) FirstPending() int {
+	first := e.m.NLayer()
+	for name := range e.pending {
+		var b int
+		if _, err := fmt.Sscanf(name, "blk.%d.", &b); err == nil {
+			first = min(first, b)
+		} else if !strings.HasPrefix(name, "output") {
+			first = 0
+		}
+	}
+	return first
 }
 
 // Restore puts back every tensor changed since the last Commit.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ppl"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
@@ -82,6 +83,20 @@ type Config struct {
 	// errors (heldScore.cannotWin). With more than raceKeep candidates the
 	// round has two stages (Searcher.round). ScoreAll turns it off.
 	Race bool
+	// WholeDecodes scores every held-back candidate with decodes of the
+	// whole model; by default a candidate's decodes start at the first
+	// block it changes, on the stream captured entering it (the same
+	// logits, fewer blocks run: Searcher.captureHeld).
+	WholeDecodes bool
+	// Quality makes the search compare the merged model with the loaded
+	// model as it was before the search (IN) on the held-back chunks, as
+	// kld.CompareReference does with QualityTopK tokens kept (0: all),
+	// from decodes the rounds make anyway: IN's distributions from step
+	// 1's held-back decodes, run to the logits, and the merged model's from
+	// the last round's winner (Result.Quality). It is off with FuseLambdas,
+	// RhoGrid or AlignAttn, whose last changes the round did not score.
+	Quality     bool
+	QualityTopK int
 }
 
 // The race's rule (Config.Race): a candidate stops once
@@ -175,6 +190,16 @@ type StepReport struct {
 	// Prefilled says the step's alignment statistics came from the
 	// calibration pass (Prefill), not from a pass of its own.
 	Prefilled bool `json:"prefilled,omitempty"`
+	// HeldBlocks counts the blocks the step's held-back decodes ran, one
+	// per block and chunk (a whole decode of a chunk runs every loaded
+	// block; one resumed at block b runs the blocks from b on; a capture
+	// of the stream entering the candidates' blocks runs up to the
+	// deepest), and HeldLogits the chunks decoded with the output layer.
+	HeldBlocks int `json:"heldback_blocks"`
+	HeldLogits int `json:"heldback_logits"`
+	// PassBlocks counts the blocks the step's alignment pass ran, one per
+	// block and chunk (a pass stops after its deepest candidate).
+	PassBlocks int `json:"pass_blocks"`
 }
 
 // Result is the outcome: the plan in current-block steps (drops), the
@@ -188,6 +213,9 @@ type Result struct {
 	// fusion it is part of (merge.RewriteOptions.Permute).
 	Permute map[int]merge.BlockPerm
 	Steps   []StepReport
+	// Quality is the merged model against the loaded one before the
+	// search on the held-back chunks (Config.Quality; nil without it).
+	Quality *kld.Summary
 }
 
 // Searcher holds one loaded, editable model and its two contexts.
@@ -205,6 +233,27 @@ type Searcher struct {
 	perms map[int]merge.BlockPerm // per loaded block, of the permuted fusions committed
 	alns  []*merge.Alignment      // per current block: its FFN alignment so far
 	attn  []*merge.Alignment      // per current block: its attention-output alignment so far
+
+	// resume: held-back candidates are scored from their first changed
+	// block on (captureHeld, runner.Session.RunFrom).
+	resume bool
+	// heldBlocks, heldLogits: the held-back decodes' work so far
+	// (StepReport.HeldBlocks, HeldLogits).
+	heldBlocks, heldLogits int
+	// passBlocks: the alignment passes' blocks run so far, one per block
+	// and chunk (StepReport.PassBlocks).
+	passBlocks int
+	// quality (Config.Quality): ref holds IN's distributions per held-back
+	// chunk (from step 1), lastStep is Search's last step, whose winner's
+	// comparison is qualitySum.
+	quality    bool
+	ref        [][]kld.Dist
+	lastStep   int
+	qualitySum *kld.Summary
+	// stepStart, lastStepTime, stepsDone: the search's clock (searchETA).
+	stepStart    time.Time
+	lastStepTime time.Duration
+	stepsDone    int
 
 	bi      []float64 // per current block, from the last pass
 	pool    []*merge.AlignStats
@@ -231,7 +280,12 @@ func NewSearcher(e *Editor, align, held [][]int32, cfg Config) (*Searcher, error
 	// (logits of every token) are half those of two, at the same speed.
 	one := len(align[0])
 	var err error
-	if s.cap, err = runner.NewSession(e.m, runner.SessionOptions{T: len(align[0]), Threads: cfg.Threads, BatchTokens: one, Capture: true}); err != nil {
+	s.resume = !cfg.WholeDecodes && e.m.CanResume() == nil
+	s.lastStep = -1 // (Search sets it)
+	if s.quality = cfg.Quality && len(held) > 0 && len(cfg.FuseLambdas) == 0 && len(cfg.RhoGrid) == 0 && !cfg.AlignAttn; s.quality {
+		s.ref = make([][]kld.Dist, len(held))
+	}
+	if s.cap, err = runner.NewSession(e.m, runner.SessionOptions{T: len(align[0]), Threads: cfg.Threads, BatchTokens: one, Capture: true, Resumable: s.resume}); err != nil {
 		return nil, err
 	}
 	if cfg.Original != nil {
@@ -244,7 +298,7 @@ func NewSearcher(e *Editor, align, held [][]int32, cfg Config) (*Searcher, error
 	case len(held) > 0 && len(held[0]) == len(align[0]):
 		s.score = s.cap // one context for both (memory)
 	case len(held) > 0:
-		if s.score, err = runner.NewSession(e.m, runner.SessionOptions{T: len(held[0]), Threads: cfg.Threads, BatchTokens: len(held[0])}); err != nil {
+		if s.score, err = runner.NewSession(e.m, runner.SessionOptions{T: len(held[0]), Threads: cfg.Threads, BatchTokens: len(held[0]), Capture: s.resume, Resumable: s.resume}); err != nil {
 			s.cap.Close()
 			s.orig.Close()
 			return nil, err
@@ -286,13 +340,16 @@ func (s *Searcher) passStats(drops []int) (map[int]*merge.AlignStats, map[int][2
 		p.stats[j] = pool[i]
 	}
 	deepest := p.deepest()
-	var err error
+	s.passBlocks += len(s.align) * (deepest + 1)
 	if s.orig == nil {
-		if err := s.cap.SetCapture(p.capture, deepest); err != nil {
+		sig, err := s.runPass(p, drops, deepest)
+		if err != nil {
 			return nil, nil, err
 		}
-		err = s.cap.Run(s.cfg.Context, s.align, p.before, nil)
-	} else {
+		return p.stats, sig, nil
+	}
+	var err error
+	{
 		// Per batch: the original model's outputs at the target blocks,
 		// then the merged model's pass.
 		p.useOrig, p.origH = true, map[int][]float32{}
@@ -345,7 +402,7 @@ func (s *Searcher) releaseStats() {
 	s.pool, s.scratch = nil, nil
 	s.gram.Close()
 	s.gram = nil
-	debug.FreeOSMemory()
+	freeMemory()
 }
 
 // takeStats returns n empty statistics, reusing those of earlier passes
@@ -365,8 +422,9 @@ func (s *Searcher) takeStats(n int) []*merge.AlignStats {
 
 // heldScore is a model's loss on each held-back chunk scored so far.
 type heldScore struct {
-	sum []float64 // Σ next-token loss per chunk
-	n   []int     // tokens per chunk
+	sum []float64        // Σ next-token loss per chunk
+	n   []int            // tokens per chunk
+	acc *kld.Accumulator // when set, the comparison with IN (Config.Quality)
 }
 
 // mean returns the mean loss per token over the chunks scored.
@@ -408,20 +466,22 @@ var errLost = errors.New("lost the race")
 // best, and says so.
 func (s *Searcher) heldNLL(best *heldScore) (h *heldScore, lost bool, err error) {
 	h = &heldScore{}
-	lost, err = s.heldMore(h, len(s.held), best)
+	lost, err = s.heldMore(h, len(s.held), best, nil)
 	return h, lost, err
 }
 
 // heldMore scores the model as it is now on the held-back chunks after
 // those h has, up to chunk upTo, appending to h; with best it races as
-// heldNLL does.
-func (s *Searcher) heldMore(h *heldScore, upTo int, best *heldScore) (lost bool, err error) {
+// heldNLL does. With in holding the stream entering a block at or below
+// the first one changed (Editor.FirstPending), the decodes start there.
+func (s *Searcher) heldMore(h *heldScore, upTo int, best *heldScore, in *heldInputs) (lost bool, err error) {
 	race := best != nil && s.cfg.Race && !s.cfg.ScoreAll
 	from := len(h.sum)
 	if from >= upTo {
 		return false, nil
 	}
-	err = s.score.Run(s.cfg.Context, s.held[from:upTo], nil, func(d *runner.Decoded) error {
+	start, rows := in.at(s.e.FirstPending(), from, upTo)
+	after := func(d *runner.Decoded) error {
 		for i := range d.Count {
 			ch := s.held[from+d.First+i]
 			var sum float64
@@ -430,13 +490,23 @@ func (s *Searcher) heldMore(h *heldScore, upTo int, best *heldScore) (lost bool,
 			}
 			h.sum = append(h.sum, sum)
 			h.n = append(h.n, len(ch)-1)
+			if h.acc != nil && s.ref[from+d.First+i] != nil {
+				h.acc.AddChunk(s.ref[from+d.First+i], ch, func(j int) []float32 { return d.Logits(i, j) })
+			}
 		}
+		s.heldBlocks += d.Count * (s.e.m.NLayer() - start)
+		s.heldLogits += d.Count
 		// A candidate scored in full is judged by its full score.
 		if race && len(h.sum) < upTo && h.cannotWin(best, raceTolerance) {
 			return errLost
 		}
 		return nil
-	})
+	}
+	if rows != nil {
+		err = s.score.RunFrom(s.cfg.Context, rows, start, after)
+	} else {
+		err = s.score.Run(s.cfg.Context, s.held[from:upTo], nil, after)
+	}
 	if errors.Is(err, errLost) {
 		return true, nil
 	}
@@ -492,7 +562,7 @@ func (s *Searcher) commit(c *Candidate) error {
 		s.perms[s.e.Phys(c.Drop)] = c.perm
 	}
 	s.e.Commit(c.Drop)
-	debug.FreeOSMemory() // the round's transient weight copies (peak memory)
+	freeMemory() // the round's transient weight copies (peak memory)
 	s.alns = append(s.alns[:c.Drop:c.Drop], s.alns[c.Drop+1:]...)
 	s.attn = append(s.attn[:c.Drop:c.Drop], s.attn[c.Drop+1:]...)
 	if c.Drop < len(s.bi) {
@@ -533,13 +603,14 @@ func (s *Searcher) candidates(bi []float64) []int {
 func (s *Searcher) Search(n int) (*Result, error) {
 	res := &Result{}
 	var steps []merge.Step
-	start := time.Now()
+	s.lastStep = n - 1
 	bar := progress.New("merge search", n, "steps")
 	defer bar.Done()
 	for step := range n {
 		if s.e.Blocks() < 2 {
 			return nil, fmt.Errorf("pipeline: cannot remove %d blocks", n)
 		}
+		s.stepStart = time.Now()
 		rep, cand, err := s.step(step)
 		if err != nil {
 			return nil, err
@@ -550,10 +621,10 @@ func (s *Searcher) Search(n int) (*Result, error) {
 		}
 		steps = append(steps, st)
 		res.Steps = append(res.Steps, rep)
-		el := time.Since(start)
-		eta := time.Duration(float64(el) / float64(step+1) * float64(n-step-1))
-		bar.Set(step+1, fmt.Sprintf("removed blk %d, held-back loss %.4f, ETA %s", cand.Drop, cand.HeldNLL, eta.Round(time.Second)))
+		bar.Set(step+1, fmt.Sprintf("removed blk %d, held-back loss %.4f", cand.Drop, cand.HeldNLL)) // (the bar's ETA is the search's)
+		s.lastStepTime, s.stepsDone = time.Since(s.stepStart), step+1
 	}
+	res.Quality = s.qualitySum
 	return s.finish(steps, res)
 }
 
@@ -567,6 +638,7 @@ func (s *Searcher) step(step int) (StepReport, *Candidate, error) {
 		err       error
 		prefilled bool
 	)
+	pass0 := s.passBlocks
 	if step == 0 && s.cfg.Prefill != nil && s.cfg.Prefill.done() {
 		prefilled = true
 		// The calibration pass already was this step's alignment pass.
@@ -600,7 +672,7 @@ func (s *Searcher) step(step int) (StepReport, *Candidate, error) {
 	// the system before the round's weight edits, so that the peak memory
 	// is that of one phase, not both.
 	keepStats := s.cfg.Align && len(s.cfg.RhoGrid) > 0 && len(s.held) > 0
-	s.pool = nil
+	s.releaseStats() // the pass's products and their buffers, before the solves'
 	for _, j := range drops {
 		a, err := stats[j].Solve(s.cfg.Rho)
 		if err != nil {
@@ -621,6 +693,8 @@ func (s *Searcher) step(step int) (StepReport, *Candidate, error) {
 	alignSec := time.Since(t0).Seconds()
 
 	t1 := time.Now()
+	blocks0, logits0 := s.heldBlocks, s.heldLogits
+	passBlocks := s.passBlocks - pass0
 	final := order[:min(len(order), s.cfg.Candidates)]
 	if s.cfg.ScoreAll {
 		final = order
@@ -680,7 +754,8 @@ func (s *Searcher) step(step int) (StepReport, *Candidate, error) {
 		return StepReport{}, nil, err
 	}
 	rep := StepReport{Step: step + 1, Drop: best.Drop, Survivor: best.Drop - 1, Lambda: best.Lambda, Residual: best.Residual, Unaligned: best.Unaligned,
-		HeldNLL: best.HeldNLL, AlignSeconds: alignSec, ScoreSeconds: time.Since(t1).Seconds(), Prefilled: prefilled}
+		HeldNLL: best.HeldNLL, AlignSeconds: alignSec, ScoreSeconds: time.Since(t1).Seconds(), Prefilled: prefilled,
+		HeldBlocks: s.heldBlocks - blocks0, HeldLogits: s.heldLogits - logits0, PassBlocks: passBlocks}
 	if s.cfg.Align {
 		rep.Rho, rep.Tokens = best.align.RhoRel, best.align.Tokens
 	}
@@ -712,23 +787,30 @@ func (s *Searcher) round(step int, final []*Candidate) (*Candidate, error) {
 	n := len(s.held)
 	race := s.cfg.Race && !s.cfg.ScoreAll
 	scores := make([]*heldScore, len(final))
+	// The last round compares its candidates with IN (Config.Quality);
+	// at step 1, IN's distributions of a chunk are kept by the stage's
+	// capture before any candidate scores it.
+	compare := step == s.lastStep && s.quality
 	for i := range scores {
 		scores[i] = &heldScore{}
+		if compare {
+			scores[i].acc = &kld.Accumulator{}
+		}
 	}
 	// score applies c, scores it up to chunk upTo (racing against best)
 	// and restores the model.
-	score := func(i, upTo int, best *heldScore) (bool, error) {
+	score := func(i, upTo int, best *heldScore, in *heldInputs) (bool, error) {
 		if err := s.apply(final[i]); err != nil {
 			return false, err
 		}
-		lost, err := s.heldMore(scores[i], upTo, best)
+		lost, err := s.heldMore(scores[i], upTo, best, in)
 		if rerr := s.e.Restore(); err == nil {
 			err = rerr
 		}
 		// The edit's transient copies (the tensor in float32, its bytes,
 		// the committed bytes read back) go back to the system now, not
 		// at the next GC cycle: they would stack up to the peak memory.
-		debug.FreeOSMemory()
+		freeMemory()
 		return lost, err
 	}
 	stop := func(i int) {
@@ -746,14 +828,27 @@ func (s *Searcher) round(step int, final []*Candidate) (*Candidate, error) {
 	}
 	bar := progress.New(fmt.Sprintf("step %d: score candidates", step+1), total, "rounds")
 	defer bar.Done()
+	// inputs captures, for the chunks of a stage, the stream entering the
+	// first block each of its candidates changes.
+	inputs := func(idx []int, from, upTo int) (*heldInputs, error) {
+		var starts []int
+		for _, i := range idx {
+			starts = append(starts, s.startOf(final[i]))
+		}
+		return s.captureHeld(starts, from, upTo, step == 0 && s.quality)
+	}
 	done := 0
 	if twoStage {
+		in, err := inputs(order, 0, raceMinChunks)
+		if err != nil {
+			return nil, err
+		}
 		for i := range final {
-			if _, err := score(i, raceMinChunks, nil); err != nil {
+			if _, err := score(i, raceMinChunks, nil, in); err != nil {
 				return nil, err
 			}
 			done++
-			bar.Set(done, fmt.Sprintf("first %d chunks: drop blk %d, loss %.4f", raceMinChunks, final[i].Drop, scores[i].mean()))
+			bar.Set(done, fmt.Sprintf("first %d chunks: drop blk %d, loss %.4f%s", raceMinChunks, final[i].Drop, scores[i].mean(), s.searchETA()))
 			// Only the best raceKeep so far can go on: the others'
 			// alignments (d² each) are dropped at once.
 			for k := range i + 1 {
@@ -773,6 +868,15 @@ func (s *Searcher) round(step int, final []*Candidate) (*Candidate, error) {
 			}
 		}
 		order = keep
+		in = nil // (memory)
+	}
+	from := 0
+	if twoStage {
+		from = raceMinChunks
+	}
+	in, err := inputs(order, from, n)
+	if err != nil {
+		return nil, err
 	}
 	var best *Candidate
 	var bestScore *heldScore
@@ -782,7 +886,7 @@ func (s *Searcher) round(step int, final []*Candidate) (*Candidate, error) {
 		if race {
 			against = bestScore
 		}
-		lost, err := score(i, n, against)
+		lost, err := score(i, n, against, in)
 		if err != nil {
 			return nil, err
 		}
@@ -798,7 +902,12 @@ func (s *Searcher) round(step int, final []*Candidate) (*Candidate, error) {
 		if c != best {
 			c.align = nil
 		}
-		bar.Set(done, fmt.Sprintf("best: drop blk %d, loss %.4f", best.Drop, best.HeldNLL))
+		bar.Set(done, fmt.Sprintf("best: drop blk %d, loss %.4f%s", best.Drop, best.HeldNLL, s.searchETA()))
+	}
+	if compare && best != nil && s.refReady() && bestScore.acc.N() == s.heldTokens() {
+		q := bestScore.acc.Summary()
+		q.TopK = s.cfg.QualityTopK
+		s.qualitySum, s.ref = &q, nil
 	}
 	return best, nil
 }
@@ -1036,4 +1145,24 @@ func (s *Searcher) finish(steps []merge.Step, res *Result) (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// freeMemory returns what Go's heap and the C heap have freed to the
+// system now, not at the next GC cycle: the transient buffers of one
+// phase would otherwise stack up to the peak memory.
+func freeMemory() {
+	debug.FreeOSMemory()
+	cgo.TrimHeap()
+}
+
+// searchETA returns ", search ETA …" for the progress lines inside a step:
+// the time left in the whole search if the current and every later step
+// takes as long as the last one done (step 1, with no alignment pass of
+// its own, is the shortest); "" before one is done or outside Search.
+func (s *Searcher) searchETA() string {
+	if s.stepsDone == 0 || s.lastStep < 0 {
+		return ""
+	}
+	left := max(s.lastStepTime-time.Since(s.stepStart), 0) + time.Duration(s.lastStep-s.stepsDone)*s.lastStepTime
+	return fmt.Sprintf(", search ETA %s", left.Round(time.Second))
 }

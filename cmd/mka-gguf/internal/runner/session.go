@@ -16,6 +16,7 @@ type Session struct {
 	m       *cgo.Model
 	ctx     *cgo.Context
 	batch   *cgo.Batch
+	embd    *cgo.Batch // RunFrom's, made on first use
 	t, k    int
 	capture cgo.CaptureFunc
 }
@@ -28,6 +29,9 @@ type SessionOptions struct {
 	// Capture enables the capture hook (block outputs, the block-0 input
 	// and every ffn_inp-<i>); SetCapture chooses the function.
 	Capture bool
+	// Resumable lets RunFrom decode from the middle of the model
+	// (cgo.ContextParams.Resumable).
+	Resumable bool
 }
 
 // NewSession creates the context. Close frees it.
@@ -40,7 +44,7 @@ func NewSession(m *cgo.Model, opt SessionOptions) (*Session, error) {
 		threads = runtime.NumCPU()
 	}
 	s := &Session{m: m, t: opt.T, k: SeqsPerDecode(opt.T, opt.BatchTokens)}
-	cp := cgo.ContextParams{NCtx: s.k * s.t, NBatch: s.k * s.t, NSeqMax: s.k, Threads: threads}
+	cp := cgo.ContextParams{NCtx: s.k * s.t, NBatch: s.k * s.t, NSeqMax: s.k, Threads: threads, Resumable: opt.Resumable}
 	if opt.Capture {
 		cp.Capture = func(t cgo.Tensor) bool {
 			if s.capture == nil {
@@ -72,6 +76,7 @@ func (s *Session) Close() {
 		return
 	}
 	s.batch.Close()
+	s.embd.Close()
 	s.ctx.Close()
 }
 
@@ -114,6 +119,53 @@ func (s *Session) Run(ctx context.Context, chunks [][]int32, before func(first, 
 		}
 		if after != nil {
 			if err := after(&Decoded{First: first, Count: n, ctx: s.ctx, t: s.t}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// RunFrom is Run from block first of the model on: inputs[c] is chunk c's
+// residual stream entering block first (T rows of the model's embedding
+// length, as a capture hook saw the output of block first−1), and the
+// blocks before first are not run (cgo.Context.DecodeFrom). With those
+// blocks unchanged since the inputs were captured, the logits and the
+// captures from block first on are Run's (same block numbers, same stop).
+// The session must be Resumable.
+func (s *Session) RunFrom(ctx context.Context, inputs [][]float32, first int, after func(d *Decoded) error) error {
+	d := s.m.NEmbd()
+	if s.embd == nil {
+		s.embd = cgo.NewEmbdBatch(s.k*s.t, d)
+	}
+	s.ctx.SetAbort(ctx)
+	defer s.ctx.SetAbort(nil)
+	if s.capture != nil {
+		defer oneProc()()
+	}
+	for c0 := 0; c0 < len(inputs); c0 += s.k {
+		if ctx != nil {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		n := min(s.k, len(inputs)-c0)
+		s.embd.Clear()
+		for c := range n {
+			in := inputs[c0+c]
+			if len(in) != s.t*d {
+				return fmt.Errorf("runner: input %d has %d floats, want %d × %d", c0+c, len(in), s.t, d)
+			}
+			for j := range s.t {
+				s.embd.AddEmbd(in[j*d:(j+1)*d], j, c, true)
+			}
+		}
+		s.ctx.ClearMemory()
+		if err := s.ctx.DecodeFrom(s.embd, first); err != nil {
+			return err
+		}
+		if after != nil {
+			if err := after(&Decoded{First: c0, Count: n, ctx: s.ctx, t: s.t}); err != nil {
 				return err
 			}
 		}

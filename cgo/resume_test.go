@@ -1,0 +1,147 @@
+package cgo
+
+import (
+	"maps"
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/mka-gguf/mka-gguf/internal/shared"
+)
+
+// TestDecodeFrom checks that a decode resumed at block first, on the
+// residual stream a whole decode captured entering that block, gives the
+// whole decode's logits and block outputs (with the same block numbers,
+// StopAfter's too), that the model is whole again afterwards (a plain
+// decode gives the first logits bit for bit), and that misuse is an error.
+func TestDecodeFrom(t *testing.T) {
+	m, err := LoadModel(shared.Model(t, "tinystories-deep12.gguf"), ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.CanResume(); err != nil {
+		t.Fatal(err)
+	}
+	toks, err := m.Tokenize("Once upon a time there was a little girl named Lily. She loved to play outside.", true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, d, nv := len(toks), m.NEmbd(), m.NVocab()
+	var outs map[int][]float32 // captured block outputs; -1: the block-0 input
+	ctx, err := NewContext(m, ContextParams{NCtx: 128, NBatch: 64, Threads: 2, Resumable: true, CaptureInput: true,
+		Capture: func(tn Tensor) bool {
+			if tn.Kind == BlockOutput {
+				outs[tn.Layer] = slices.Clone(tn.Data)
+			}
+			return true
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctx.Close()
+	logits := func() []float32 {
+		var all []float32
+		for i := range n {
+			all = append(all, ctx.Logits(i)...)
+		}
+		return all
+	}
+	outs = map[int][]float32{}
+	decodeAll(t, ctx, toks)
+	whole, wholeOuts := logits(), outs
+	if len(whole) != n*nv || len(wholeOuts[m.NLayer()-1]) != n*d {
+		t.Fatalf("whole decode: %d logits, %d floats of the last block", len(whole), len(wholeOuts[m.NLayer()-1]))
+	}
+	b := NewEmbdBatch(n, d)
+	defer b.Close()
+	for _, first := range []int{0, 1, 5, m.NLayer() - 1} {
+		b.Clear()
+		in := wholeOuts[first-1]
+		for i := range n {
+			b.AddEmbd(in[i*d:(i+1)*d], i, 0, true)
+		}
+		ctx.ClearMemory()
+		outs = map[int][]float32{}
+		if err := ctx.DecodeFrom(b, first); err != nil {
+			t.Fatalf("DecodeFrom(%d): %v", first, err)
+		}
+		got := logits()
+		var worst, scale float64
+		for i := range got {
+			worst = max(worst, math.Abs(float64(got[i]-whole[i])))
+			scale = max(scale, math.Abs(float64(whole[i])))
+		}
+		t.Logf("from block %d: logits differ by at most %.3g (largest %.3g)", first, worst, scale)
+		if worst > 1e-5*scale {
+			t.Errorf("from block %d: logits differ from the whole decode's by %.3g", first, worst)
+		}
+		// The hook numbers the blocks as a whole decode does.
+		for l := range m.NLayer() {
+			o, ok := outs[l]
+			if l < first && ok {
+				t.Errorf("from block %d: the hook saw block %d", first, l)
+			}
+			if l >= first && (len(o) != n*d || !close32(o, wholeOuts[l], 1e-5)) {
+				t.Errorf("from block %d: the hook's block %d is not the whole decode's", first, l)
+			}
+		}
+	}
+	// StopAfter counts in the model's blocks too.
+	if err := ctx.StopAfter(6); err != nil {
+		t.Fatal(err)
+	}
+	b.Clear()
+	for i := range n {
+		b.AddEmbd(wholeOuts[4][i*d:(i+1)*d], i, 0, true)
+	}
+	ctx.ClearMemory()
+	outs = map[int][]float32{}
+	if err := ctx.DecodeFrom(b, 5); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := outs[6]; !ok || len(outs) != 2 {
+		t.Errorf("from block 5, stopped after block 6: the hook saw blocks %v", slices.Sorted(maps.Keys(outs)))
+	}
+	if err := ctx.StopAfter(-1); err != nil {
+		t.Fatal(err)
+	}
+	ctx.ClearMemory()
+	outs = map[int][]float32{}
+	decodeAll(t, ctx, toks)
+	if !slices.Equal(logits(), whole) {
+		t.Error("a whole decode after DecodeFrom differs from the one before: the model was not put back")
+	}
+
+	if err := ctx.DecodeFrom(b, m.NLayer()); err == nil {
+		t.Error("DecodeFrom past the last block: no error")
+	}
+	tb := NewBatch(4)
+	defer tb.Close()
+	tb.Add(toks[0], 0, 0, true)
+	if err := ctx.DecodeFrom(tb, 1); err == nil {
+		t.Error("DecodeFrom of a token batch: no error")
+	}
+	plain, err := NewContext(m, ContextParams{NCtx: 128, NBatch: 64, Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if err := plain.DecodeFrom(b, 1); err == nil {
+		t.Error("DecodeFrom on a context made without Resumable: no error")
+	}
+}
+
+// close32 reports whether a and b have the same length and differ by at
+// most tol relative to b's largest magnitude.
+func close32(a, b []float32, tol float64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	var worst, scale float64
+	for i := range a {
+		worst = max(worst, math.Abs(float64(a[i]-b[i])))
+		scale = max(scale, math.Abs(float64(b[i])))
+	}
+	return worst <= tol*max(scale, 1e-30)
+}

@@ -1,0 +1,204 @@
+package pipeline
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
+)
+
+// heldInputs is, for held-back chunks [from, from+n) of one stage of a
+// round, the residual stream entering each of the stage's start blocks
+// (loaded block b: T × d floats per chunk), captured from the committed
+// model. A candidate whose changes all lie in block b or later is scored
+// from b on (runner.Session.RunFrom): blocks 0 … b−1, unchanged, are not
+// run again for every candidate, and the logits are those of a whole
+// decode, bit for bit (cgo.TestDecodeFrom).
+type heldInputs struct {
+	from, n int
+	rows    map[int][][]float32 // start block → per chunk
+}
+
+// at returns the deepest start block at or below first with inputs for
+// chunks [from, upTo), and those inputs; (0, nil) when there is none, or
+// for a nil h.
+func (h *heldInputs) at(first, from, upTo int) (int, [][]float32) {
+	if h == nil || from < h.from || upTo > h.from+h.n {
+		return 0, nil
+	}
+	best := 0
+	for b := range h.rows {
+		if b <= first && b > best {
+			best = b
+		}
+	}
+	if best == 0 {
+		return 0, nil
+	}
+	return best, h.rows[best][from-h.from : upTo-h.from]
+}
+
+// startOf returns the loaded block from which candidate c's decodes can
+// start: the first block it changes (the survivor, block c.Drop−1).
+func (s *Searcher) startOf(c *Candidate) int {
+	if c.Drop < 1 {
+		return 0
+	}
+	return s.e.Phys(c.Drop - 1)
+}
+
+// captureHeld decodes held-back chunks [from, upTo) of the committed model
+// up to the deepest of starts and keeps the stream entering each start
+// block, deepest first while they fit in Config.MaxStatsBytes (the round
+// holds no statistics). It returns nil when resumed decodes are off or
+// would save nothing: fewer than two of starts past block 0 (the capture
+// itself costs a decode up to the deepest one). With ref, the committed
+// model is the one the quality check compares with (step 1): the decodes
+// then run to the logits and keep its distributions (Searcher.ref).
+func (s *Searcher) captureHeld(starts []int, from, upTo int, ref bool) (*heldInputs, error) {
+	if upTo <= from {
+		return nil, nil
+	}
+	var past []int
+	for _, b := range starts {
+		if b > 0 {
+			past = append(past, b)
+		}
+	}
+	if !s.resume || len(past) < 2 {
+		if ref {
+			return nil, s.keepRef(from, upTo)
+		}
+		return nil, nil
+	}
+	slices.Sort(past)
+	past = slices.Compact(past)
+	slices.Reverse(past)
+	t := len(s.held[from])
+	per := int64(upTo-from) * int64(t) * int64(s.d) * 4
+	want := map[int]bool{}
+	var bytes int64
+	for _, b := range past {
+		if bytes+per > s.cfg.MaxStatsBytes && len(want) > 0 {
+			continue
+		}
+		want[b], bytes = true, bytes+per
+	}
+	h := &heldInputs{from: from, n: upTo - from, rows: map[int][][]float32{}}
+	deepest := 0
+	for b := range want {
+		h.rows[b] = make([][]float32, upTo-from)
+		deepest = max(deepest, b)
+	}
+	var first, count int
+	var hookErr error
+	capture := func(tn cgo.Tensor) bool {
+		if tn.Kind != cgo.BlockOutput || !want[tn.Layer+1] {
+			return true
+		}
+		if tn.Cols != s.d || tn.Rows != count*t {
+			hookErr = fmt.Errorf("held-back capture: blk %d output is %d × %d, want %d × %d", tn.Layer, tn.Rows, tn.Cols, count*t, s.d)
+			return false
+		}
+		for c := range count {
+			h.rows[tn.Layer+1][first-from+c] = slices.Clone(tn.Data[c*t*s.d : (c+1)*t*s.d])
+		}
+		return true
+	}
+	stop, after := deepest-1, func(*runner.Decoded) error { return nil }
+	if ref {
+		stop, after = -1, s.refAfter(from)
+	}
+	if err := s.score.SetCapture(capture, stop); err != nil {
+		return nil, err
+	}
+	err := s.score.Run(s.cfg.Context, s.held[from:upTo], func(f, n int) { first, count = from+f, n }, after)
+	if cerr := s.score.SetCapture(nil, -1); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = hookErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !ref {
+		s.heldBlocks += (upTo - from) * deepest
+	}
+	return h, nil
+}
+
+// keepRef decodes held-back chunks [from, upTo) of the committed model
+// whole and keeps its distributions (Searcher.ref).
+func (s *Searcher) keepRef(from, upTo int) error {
+	return s.score.Run(s.cfg.Context, s.held[from:upTo], nil, s.refAfter(from))
+}
+
+// refAfter returns the function that keeps the distributions of a decode
+// of held-back chunks from from on (Searcher.ref, Config.QualityTopK).
+func (s *Searcher) refAfter(from int) func(d *runner.Decoded) error {
+	return func(d *runner.Decoded) error {
+		for i := range d.Count {
+			c := from + d.First + i
+			ch := s.held[c]
+			s.ref[c] = make([]kld.Dist, len(ch)-1)
+			kld.ChunkDists(s.ref[c], ch, func(j int) []float32 { return d.Logits(i, j) }, s.cfg.QualityTopK)
+		}
+		s.heldBlocks += d.Count * s.e.m.NLayer()
+		s.heldLogits += d.Count
+		return nil
+	}
+}
+
+// refReady reports whether the quality check's distributions of every
+// held-back chunk are kept.
+func (s *Searcher) refReady() bool {
+	if !s.quality || len(s.ref) == 0 {
+		return false
+	}
+	for _, r := range s.ref {
+		if r == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// heldTokens returns the positions a whole held-back round scores.
+func (s *Searcher) heldTokens() int {
+	var n int
+	for _, ch := range s.held {
+		n += len(ch) - 1
+	}
+	return n
+}
+
+// runPass runs alignment pass p (statistics for drops, blocks up to
+// deepest) over the alignment chunks on the capture session, with a
+// progress line, and returns the signals of every current block.
+func (s *Searcher) runPass(p *pass, drops []int, deepest int) (map[int][2]float64, error) {
+	if err := s.cap.SetCapture(p.capture, deepest); err != nil {
+		return nil, err
+	}
+	bar := progress.New("alignment pass", len(s.align), "chunks")
+	defer bar.Done()
+	done := 0
+	err := s.cap.Run(s.cfg.Context, s.align, p.before, func(d *runner.Decoded) error {
+		done += d.Count
+		bar.Set(done, fmt.Sprintf("%d candidates%s", len(drops), s.searchETA()))
+		return nil
+	})
+	if cerr := s.cap.SetCapture(nil, -1); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = p.err
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p.signals(), nil
+}
