@@ -349,36 +349,34 @@ func (s *Searcher) passStats(drops []int) (map[int]*merge.AlignStats, map[int][2
 		return p.stats, sig, nil
 	}
 	var err error
-	{
-		// Per batch: the original model's outputs at the target blocks,
-		// then the merged model's pass.
-		p.useOrig, p.origH = true, map[int][]float32{}
-		targets := map[int]bool{}
-		for _, j := range drops {
-			targets[e.Phys(j)] = true
-		}
-		if err := s.orig.SetCapture(func(tn cgo.Tensor) bool {
-			if targets[tn.Layer] && tn.Kind == cgo.BlockOutput && tn.Cols == s.d {
-				_, _, c1 := p.window()
-				p.origH[tn.Layer] = p.rows(tn.Data, p.origH[tn.Layer], 0, c1)
-			}
-			return true
-		}, deepest); err != nil {
-			return nil, nil, err
-		}
-		if err := s.cap.SetCapture(p.capture, deepest); err != nil {
-			return nil, nil, err
-		}
-		k := s.cap.SeqsPerDecode()
-		for first := 0; first < len(s.align) && err == nil; first += k {
-			batch := s.align[first:min(len(s.align), first+k)]
-			before := func(f, n int) { p.before(first+f, n) }
-			if err = s.orig.Run(s.cfg.Context, batch, before, nil); err == nil {
-				err = s.cap.Run(s.cfg.Context, batch, before, nil)
-			}
-		}
-		s.orig.SetCapture(nil, -1)
+	// Config.Original: per batch, the original model's outputs at the
+	// target blocks, then the merged model's pass.
+	p.useOrig, p.origH = true, map[int][]float32{}
+	targets := map[int]bool{}
+	for _, j := range drops {
+		targets[e.Phys(j)] = true
 	}
+	if err := s.orig.SetCapture(func(tn cgo.Tensor) bool {
+		if targets[tn.Layer] && tn.Kind == cgo.BlockOutput && tn.Cols == s.d {
+			_, _, c1 := p.window()
+			p.origH[tn.Layer] = p.rows(tn.Data, p.origH[tn.Layer], 0, c1)
+		}
+		return true
+	}, deepest); err != nil {
+		return nil, nil, err
+	}
+	if err := s.cap.SetCapture(p.capture, deepest); err != nil {
+		return nil, nil, err
+	}
+	k := s.cap.SeqsPerDecode()
+	for first := 0; first < len(s.align) && err == nil; first += k {
+		batch := s.align[first:min(len(s.align), first+k)]
+		before := func(f, n int) { p.before(first+f, n) }
+		if err = s.orig.Run(s.cfg.Context, batch, before, nil); err == nil {
+			err = s.cap.Run(s.cfg.Context, batch, before, nil)
+		}
+	}
+	s.orig.SetCapture(nil, -1)
 	s.cap.SetCapture(nil, -1)
 	if p.err != nil {
 		return nil, nil, p.err
