@@ -89,18 +89,7 @@ func (s *Session) SeqsPerDecode() int { return s.k }
 // when no stop is set). A cancelled ctx stops Run, also in the middle of a
 // decode (cgo.Context.SetAbort).
 func (s *Session) Run(ctx context.Context, chunks [][]int32, before func(first, count int), after func(d *Decoded) error) error {
-	s.ctx.SetAbort(ctx)
-	defer s.ctx.SetAbort(nil)
-	if s.capture != nil {
-		defer oneProc()()
-	}
-	for first := 0; first < len(chunks); first += s.k {
-		if ctx != nil {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		n := min(s.k, len(chunks)-first)
+	fill := func(first, n int) error {
 		s.batch.Clear()
 		for c := range n {
 			if len(chunks[first+c]) != s.t {
@@ -110,11 +99,35 @@ func (s *Session) Run(ctx context.Context, chunks [][]int32, before func(first, 
 				s.batch.Add(tok, j, c, true)
 			}
 		}
+		return nil
+	}
+	return s.each(ctx, len(chunks), fill, func() error { return s.ctx.Decode(s.batch) }, before, after)
+}
+
+// each is the decode loop of Run and RunFrom: chunks [0, total) in groups
+// of at most SeqsPerDecode, fill loading a group into the batch that
+// decode evaluates, before and after around each decode as Run says.
+func (s *Session) each(ctx context.Context, total int, fill func(first, n int) error, decode func() error, before func(first, count int), after func(d *Decoded) error) error {
+	s.ctx.SetAbort(ctx)
+	defer s.ctx.SetAbort(nil)
+	if s.capture != nil {
+		defer oneProc()()
+	}
+	for first := 0; first < total; first += s.k {
+		if ctx != nil {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		n := min(s.k, total-first)
+		if err := fill(first, n); err != nil {
+			return err
+		}
 		s.ctx.ClearMemory()
 		if before != nil {
 			before(first, n)
 		}
-		if err := s.ctx.Decode(s.batch); err != nil {
+		if err := decode(); err != nil {
 			return err
 		}
 		if after != nil {
@@ -138,18 +151,7 @@ func (s *Session) RunFrom(ctx context.Context, inputs [][]float32, first int, af
 	if s.embd == nil {
 		s.embd = cgo.NewEmbdBatch(s.k*s.t, d)
 	}
-	s.ctx.SetAbort(ctx)
-	defer s.ctx.SetAbort(nil)
-	if s.capture != nil {
-		defer oneProc()()
-	}
-	for c0 := 0; c0 < len(inputs); c0 += s.k {
-		if ctx != nil {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		n := min(s.k, len(inputs)-c0)
+	fill := func(c0, n int) error {
 		s.embd.Clear()
 		for c := range n {
 			in := inputs[c0+c]
@@ -160,15 +162,7 @@ func (s *Session) RunFrom(ctx context.Context, inputs [][]float32, first int, af
 				s.embd.AddEmbd(in[j*d:(j+1)*d], j, c, true)
 			}
 		}
-		s.ctx.ClearMemory()
-		if err := s.ctx.DecodeFrom(s.embd, first); err != nil {
-			return err
-		}
-		if after != nil {
-			if err := after(&Decoded{First: c0, Count: n, ctx: s.ctx, t: s.t}); err != nil {
-				return err
-			}
-		}
+		return nil
 	}
-	return nil
+	return s.each(ctx, len(inputs), fill, func() error { return s.ctx.DecodeFrom(s.embd, first) }, nil, after)
 }
