@@ -1,15 +1,20 @@
-// Resumed decodes. llama.cpp builds its graph anew for every decode (the
-// context is created with graph reuse off) from llama_model::layers and
-// llama_hparams::n_layer, and names block il's tensors by its place in
-// that loop. Rotating the first blocks to the end of layers (with their
-// per-layer hyperparameters) and lowering n_layer for the length of one
-// llama_decode makes the graph start at block first: the batch's
-// embeddings take the place of the token embeddings, the KV cache's first
-// layers serve the blocks that run, and the result is that of the whole
-// model on the same input, computed by the same kernels on the same data.
-// The model is put back before mka_decode_from returns, also when
+// Decodes of a subset of the blocks. llama.cpp builds its graph anew for
+// every decode (the context is created with graph reuse off) from
+// llama_model::layers and llama_hparams::n_layer, and names block il's
+// tensors by its place in that loop. Putting the chosen blocks first in
+// layers (with their per-layer hyperparameters) and lowering n_layer to
+// their count for the length of one llama_decode makes the graph run just
+// those blocks, in that order: the batch's tokens (or embeddings, the
+// stream entering the first chosen block) go in, the KV cache's first
+// layers serve the blocks that run, and each block computes what it
+// computes in the whole model on the same input, with the same kernels on
+// the same data. The merge search uses it to start decodes at the first
+// block a candidate changes (the blocks before it are unchanged, their
+// output captured once) and to leave out blocks that are identities
+// (zeroed output tensors: a block that adds exactly zero to the stream).
+// The model is put back before mka_decode_layers returns, also when
 // llama_decode throws; no other decode may use the model meanwhile.
-#include <algorithm>
+#include <vector>
 
 #include "llama-model.h"
 #include "resume.h"
@@ -31,40 +36,61 @@ extern "C" int mka_resume_check(const struct llama_model *m) {
 
 namespace {
 
-// rotation turns the model's first k blocks to the end and back.
-struct rotation {
+// selection puts blocks ids[0..k) of the model first, in that order, and
+// the model back as it was when it goes out of scope.
+struct selection {
     llama_model &m;
-    uint32_t n, k;
+    uint32_t n;
+    std::vector<llama_layer> layers;
+    llama_hparams hp; // the per-layer arrays and n_layer, as loaded
 
-    template <typename A> void rotate(A &a, uint32_t by) { std::rotate(a.begin(), a.begin() + by, a.begin() + n); }
-
-    void turn(uint32_t by) {
-        rotate(m.layers, by);
-        rotate(m.hparams.n_head_arr, by);
-        rotate(m.hparams.n_head_kv_arr, by);
-        rotate(m.hparams.n_ff_arr, by);
-        rotate(m.hparams.swa_layers, by);
-        rotate(m.hparams.recurrent_layer_arr, by);
+    template <typename A> static void pick(A &dst, const A &src, const int32_t *ids, int k) {
+        for (int i = 0; i < k; i++) {
+            dst[i] = src[ids[i]];
+        }
     }
 
-    rotation(llama_model &model, uint32_t first) : m(model), n(model.hparams.n_layer), k(first) {
-        turn(k);
-        m.hparams.n_layer = n - k;
+    selection(llama_model &model, const int32_t *ids, int k)
+        : m(model), n(model.hparams.n_layer), layers(model.layers), hp(model.hparams) {
+        pick(m.layers, layers, ids, k);
+        pick(m.hparams.n_head_arr, hp.n_head_arr, ids, k);
+        pick(m.hparams.n_head_kv_arr, hp.n_head_kv_arr, ids, k);
+        pick(m.hparams.n_ff_arr, hp.n_ff_arr, ids, k);
+        pick(m.hparams.swa_layers, hp.swa_layers, ids, k);
+        pick(m.hparams.recurrent_layer_arr, hp.recurrent_layer_arr, ids, k);
+        m.hparams.n_layer = (uint32_t)k;
     }
 
-    ~rotation() {
+    ~selection() {
+        for (uint32_t i = 0; i < n; i++) {
+            m.layers[i] = layers[i];
+        }
+        m.hparams.n_head_arr = hp.n_head_arr;
+        m.hparams.n_head_kv_arr = hp.n_head_kv_arr;
+        m.hparams.n_ff_arr = hp.n_ff_arr;
+        m.hparams.swa_layers = hp.swa_layers;
+        m.hparams.recurrent_layer_arr = hp.recurrent_layer_arr;
         m.hparams.n_layer = n;
-        turn(n - k);
     }
 };
 
 } // namespace
 
-extern "C" int32_t mka_decode_from(struct llama_context *c, struct llama_model *m, struct llama_batch b, int first,
-                                   mka_exc *e) {
-    if (first < 0 || (uint32_t)first >= m->hparams.n_layer || m->layers.size() != m->hparams.n_layer) {
+extern "C" int32_t mka_decode_layers(struct llama_context *c, struct llama_model *m, struct llama_batch b,
+                                     const int32_t *ids, int k, mka_exc *e) {
+    const uint32_t n = m->hparams.n_layer;
+    if (k < 1 || (uint32_t)k > n || m->layers.size() != n) {
         return -3;
     }
-    rotation r(*m, (uint32_t)first);
-    return mka_guard<int32_t>(e, -1, [&] { return llama_decode(c, b); });
+    std::vector<bool> seen(n);
+    for (int i = 0; i < k; i++) {
+        if (ids[i] < 0 || (uint32_t)ids[i] >= n || seen[ids[i]]) {
+            return -3;
+        }
+        seen[ids[i]] = true;
+    }
+    return mka_guard<int32_t>(e, -1, [&] {
+        selection s(*m, ids, k);
+        return llama_decode(c, b);
+    });
 }

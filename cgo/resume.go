@@ -30,12 +30,14 @@ import (
 // of tokens. With the blocks before first unchanged since that stream was
 // captured, its logits are those of a whole decode of the same tokens,
 // at the cost of n − first blocks: the merge search scores candidates
-// that change only deep blocks this way.
+// that change only deep blocks this way. More generally a decode can run
+// any list of blocks (DecodeLayers): the search also leaves out the blocks
+// it has made identities.
 
 // ErrNoResume means the model's graph cannot start in the middle.
-var ErrNoResume = errors.New("resumed decodes need a llama, qwen2 or qwen3 graph without an embedding scale")
+var ErrNoResume = errors.New("decodes of some blocks need a llama, qwen2 or qwen3 graph without an embedding scale")
 
-// CanResume returns nil when Context.DecodeFrom works for m, or an
+// CanResume returns nil when Context.DecodeFrom and DecodeLayers work for m, or an
 // error that says why not (the caller then decodes the whole model).
 func (m *Model) CanResume() error {
 	if m == nil || m.p == nil {
@@ -82,23 +84,49 @@ func (b *Batch) AddEmbd(row []float32, pos, seq int, output bool) {
 // on: b's rows are the residual stream entering block first, and the
 // blocks before it are not run. Logits and a capture hook then see what a
 // Decode of the whole model would see from block first on, with the same
-// block numbers (StopAfter's too). The context must be
-// Resumable and the model CanResume; DecodeFrom turns the model's first
-// blocks out of llama.cpp's block list for the length of the call, so no
-// other context may decode the same model meanwhile. first = 0 is a
-// Decode of embeddings.
+// block numbers (StopAfter's too). It is DecodeLayers with blocks first,
+// first+1, …, n−1. first = 0 is a Decode of embeddings.
 func (c *Context) DecodeFrom(b *Batch, first int) error {
 	if c == nil || c.p == nil {
 		return ErrClosed
-	}
-	if !c.resumable {
-		return errors.New("cgo: DecodeFrom needs a context made with ContextParams.Resumable")
 	}
 	if b.embd != c.model.NEmbd() {
 		return fmt.Errorf("cgo: DecodeFrom needs an embedding batch of %d floats per row", c.model.NEmbd())
 	}
 	if first < 0 || first >= c.model.NLayer() {
 		return fmt.Errorf("cgo: DecodeFrom: block %d of %d", first, c.model.NLayer())
+	}
+	ids := make([]int, c.model.NLayer()-first)
+	for i := range ids {
+		ids[i] = first + i
+	}
+	return c.DecodeLayers(b, ids)
+}
+
+// DecodeLayers evaluates b through the loaded blocks ids only, in that
+// order, and then the output layer: b holds tokens (NewBatch) or the
+// residual stream entering block ids[0] (NewEmbdBatch). A capture hook
+// sees each block under its loaded number, and StopAfter counts in loaded
+// blocks too. The result is that of the whole model when every block left
+// out before ids[0] was already applied to b's input and every other one
+// left out adds nothing to the stream (a block whose output tensors are
+// zero), with the same kernels on the same data. The context must be
+// Resumable and the model CanResume; DecodeLayers reorders the model's
+// block list for the length of the call, so no other context may decode
+// the same model meanwhile.
+func (c *Context) DecodeLayers(b *Batch, ids []int) error {
+	if c == nil || c.p == nil {
+		return ErrClosed
+	}
+	if !c.resumable {
+		return errors.New("cgo: DecodeLayers needs a context made with ContextParams.Resumable")
+	}
+	if b.embd != 0 && b.embd != c.model.NEmbd() {
+		return fmt.Errorf("cgo: DecodeLayers needs an embedding batch of %d floats per row", c.model.NEmbd())
+	}
+	n := c.model.NLayer()
+	if len(ids) == 0 || len(ids) > n {
+		return fmt.Errorf("cgo: DecodeLayers: %d blocks of %d", len(ids), n)
 	}
 	if err := c.model.CanResume(); err != nil {
 		return err
@@ -109,13 +137,20 @@ func (c *Context) DecodeFrom(b *Batch, first int) error {
 	if b.Len() == 0 {
 		return nil
 	}
+	if c.ids == nil {
+		c.ids = (*C.int32_t)(C.malloc(C.size_t(n) * C.size_t(unsafe.Sizeof(C.int32_t(0)))))
+	}
+	cids := unsafe.Slice(c.ids, n)
+	for i, id := range ids {
+		cids[i] = C.int32_t(id)
+	}
 	var exc C.mka_exc
-	// The graph numbers its blocks from 0.
-	c.setLayerOffset(first)
-	defer c.setLayerOffset(0)
-	r := C.mka_decode_from(c.p, c.model.p, b.c, C.int(first), &exc)
+	// The graph numbers its blocks 0, 1, …: the hook names them by ids.
+	c.setLayerMap(c.ids, len(ids))
+	defer c.setLayerMap(nil, 0)
+	r := C.mka_decode_layers(c.p, c.model.p, b.c, c.ids, C.int(len(ids)), &exc)
 	if r == -3 {
-		return fmt.Errorf("cgo: DecodeFrom: block %d out of range", first)
+		return fmt.Errorf("cgo: DecodeLayers: blocks %v are not distinct blocks of %d", ids, n)
 	}
 	return c.decodeStatus(b, r, &exc)
 }

@@ -1,6 +1,7 @@
 #pragma once
-// Decoding from the middle of the model: blocks [first, n_layer) only, on
-// a batch of embeddings (the input of block first). See resume.cpp.
+// Decoding a subset of the blocks, in a given order, on a batch of tokens
+// or of embeddings (the stream entering the first of them). See
+// resume.cpp.
 #include "llama.h"
 #include "safe.h"
 
@@ -8,16 +9,17 @@
 extern "C" {
 #endif
 
-// mka_resume_check returns 0 when mka_decode_from can skip blocks of m:
-// a llama, qwen2 or qwen3 graph without an embedding scale. Otherwise a
-// positive reason: 1 another architecture, 2 an embedding scale.
+// mka_resume_check returns 0 when mka_decode_layers works for m: a llama,
+// qwen2 or qwen3 graph without an embedding scale. Otherwise a positive
+// reason: 1 another architecture, 2 an embedding scale.
 int mka_resume_check(const struct llama_model *m);
 
-// mka_decode_from decodes b, whose rows are embeddings (the residual
-// stream entering block first), through blocks first, first+1, ... and the
-// output layer, as llama_decode does for the whole model. It returns
-// llama_decode's status, or -3 when first is out of range.
-int32_t mka_decode_from(struct llama_context *c, struct llama_model *m, struct llama_batch b, int first, mka_exc *e);
+// mka_decode_layers decodes b through blocks ids[0], ids[1], ...,
+// ids[k-1] (distinct loaded blocks) and the output layer, as llama_decode
+// does through all of them. It returns llama_decode's status, or -3 when
+// ids is not a list of distinct blocks of m.
+int32_t mka_decode_layers(struct llama_context *c, struct llama_model *m, struct llama_batch b, const int32_t *ids,
+                          int k, mka_exc *e);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,7 @@
 package cgo
 
 import (
+	"fmt"
 	"maps"
 	"math"
 	"slices"
@@ -144,4 +145,124 @@ func close32(a, b []float32, tol float64) bool {
 		scale = max(scale, math.Abs(float64(b[i])))
 	}
 	return worst <= tol*max(scale, 1e-30)
+}
+
+// TestDecodeLayers checks that a decode that leaves out identity blocks
+// (their attn_output and ffn_down zeroed) gives the logits of a whole
+// decode of the same model bit for bit, from tokens and from a captured
+// stream, that the hook names the blocks it sees by their loaded numbers
+// (StopAfter too), and that a list that is not of distinct blocks is
+// refused.
+func TestDecodeLayers(t *testing.T) {
+	m, err := LoadModel(shared.Model(t, "tinystories-deep12.gguf"), ModelParams{NoMmap: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	toks, err := m.Tokenize("Once upon a time there was a little girl named Lily. She loved to play outside.", true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := map[int]bool{3: true, 4: true, 9: true}
+	for b := range dead {
+		for _, s := range []string{"attn_output.weight", "ffn_down.weight"} {
+			w, err := m.Weight(fmt.Sprintf("blk.%d.%s", b, s))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Set(make([]byte, w.Bytes())); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	n, d := len(toks), m.NEmbd()
+	var seen []int
+	outs := map[int][]float32{}
+	ctx, err := NewContext(m, ContextParams{NCtx: 128, NBatch: 64, Threads: 2, Resumable: true,
+		Capture: func(tn Tensor) bool {
+			if tn.Kind == BlockOutput {
+				seen = append(seen, tn.Layer)
+				outs[tn.Layer] = slices.Clone(tn.Data)
+			}
+			return true
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctx.Close()
+	logits := func() []float32 {
+		var all []float32
+		for i := range n {
+			all = append(all, ctx.Logits(i)...)
+		}
+		return all
+	}
+	decodeAll(t, ctx, toks)
+	whole, wholeOuts := logits(), outs
+	var live []int
+	for b := range m.NLayer() {
+		if !dead[b] {
+			live = append(live, b)
+		}
+	}
+	tb := NewBatch(n)
+	defer tb.Close()
+	for i, tok := range toks {
+		tb.Add(tok, i, 0, true)
+	}
+	seen, outs = nil, map[int][]float32{}
+	ctx.ClearMemory()
+	if err := ctx.DecodeLayers(tb, live); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(logits(), whole) {
+		t.Error("tokens through the live blocks: logits differ from the whole decode's")
+	}
+	if !slices.Equal(seen, live) {
+		t.Errorf("the hook saw blocks %v, want %v", seen, live)
+	}
+	for _, b := range live {
+		if !slices.Equal(outs[b], wholeOuts[b]) {
+			t.Errorf("block %d's output differs from the whole decode's", b)
+		}
+	}
+	// From the stream entering block 5 (the output of block 2: 3 and 4 are
+	// identities), through the live blocks from 5 on, stopped after 8.
+	eb := NewEmbdBatch(n, d)
+	defer eb.Close()
+	for i := range n {
+		eb.AddEmbd(wholeOuts[2][i*d:(i+1)*d], i, 0, true)
+	}
+	if err := ctx.StopAfter(8); err != nil {
+		t.Fatal(err)
+	}
+	seen = nil
+	ctx.ClearMemory()
+	if err := ctx.DecodeLayers(eb, live[3:]); err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{5, 6, 7, 8}; !slices.Equal(seen, want) {
+		t.Errorf("from block 5, stopped after 8: the hook saw %v, want %v", seen, want)
+	}
+	if err := ctx.StopAfter(-1); err != nil {
+		t.Fatal(err)
+	}
+	ctx.ClearMemory()
+	if err := ctx.DecodeLayers(eb, live[3:]); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(logits(), whole) {
+		t.Error("the stream through the live blocks from 5 on: logits differ from the whole decode's")
+	}
+	for _, bad := range [][]int{nil, {0, 0}, {1, m.NLayer()}, {-1}} {
+		if err := ctx.DecodeLayers(tb, bad); err == nil {
+			t.Errorf("DecodeLayers(%v): no error", bad)
+		}
+	}
+	// The model is whole again.
+	ctx.ClearMemory()
+	decodeAll(t, ctx, toks)
+	if !slices.Equal(logits(), whole) {
+		t.Error("a whole decode after DecodeLayers differs from the one before")
+	}
 }

@@ -152,6 +152,9 @@ func (j *mergeJob) shrink(c *cli.Context, method string, align bool, n int, opt 
 	}
 	if j.res != nil {
 		cfg.InitialBI = j.res.BlockInfluence()
+		if j.res.Samples > 0 {
+			cfg.ChunkSeconds = j.res.Seconds / float64(j.res.Samples)
+		}
 	}
 	if method == "mka" && align {
 		cfg.Prefill, j.prefill = j.prefill, nil // the first search only

@@ -39,6 +39,11 @@ type Dist struct {
 	Top int32
 }
 
+// tailDirect is the tail mass below which Score sums the tail token by
+// token instead of taking 1 − the kept tokens' mass: the softmax sums to 1
+// within about 1e-13, so 1 − kept keeps at least 7 digits above it.
+const tailDirect = 1e-6
+
 // Scratch is reusable working memory for FromLogits and Score; the zero
 // value is ready to use. One Scratch must not be shared between goroutines.
 type Scratch struct {
@@ -187,20 +192,29 @@ func Score(base *Dist, logits []float32, next int32, sc *Scratch) Token {
 		}
 		return t
 	}
-	mark := sc.marks(len(logits))
+	var kept float64 // the model's probability of the base's kept tokens
 	for i, id := range base.IDs {
-		lp := float64(base.LogP[i])
-		t.KLD += math.Exp(lp) * (lp - (float64(logits[id]) - lse))
-		mark[id] = true
+		lp, l := float64(base.LogP[i]), float64(logits[id])-lse
+		t.KLD += math.Exp(lp) * (lp - l)
+		kept += math.Exp(l)
 	}
-	var tail float64
-	for i, l := range logits {
-		if !mark[i] {
-			tail += math.Exp(float64(l) - lse)
+	// The rest of the model's mass: 1 − kept, unless that leaves too few
+	// digits (below tailDirect), then summed over the other tokens.
+	tail := 1 - kept
+	if tail < tailDirect {
+		mark := sc.marks(len(logits))
+		for _, id := range base.IDs {
+			mark[id] = true
 		}
-	}
-	for _, id := range base.IDs {
-		mark[id] = false
+		tail = 0
+		for i, l := range logits {
+			if !mark[i] {
+				tail += math.Exp(float64(l) - lse)
+			}
+		}
+		for _, id := range base.IDs {
+			mark[id] = false
+		}
 	}
 	if pt := math.Exp(base.Tail); pt > 0 {
 		t.KLD += pt * (base.Tail - math.Log(tail))

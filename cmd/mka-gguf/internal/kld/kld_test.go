@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -83,6 +84,51 @@ func TestTopKLowerBound(t *testing.T) {
 		}
 		if math.Abs(prev-kf) > 1e-5 {
 			t.Fatalf("n %d: KLD at k = n−1 %.6f, full %.6f", n, prev, kf)
+		}
+	}
+}
+
+// TestTailMass checks Score's top-K KLD against the definition, the
+// model's tail mass summed token by token, both where Score takes it as
+// 1 − the kept mass and where that mass is too small for it (a model
+// that puts almost everything on the base's kept tokens).
+func TestTailMass(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var sc Scratch
+	for _, peak := range []float32{0, 40} {
+		for range 20 {
+			n := 50 + r.IntN(500)
+			a, b := make([]float32, n), make([]float32, n)
+			for i := range a {
+				a[i], b[i] = float32(r.NormFloat64()*2), float32(r.NormFloat64()*2)
+			}
+			var d Dist
+			k := 1 + r.IntN(n/2)
+			FromLogits(&d, a, 0, k, &sc)
+			b[d.IDs[0]] += peak // the model's mass outside IDs: e^−40 with the peak
+			mx := float64(slices.Max(b))
+			var z float64
+			for _, v := range b {
+				z += math.Exp(float64(v) - mx)
+			}
+			lse := mx + math.Log(z)
+			var want, tail float64
+			kept := map[int32]bool{}
+			for i, id := range d.IDs {
+				lp := float64(d.LogP[i])
+				want += math.Exp(lp) * (lp - (float64(b[id]) - lse))
+				kept[id] = true
+			}
+			for i, v := range b {
+				if !kept[int32(i)] {
+					tail += math.Exp(float64(v) - lse)
+				}
+			}
+			want += math.Exp(d.Tail) * (d.Tail - math.Log(tail))
+			got := Score(&d, b, 0, &sc).KLD
+			if math.Abs(got-want) > 1e-9*max(1, math.Abs(want)) {
+				t.Fatalf("peak %g, n %d, k %d (model tail %.3g): KLD %.12g, by definition %.12g", peak, n, k, tail, got, want)
+			}
 		}
 	}
 }

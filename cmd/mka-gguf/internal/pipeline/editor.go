@@ -41,6 +41,7 @@ type Editor struct {
 	zeroed    map[string]bool
 	pending   map[string][]byte // set since the last Commit or Restore
 	pendZero  map[string]bool   // pending tensors set to zero by Drop
+	pendDrop  map[int]bool      // loaded blocks made identities by a pending Drop
 	backup    map[string][]byte // committed bytes of inModel tensors, read before their first pending set
 	keepBytes bool              // keep committed edits as bytes even when readable (tests the fallback)
 	product   *cgo.Product      // the folds' products on ggml's CPU device (nil: gonum)
@@ -74,7 +75,7 @@ func NewEditor(m *cgo.Model, f *gguf.File, b *merge.Blocks, codec merge.Codec) (
 		}
 	}
 	e := &Editor{m: m, f: f, codec: codec, committed: map[string][]byte{}, inModel: map[string]bool{}, zeroed: map[string]bool{},
-		pending: map[string][]byte{}, pendZero: map[string]bool{}, backup: map[string][]byte{}}
+		pending: map[string][]byte{}, pendZero: map[string]bool{}, pendDrop: map[int]bool{}, backup: map[string][]byte{}}
 	for i := range b.Count {
 		e.phys = append(e.phys, i)
 	}
@@ -86,6 +87,20 @@ func (e *Editor) Blocks() int { return len(e.phys) }
 
 // Phys returns the loaded block that computes current block c.
 func (e *Editor) Phys(c int) int { return e.phys[c] }
+
+// Live returns, in order, the loaded blocks that change the residual
+// stream now: the current blocks but those a pending Drop made
+// identities. A decode that runs only these (runner.SessionOptions.Layers)
+// computes what a decode of every block computes.
+func (e *Editor) Live() []int {
+	live := make([]int, 0, len(e.phys))
+	for _, p := range e.phys {
+		if !e.pendDrop[p] {
+			live = append(live, p)
+		}
+	}
+	return live
+}
 
 // current returns the bytes tensor name holds now, pending changes
 // included.
@@ -224,6 +239,7 @@ func (e *Editor) Drop(c int) error {
 		e.pending[name] = nil // zeros are not kept as bytes (memory)
 		e.pendZero[name] = true
 	}
+	e.pendDrop[p] = true
 	return nil
 }
 
@@ -307,6 +323,7 @@ func (e *Editor) Restore() error {
 	}
 	clear(e.pending)
 	clear(e.pendZero)
+	clear(e.pendDrop)
 	clear(e.backup)
 	return nil
 }
@@ -329,6 +346,7 @@ func (e *Editor) Commit(dropped int) {
 	}
 	clear(e.pending)
 	clear(e.pendZero)
+	clear(e.pendDrop)
 	clear(e.backup)
 	if dropped >= 0 {
 		e.phys = append(e.phys[:dropped:dropped], e.phys[dropped+1:]...)

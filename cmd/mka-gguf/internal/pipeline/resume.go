@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
@@ -93,10 +94,22 @@ func (s *Searcher) captureHeld(starts []int, from, upTo int, ref bool) (*heldInp
 		h.rows[b] = make([][]float32, upTo-from)
 		deepest = max(deepest, b)
 	}
+	// The stream entering a start block is the output of the block that
+	// runs before it (blocks made identities do not run).
+	live := s.e.Live()
+	next := map[int]int{} // loaded block → the one that runs after it
+	stop := -1
+	for i := 1; i < len(live); i++ {
+		next[live[i-1]] = live[i]
+		if live[i] == deepest {
+			stop = live[i-1]
+		}
+	}
 	var first, count int
 	var hookErr error
 	capture := func(tn cgo.Tensor) bool {
-		if tn.Kind != cgo.BlockOutput || !want[tn.Layer+1] {
+		b, ok := next[tn.Layer]
+		if tn.Kind != cgo.BlockOutput || !ok || !want[b] {
 			return true
 		}
 		if tn.Cols != s.d || tn.Rows != count*t {
@@ -104,11 +117,11 @@ func (s *Searcher) captureHeld(starts []int, from, upTo int, ref bool) (*heldInp
 			return false
 		}
 		for c := range count {
-			h.rows[tn.Layer+1][first-from+c] = slices.Clone(tn.Data[c*t*s.d : (c+1)*t*s.d])
+			h.rows[b][first-from+c] = slices.Clone(tn.Data[c*t*s.d : (c+1)*t*s.d])
 		}
 		return true
 	}
-	stop, after := deepest-1, func(*runner.Decoded) error { return nil }
+	after := func(*runner.Decoded) error { return nil }
 	if ref {
 		stop, after = -1, s.refAfter(from)
 	}
@@ -126,7 +139,7 @@ func (s *Searcher) captureHeld(starts []int, from, upTo int, ref bool) (*heldInp
 		return nil, err
 	}
 	if !ref {
-		s.heldBlocks += (upTo - from) * deepest
+		s.heldBlocks += (upTo - from) * (s.score.Blocks(0) - s.score.Blocks(deepest))
 	}
 	return h, nil
 }
@@ -147,7 +160,7 @@ func (s *Searcher) refAfter(from int) func(d *runner.Decoded) error {
 			s.ref[c] = make([]kld.Dist, len(ch)-1)
 			kld.ChunkDists(s.ref[c], ch, func(j int) []float32 { return d.Logits(i, j) }, s.cfg.QualityTopK)
 		}
-		s.heldBlocks += d.Count * s.e.m.NLayer()
+		s.heldBlocks += d.Count * s.score.Blocks(0)
 		s.heldLogits += d.Count
 		return nil
 	}
@@ -186,9 +199,10 @@ func (s *Searcher) runPass(p *pass, drops []int, deepest int) (map[int][2]float6
 	bar := progress.New("alignment pass", len(s.align), "chunks")
 	defer bar.Done()
 	done := 0
+	s.phaseStart = time.Now()
 	err := s.cap.Run(s.cfg.Context, s.align, p.before, func(d *runner.Decoded) error {
 		done += d.Count
-		bar.Set(done, fmt.Sprintf("%d candidates%s", len(drops), s.searchETA()))
+		bar.Set(done, fmt.Sprintf("%d candidates%s", len(drops), s.searchETA(true, float64(done)/float64(len(s.align)))))
 		return nil
 	})
 	if cerr := s.cap.SetCapture(nil, -1); err == nil {

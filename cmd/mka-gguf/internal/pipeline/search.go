@@ -97,6 +97,10 @@ type Config struct {
 	// RhoGrid or AlignAttn, whose last changes the round did not score.
 	Quality     bool
 	QualityTopK int
+	// ChunkSeconds, when known, is the time one calibration chunk took to
+	// decode through every block (no logits): the progress lines' ETA
+	// predicts an alignment pass from it before one is measured.
+	ChunkSeconds float64
 }
 
 // The race's rule (Config.Race): a candidate stops once
@@ -250,10 +254,12 @@ type Searcher struct {
 	ref        [][]kld.Dist
 	lastStep   int
 	qualitySum *kld.Summary
-	// stepStart, lastStepTime, stepsDone: the search's clock (searchETA).
-	stepStart    time.Time
-	lastStepTime time.Duration
-	stepsDone    int
+	// The search's clock (searchETA): the step under way, when its
+	// current phase (alignment pass or held-back round) started, and how
+	// long the last pass and round took (0: none yet).
+	curStep             int
+	phaseStart          time.Time
+	passTime, roundTime time.Duration
 
 	bi      []float64 // per current block, from the last pass
 	pool    []*merge.AlignStats
@@ -285,7 +291,14 @@ func NewSearcher(e *Editor, align, held [][]int32, cfg Config) (*Searcher, error
 	if s.quality = cfg.Quality && len(held) > 0 && len(cfg.FuseLambdas) == 0 && len(cfg.RhoGrid) == 0 && !cfg.AlignAttn; s.quality {
 		s.ref = make([][]kld.Dist, len(held))
 	}
-	if s.cap, err = runner.NewSession(e.m, runner.SessionOptions{T: len(align[0]), Threads: cfg.Threads, BatchTokens: one, Capture: true, Resumable: s.resume}); err != nil {
+	// With resumed decodes, every decode also leaves out the blocks the
+	// search has made identities (committed or pending drops): the same
+	// logits, fewer blocks run.
+	var live func() []int
+	if s.resume {
+		live = e.Live
+	}
+	if s.cap, err = runner.NewSession(e.m, runner.SessionOptions{T: len(align[0]), Threads: cfg.Threads, BatchTokens: one, Capture: true, Resumable: s.resume, Layers: live}); err != nil {
 		return nil, err
 	}
 	if cfg.Original != nil {
@@ -298,7 +311,7 @@ func NewSearcher(e *Editor, align, held [][]int32, cfg Config) (*Searcher, error
 	case len(held) > 0 && len(held[0]) == len(align[0]):
 		s.score = s.cap // one context for both (memory)
 	case len(held) > 0:
-		if s.score, err = runner.NewSession(e.m, runner.SessionOptions{T: len(held[0]), Threads: cfg.Threads, BatchTokens: len(held[0]), Capture: s.resume, Resumable: s.resume}); err != nil {
+		if s.score, err = runner.NewSession(e.m, runner.SessionOptions{T: len(held[0]), Threads: cfg.Threads, BatchTokens: len(held[0]), Capture: s.resume, Resumable: s.resume, Layers: live}); err != nil {
 			s.cap.Close()
 			s.orig.Close()
 			return nil, err
@@ -340,7 +353,7 @@ func (s *Searcher) passStats(drops []int) (map[int]*merge.AlignStats, map[int][2
 		p.stats[j] = pool[i]
 	}
 	deepest := p.deepest()
-	s.passBlocks += len(s.align) * (deepest + 1)
+	s.passBlocks += len(s.align) * (s.cap.Blocks(0) - s.cap.Blocks(deepest+1))
 	if s.orig == nil {
 		sig, err := s.runPass(p, drops, deepest)
 		if err != nil {
@@ -482,17 +495,18 @@ func (s *Searcher) heldMore(h *heldScore, upTo int, best *heldScore, in *heldInp
 	after := func(d *runner.Decoded) error {
 		for i := range d.Count {
 			ch := s.held[from+d.First+i]
+			logits := func(k int) []float32 { return d.Logits(i, k) }
 			var sum float64
-			for k := 0; k+1 < len(ch); k++ {
-				sum += ppl.NLL(d.Logits(i, k), ch[k+1])
+			if h.acc != nil && s.ref[from+d.First+i] != nil {
+				// The same sum as ChunkNLL's, one softmax per position.
+				sum = h.acc.AddChunk(s.ref[from+d.First+i], ch, logits)
+			} else {
+				sum = ppl.ChunkNLL(ch, logits)
 			}
 			h.sum = append(h.sum, sum)
 			h.n = append(h.n, len(ch)-1)
-			if h.acc != nil && s.ref[from+d.First+i] != nil {
-				h.acc.AddChunk(s.ref[from+d.First+i], ch, func(j int) []float32 { return d.Logits(i, j) })
-			}
 		}
-		s.heldBlocks += d.Count * (s.e.m.NLayer() - start)
+		s.heldBlocks += d.Count * s.score.Blocks(start)
 		s.heldLogits += d.Count
 		// A candidate scored in full is judged by its full score.
 		if race && len(h.sum) < upTo && h.cannotWin(best, raceTolerance) {
@@ -608,7 +622,7 @@ func (s *Searcher) Search(n int) (*Result, error) {
 		if s.e.Blocks() < 2 {
 			return nil, fmt.Errorf("pipeline: cannot remove %d blocks", n)
 		}
-		s.stepStart = time.Now()
+		s.curStep = step
 		rep, cand, err := s.step(step)
 		if err != nil {
 			return nil, err
@@ -619,8 +633,7 @@ func (s *Searcher) Search(n int) (*Result, error) {
 		}
 		steps = append(steps, st)
 		res.Steps = append(res.Steps, rep)
-		bar.Set(step+1, fmt.Sprintf("removed blk %d, held-back loss %.4f", cand.Drop, cand.HeldNLL)) // (the bar's ETA is the search's)
-		s.lastStepTime, s.stepsDone = time.Since(s.stepStart), step+1
+		bar.Set(step+1, fmt.Sprintf("removed blk %d, held-back loss %.4f", cand.Drop, cand.HeldNLL))
 	}
 	res.Quality = s.qualitySum
 	return s.finish(steps, res)
@@ -689,6 +702,9 @@ func (s *Searcher) step(step int) (StepReport, *Candidate, error) {
 	order := slices.Clone(cands)
 	sort.SliceStable(order, func(a, b int) bool { return filter(order[a]) < filter(order[b]) })
 	alignSec := time.Since(t0).Seconds()
+	if !prefilled {
+		s.passTime = time.Since(t0) // the pass and the fits (searchETA)
+	}
 
 	t1 := time.Now()
 	blocks0, logits0 := s.heldBlocks, s.heldLogits
@@ -826,6 +842,21 @@ func (s *Searcher) round(step int, final []*Candidate) (*Candidate, error) {
 	}
 	bar := progress.New(fmt.Sprintf("step %d: score candidates", step+1), total, "rounds")
 	defer bar.Done()
+	// The round's progress for the ETA, in chunks scored of those planned
+	// (all of them if the race stops nobody).
+	planned := len(final) * n
+	if twoStage {
+		planned = len(final)*raceMinChunks + min(raceKeep, len(final))*(n-raceMinChunks)
+	}
+	frac := func() float64 {
+		k := 0
+		for _, h := range scores {
+			k += len(h.sum)
+		}
+		return min(float64(k)/float64(planned), 1)
+	}
+	s.phaseStart = time.Now()
+	defer func() { s.roundTime = time.Since(s.phaseStart) }()
 	// inputs captures, for the chunks of a stage, the stream entering the
 	// first block each of its candidates changes.
 	inputs := func(idx []int, from, upTo int) (*heldInputs, error) {
@@ -846,7 +877,7 @@ func (s *Searcher) round(step int, final []*Candidate) (*Candidate, error) {
 				return nil, err
 			}
 			done++
-			bar.Set(done, fmt.Sprintf("first %d chunks: drop blk %d, loss %.4f%s", raceMinChunks, final[i].Drop, scores[i].mean(), s.searchETA()))
+			bar.Set(done, fmt.Sprintf("first %d chunks: drop blk %d, loss %.4f%s", raceMinChunks, final[i].Drop, scores[i].mean(), s.searchETA(false, frac())))
 			// Only the best raceKeep so far can go on: the others'
 			// alignments (d² each) are dropped at once.
 			for k := range i + 1 {
@@ -900,7 +931,7 @@ func (s *Searcher) round(step int, final []*Candidate) (*Candidate, error) {
 		if c != best {
 			c.align = nil
 		}
-		bar.Set(done, fmt.Sprintf("best: drop blk %d, loss %.4f%s", best.Drop, best.HeldNLL, s.searchETA()))
+		bar.Set(done, fmt.Sprintf("best: drop blk %d, loss %.4f%s", best.Drop, best.HeldNLL, s.searchETA(false, frac())))
 	}
 	if compare && best != nil && s.refReady() && bestScore.acc.N() == s.heldTokens() {
 		q := bestScore.acc.Summary()
@@ -1153,14 +1184,33 @@ func freeMemory() {
 	cgo.TrimHeap()
 }
 
-// searchETA returns ", search ETA …" for the progress lines inside a step:
-// the time left in the whole search if the current and every later step
-// takes as long as the last one done (step 1, with no alignment pass of
-// its own, is the shortest); "" before one is done or outside Search.
-func (s *Searcher) searchETA() string {
-	if s.stepsDone == 0 || s.lastStep < 0 {
+// searchETA returns ", search ETA …" for a progress line of the phase
+// under way (an alignment pass when inPass, else a held-back round), frac
+// of it done: the rest of the phase at its rate so far, plus the round of
+// this step after a pass, plus a pass and a round for every later step,
+// each as long as the last one measured (a pass not yet measured, as
+// Config.ChunkSeconds predicts it: len(align) chunks through every current
+// block). "" outside Search or before any progress.
+func (s *Searcher) searchETA(inPass bool, frac float64) string {
+	if s.lastStep < 0 || frac <= 0 {
 		return ""
 	}
-	left := max(s.lastStepTime-time.Since(s.stepStart), 0) + time.Duration(s.lastStep-s.stepsDone)*s.lastStepTime
+	spent := time.Since(s.phaseStart)
+	phase := time.Duration(float64(spent) / frac)
+	left := phase - spent
+	pass, round := s.passTime, s.roundTime
+	if inPass && pass == 0 {
+		pass = phase
+	}
+	if pass == 0 {
+		pass = time.Duration(float64(len(s.align)) * s.cfg.ChunkSeconds * float64(s.e.Blocks()) / float64(s.e.m.NLayer()) * float64(time.Second))
+	}
+	if !inPass && round == 0 {
+		round = phase
+	}
+	if inPass {
+		left += round
+	}
+	left += time.Duration(s.lastStep-s.curStep) * (pass + round)
 	return fmt.Sprintf(", search ETA %s", left.Round(time.Second))
 }

@@ -9,6 +9,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
@@ -57,17 +59,55 @@ func (a *Accumulator) Result() (ppl, stderr float64) {
 	return ppl, stderr
 }
 
-// NLL returns −log softmax(logits)[next] in nats, in float64.
+// NLL returns −log softmax(logits)[next] in nats, in float64:
+// log Σ exp(v − max) + max − logits[next].
 func NLL(logits []float32, next int32) float64 {
-	mx := float64(logits[0])
+	mx := logits[0]
 	for _, v := range logits {
-		mx = math.Max(mx, float64(v))
+		if v > mx {
+			mx = v
+		}
 	}
+	m := float64(mx)
 	var s float64
 	for _, v := range logits {
-		s += math.Exp(float64(v) - mx)
+		s += math.Exp(float64(v) - m)
 	}
-	return math.Log(s) + mx - float64(logits[next])
+	return math.Log(s) + m - float64(logits[next])
+}
+
+// ChunkNLL returns Σ NLL(logits(k), chunk[k+1]) over the positions k = 0 …
+// len(chunk)−2 of a decoded chunk: the sum of a loop over them, in the
+// same order (so the same float64), with the positions' softmaxes split
+// over the CPUs. logits is called from the calling goroutine only (the
+// rows it returns are then read concurrently).
+func ChunkNLL(chunk []int32, logits func(k int) []float32) float64 {
+	n := len(chunk) - 1
+	if n <= 0 {
+		return 0
+	}
+	rows := make([][]float32, n)
+	for k := range rows {
+		rows[k] = logits(k)
+	}
+	nll := make([]float64, n)
+	workers := min(runtime.GOMAXPROCS(0), n)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := w; k < n; k += workers {
+				nll[k] = NLL(rows[k], chunk[k+1])
+			}
+		}()
+	}
+	wg.Wait()
+	var sum float64
+	for _, v := range nll {
+		sum += v
+	}
+	return sum
 }
 
 // Options configures Measure.

@@ -25,6 +25,37 @@ func TestNLLMatchesSoftmax(t *testing.T) {
 	}
 }
 
+// TestChunkNLL checks that the parallel sum over a chunk equals the loop
+// over its positions bit for bit, and NLL the exact softmax of a vocabulary
+// row within 1e-12.
+func TestChunkNLL(t *testing.T) {
+	const n, vocab = 37, 5000
+	rows := make([][]float32, n)
+	chunk := make([]int32, n+1)
+	for k := range rows {
+		rows[k] = make([]float32, vocab)
+		for v := range rows[k] {
+			rows[k][v] = float32(math.Sin(float64(k*vocab+v))) * 12
+		}
+		chunk[k+1] = int32((k * 977) % vocab)
+	}
+	var loop float64
+	for k := range n {
+		loop += NLL(rows[k], chunk[k+1])
+	}
+	if got := ChunkNLL(chunk, func(k int) []float32 { return rows[k] }); got != loop {
+		t.Errorf("ChunkNLL = %v, the loop %v", got, loop)
+	}
+	var z float64
+	for _, v := range rows[3] {
+		z += math.Exp(float64(v))
+	}
+	want := math.Log(z) - float64(rows[3][chunk[4]])
+	if got := NLL(rows[3], chunk[4]); math.Abs(got-want) > 1e-12 {
+		t.Errorf("NLL = %.15g, exact %.15g", got, want)
+	}
+}
+
 // TestStoriesPerplexity compares with llama.cpp's own perplexity tool on the
 // held-out text (n_ctx 256): 5.74 for stories260K and 6.24 for deep12
 // (../shared/models/README.md).

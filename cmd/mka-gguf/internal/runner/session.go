@@ -19,6 +19,7 @@ type Session struct {
 	embd    *cgo.Batch // RunFrom's, made on first use
 	t, k    int
 	capture cgo.CaptureFunc
+	layers  func() []int
 }
 
 // SessionOptions configures NewSession.
@@ -32,6 +33,10 @@ type SessionOptions struct {
 	// Resumable lets RunFrom decode from the middle of the model
 	// (cgo.ContextParams.Resumable).
 	Resumable bool
+	// Layers, when set (with Resumable), returns before each decode the
+	// loaded blocks it runs, in order (nil: all of them); the blocks it
+	// leaves out must add nothing to the stream (cgo.Context.DecodeLayers).
+	Layers func() []int
 }
 
 // NewSession creates the context. Close frees it.
@@ -44,6 +49,9 @@ func NewSession(m *cgo.Model, opt SessionOptions) (*Session, error) {
 		threads = runtime.NumCPU()
 	}
 	s := &Session{m: m, t: opt.T, k: SeqsPerDecode(opt.T, opt.BatchTokens)}
+	if opt.Resumable {
+		s.layers = opt.Layers
+	}
 	cp := cgo.ContextParams{NCtx: s.k * s.t, NBatch: s.k * s.t, NSeqMax: s.k, Threads: threads, Resumable: opt.Resumable}
 	if opt.Capture {
 		cp.Capture = func(t cgo.Tensor) bool {
@@ -86,8 +94,9 @@ func (s *Session) SeqsPerDecode() int { return s.k }
 // Run decodes chunks (each of T tokens), at most SeqsPerDecode per decode,
 // every token asking for output; before is called with the decode's chunks
 // [first, first+count) and after once it is done (Decoded.Logits is valid
-// when no stop is set). A cancelled ctx stops Run, also in the middle of a
-// decode (cgo.Context.SetAbort).
+// when no stop is set). With SessionOptions.Layers only the blocks it
+// returns run. A cancelled ctx stops Run, also in the middle of a decode
+// (cgo.Context.SetAbort).
 func (s *Session) Run(ctx context.Context, chunks [][]int32, before func(first, count int), after func(d *Decoded) error) error {
 	fill := func(first, n int) error {
 		s.batch.Clear()
@@ -101,7 +110,49 @@ func (s *Session) Run(ctx context.Context, chunks [][]int32, before func(first, 
 		}
 		return nil
 	}
-	return s.each(ctx, len(chunks), fill, func() error { return s.ctx.Decode(s.batch) }, before, after)
+	decode := func() error {
+		if ids := s.live(0); ids != nil {
+			return s.ctx.DecodeLayers(s.batch, ids)
+		}
+		return s.ctx.Decode(s.batch)
+	}
+	return s.each(ctx, len(chunks), fill, decode, before, after)
+}
+
+// live returns the blocks from loaded block first on that a decode runs
+// now (SessionOptions.Layers), or nil for all of them (first = 0).
+func (s *Session) live(first int) []int {
+	var ids []int
+	if s.layers != nil {
+		ids = s.layers()
+	}
+	if ids == nil {
+		if first == 0 {
+			return nil
+		}
+		ids = []int{}
+		for b := first; b < s.m.NLayer(); b++ {
+			ids = append(ids, b)
+		}
+		return ids
+	}
+	i := 0
+	for i < len(ids) && ids[i] < first {
+		i++
+	}
+	if first == 0 && len(ids) == s.m.NLayer() {
+		return nil
+	}
+	return ids[i:]
+}
+
+// Blocks returns the number of blocks from loaded block first on that a
+// decode runs now (SessionOptions.Layers).
+func (s *Session) Blocks(first int) int {
+	if ids := s.live(first); ids != nil {
+		return len(ids)
+	}
+	return s.m.NLayer()
 }
 
 // each is the decode loop of Run and RunFrom: chunks [0, total) in groups
@@ -141,8 +192,9 @@ func (s *Session) each(ctx context.Context, total int, fill func(first, n int) e
 
 // RunFrom is Run from block first of the model on: inputs[c] is chunk c's
 // residual stream entering block first (T rows of the model's embedding
-// length, as a capture hook saw the output of block first−1), and the
-// blocks before first are not run (cgo.Context.DecodeFrom). With those
+// length, as a capture hook saw the output of the block before it), and
+// the blocks before first are not run (cgo.Context.DecodeLayers, with
+// SessionOptions.Layers the blocks it returns from first on). With those
 // blocks unchanged since the inputs were captured, the logits and the
 // captures from block first on are Run's (same block numbers, same stop).
 // The session must be Resumable.
@@ -164,5 +216,12 @@ func (s *Session) RunFrom(ctx context.Context, inputs [][]float32, first int, af
 		}
 		return nil
 	}
-	return s.each(ctx, len(inputs), fill, func() error { return s.ctx.DecodeFrom(s.embd, first) }, nil, after)
+	decode := func() error {
+		ids := s.live(first)
+		if ids == nil {
+			return s.ctx.DecodeFrom(s.embd, first)
+		}
+		return s.ctx.DecodeLayers(s.embd, ids)
+	}
+	return s.each(ctx, len(inputs), fill, decode, nil, after)
 }
