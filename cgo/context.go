@@ -8,6 +8,7 @@ package cgo
 #include "ggml.h"
 #include "ggml-backend.h"
 #include "safe.h"
+#include "pool.h"
 
 extern _Bool mkaGoTensor(uintptr_t handle, int layer, int kind, float *data, int64_t ne0, int64_t rows);
 extern _Bool mkaGoMatMul(uintptr_t handle, char *weight, float *data, int64_t ne0, int64_t rows);
@@ -165,44 +166,6 @@ static void mka_set_hook(struct llama_context_params *p, mka_hook *h) {
 	p->cb_eval_user_data = h;
 }
 
-// mka_threadpool_new creates a persistent CPU thread pool through the CPU
-// device's own backend (a loaded variant's code, not the built-in one)
-// whose workers do not poll for work; NULL when the backend has none.
-static struct ggml_threadpool *mka_threadpool_new(int n_threads) {
-	ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
-	if (dev == NULL) {
-		return NULL;
-	}
-	ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(dev);
-	struct ggml_threadpool *(*tp_new)(struct ggml_threadpool_params *) =
-		(struct ggml_threadpool *(*)(struct ggml_threadpool_params *))ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new");
-	if (tp_new == NULL) {
-		return NULL;
-	}
-	struct ggml_threadpool_params tpp = ggml_threadpool_params_default(n_threads);
-	// Workers sleep as soon as a graph is done instead of spinning for
-	// the next one (ggml's default polls about 6.5M rounds, 0.1 s or
-	// more): between graphs this process computes too (the capture hook's
-	// products on ggml, losses, fits), and a spinning worker takes a core
-	// from it. Measured in a merge on 2 cores: the alignment pass 16 %
-	// faster, the held-back rounds 5-10 %, calibration unchanged within
-	// the noise (a wake-up per graph costs microseconds).
-	tpp.poll = 0;
-	return tp_new(&tpp);
-}
-
-static void mka_threadpool_free(struct ggml_threadpool *tp) {
-	ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
-	if (tp == NULL || dev == NULL) {
-		return;
-	}
-	void (*tp_free)(struct ggml_threadpool *) =
-		(void (*)(struct ggml_threadpool *))ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(dev), "ggml_threadpool_free");
-	if (tp_free != NULL) {
-		tp_free(tp);
-	}
-}
-
 static void mka_hook_stop_after(mka_hook *h, int layer) { h->stop_layer = layer; }
 static void mka_hook_map(mka_hook *h, const int32_t *map, int n) { h->layer_map = map, h->n_map = n; }
 
@@ -308,7 +271,6 @@ type Context struct {
 	mmh    rcgo.Handle
 	nvocab int
 	err    error
-	pool   *C.struct_ggml_threadpool
 	abort  aborter // SetAbort
 	// resumable: created with ContextParams.Resumable (DecodeLayers).
 	resumable bool
@@ -386,9 +348,11 @@ func NewContext(m *Model, cp ContextParams) (*Context, error) {
 	}
 	// A persistent thread pool: without one ggml starts and joins its
 	// worker threads on every graph computation, and a capture hook splits
-	// each decode into one computation per captured block.
-	if c.pool = C.mka_threadpool_new(p.n_threads_batch); c.pool != nil {
-		C.llama_attach_threadpool(c.p, c.pool, c.pool)
+	// each decode into one computation per captured block. It is the
+	// process's pool of that many threads (pool.c), on which the products
+	// a hook computes run too.
+	if pool := C.mka_pool(p.n_threads_batch); pool != nil {
+		C.llama_attach_threadpool(c.p, pool, pool)
 	}
 	return c, nil
 }
@@ -426,10 +390,6 @@ func (c *Context) Close() error {
 	C.free(unsafe.Pointer(c.ids))
 	c.ids = nil
 	c.abort.free()
-	if c.pool != nil {
-		C.mka_threadpool_free(c.pool)
-		c.pool = nil
-	}
 	if c.hook != nil {
 		C.mka_hook_free(c.hook)
 		c.hook = nil

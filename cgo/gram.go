@@ -4,6 +4,7 @@ package cgo
 #include <stdlib.h>
 #include "ggml.h"
 #include "ggml-backend.h"
+#include "pool.h"
 
 typedef void (*mka_set_threads_fn)(ggml_backend_t, int);
 
@@ -84,12 +85,16 @@ type cpuGraph struct {
 	gf  *C.struct_ggml_cgraph
 }
 
-// start starts the CPU device with the given threads.
+// start starts the CPU device with the given threads, on the process's
+// pool of that many (pool.c: the one a decode's capture hook, where the
+// alignment statistics are computed, already runs on).
 func (g *cpuGraph) start(threads int) error {
 	Init()
-	if g.be = C.mka_cpu_backend(C.int(max(threads, 1))); g.be == nil {
+	n := C.int(max(threads, 1))
+	if g.be = C.mka_cpu_backend(n); g.be == nil {
 		return errors.New("ggml: no CPU device")
 	}
+	C.mka_pool_use(g.be, n)
 	return nil
 }
 
@@ -114,7 +119,7 @@ func (g *cpuGraph) build(build func(ctx *C.struct_ggml_context) *C.struct_ggml_c
 
 // compute runs the graph.
 func (g *cpuGraph) compute() error {
-	if st := C.ggml_backend_graph_compute(g.be, g.gf); st != C.GGML_STATUS_SUCCESS {
+	if st := C.mka_graph_compute(g.be, g.gf); st != C.GGML_STATUS_SUCCESS {
 		return fmt.Errorf("ggml graph compute failed (status %d)", int(st))
 	}
 	return nil

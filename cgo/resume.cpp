@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "llama-model.h"
+#include "pool.h"
 #include "resume.h"
 
 extern "C" int mka_resume_check(const struct llama_model *m) {
@@ -89,8 +90,11 @@ extern "C" int32_t mka_decode_layers(struct llama_context *c, struct llama_model
         }
         seen[ids[i]] = true;
     }
-    return mka_guard<int32_t>(e, -1, [&] {
+    mka_pool_enter();
+    int32_t r = mka_guard<int32_t>(e, -1, [&] {
         selection s(*m, ids, k);
         return llama_decode(c, b);
     });
+    mka_pool_leave();
+    return r;
 }

@@ -6,6 +6,7 @@
 #include <typeinfo>
 
 #include "safe.h"
+#include "pool.h"
 
 static void copy_str(char *dst, size_t n, const char *src) {
     strncpy(dst, src ? src : "", n - 1);
@@ -57,7 +58,10 @@ extern "C" int32_t mka_detokenize(const struct llama_vocab *v, const llama_token
 }
 
 extern "C" int32_t mka_decode(struct llama_context *c, struct llama_batch b, mka_exc *e) {
-    return mka_guard<int32_t>(e, -1, [&] { return llama_decode(c, b); });
+    mka_pool_enter();
+    int32_t r = mka_guard<int32_t>(e, -1, [&] { return llama_decode(c, b); });
+    mka_pool_leave();
+    return r;
 }
 
 extern "C" ggml_backend_reg_t mka_backend_load(const char *path, mka_exc *e) {

@@ -46,11 +46,16 @@ type benchMerge struct {
 	Remove  int      `json:"remove"`
 	Command []string `json:"command"` // the child's arguments
 	// The baselines, measured in this process on the same file.
-	LoadSeconds    float64 `json:"load_seconds"` // llama.cpp load with writable weights, as merge loads
-	CalibSeconds   float64 `json:"calibration_seconds"`
-	CalibTokens    int     `json:"calibration_tokens"`
-	RewriteSeconds float64 `json:"rewrite_seconds"`
-	RewriteBytes   int64   `json:"rewrite_bytes"`
+	LoadSeconds float64 `json:"load_seconds"` // llama.cpp load with writable weights, as merge loads
+	// CalibSeconds is the mean of the calibration pass timed before and
+	// after the merge (CalibRuns): the pair brackets the merge, so that a
+	// machine that slows down or speeds up meanwhile moves both sides of
+	// the ratio.
+	CalibSeconds   float64   `json:"calibration_seconds"`
+	CalibRuns      []float64 `json:"calibration_runs_seconds"`
+	CalibTokens    int       `json:"calibration_tokens"`
+	RewriteSeconds float64   `json:"rewrite_seconds"`
+	RewriteBytes   int64     `json:"rewrite_bytes"`
 	// The child merge: wall time, peak RSS (getrusage ru_maxrss), bytes it
 	// wrote to storage (ru_oublock × 512, the kernel's write_bytes of
 	// /proc/<pid>/io at exit) and its output's size.
@@ -195,9 +200,9 @@ func mergeDefault(name string) float64 {
 // benchMergeRun measures, on the model at path: (a) the calibration pass
 // exactly as merge runs it (merge's --samples, --ctx, --seed, --holdout and
 // --batch defaults, the built-in set), (b) a streaming rewrite removing
-// benchMergeRemove blocks (merge.Rewrite of a reverse-pruning plan), and
-// (c) "mka-gguf merge IN OUT --remove N" with default settings in a child
-// process; then the ratios and the projection.
+// benchMergeRemove blocks (merge.Rewrite of a reverse-pruning plan), (c)
+// "mka-gguf merge IN OUT --remove N" with default settings in a child
+// process and (a) once more; then the ratios and the projection.
 func benchMergeRun(c *cli.Context, rep *benchReport, path, dir string, threads int) error {
 	ctx := c.Context
 	f, err := gguf.Open(path)
@@ -248,9 +253,19 @@ func benchMergeRun(c *cli.Context, rep *benchReport, path, dir string, threads i
 	if err := benchMergeChild(c, bm, path, dir, threads); err != nil {
 		return err
 	}
+	// (a) again, after the merge.
+	if err := benchMergeCalib(ctx, bm, path, threads); err != nil {
+		return err
+	}
+	var sum float64
+	for _, v := range bm.CalibRuns {
+		sum += v
+	}
+	bm.CalibSeconds = sum / float64(len(bm.CalibRuns))
 	base := bm.CalibSeconds + bm.RewriteSeconds
 	rep.add(benchResult{Name: "merge.calibrate", Value: bm.CalibSeconds, Unit: "s",
-		Note: fmt.Sprintf("calibration pass as merge runs it: %d × %d tokens, %.0f tok/s", int(mergeDefault("samples")), bm.Ctx, float64(bm.CalibTokens)/bm.CalibSeconds)})
+		Note: fmt.Sprintf("calibration pass as merge runs it: %d × %d tokens, %.0f tok/s; mean of %.1f s before and %.1f s after the merge",
+			int(mergeDefault("samples")), bm.Ctx, float64(bm.CalibTokens)/bm.CalibSeconds, bm.CalibRuns[0], bm.CalibRuns[len(bm.CalibRuns)-1])})
 	rep.add(benchResult{Name: "merge.rewrite", Value: bm.RewriteSeconds, Unit: "s",
 		Note: fmt.Sprintf("merge.Rewrite without %d blocks, %.0f MB written/s", benchMergeRemove, float64(bm.RewriteBytes)/1e6/bm.RewriteSeconds)})
 	rep.add(benchResult{Name: "merge.wall", Value: bm.WallSeconds, Unit: "s", BaselineName: "calibrate+rewrite", BaselineValue: base,
@@ -298,7 +313,8 @@ func benchMergeCalib(ctx context.Context, bm *benchMerge, path string, threads i
 	if err != nil {
 		return err
 	}
-	bm.CalibSeconds, bm.CalibTokens, bm.Ctx = time.Since(t1).Seconds(), res.Tokens, t
+	sec := time.Since(t1).Seconds()
+	bm.CalibRuns, bm.CalibSeconds, bm.CalibTokens, bm.Ctx = append(bm.CalibRuns, sec), sec, res.Tokens, t
 	bm.AlignChunks = max(1, min(int(mergeDefault("align-samples")), res.Samples))
 	// merge's held-back chunks: 16, or fewer when the held text is short.
 	for k := 16; k >= 2; k /= 2 {
@@ -307,7 +323,7 @@ func benchMergeCalib(ctx context.Context, bm *benchMerge, path string, threads i
 			break
 		}
 	}
-	progress.Printf("bench: merge: calibration pass %.1f s (%d tokens, %.0f tok/s)\n", bm.CalibSeconds, bm.CalibTokens, float64(bm.CalibTokens)/bm.CalibSeconds)
+	progress.Printf("bench: merge: calibration pass %.1f s (%d tokens, %.0f tok/s)\n", sec, bm.CalibTokens, float64(bm.CalibTokens)/sec)
 	return nil
 }
 
