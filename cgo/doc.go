@@ -16,6 +16,16 @@
 // rows during the decode; Dequantize / Quantize for rows of any ggml type; and
 // QuantizeFile, llama.cpp's own file quantizer.
 //
+// The merge search also decodes only some of the blocks
+// (Context.DecodeLayers, DecodeFrom: resume.cpp), edits weights in place
+// (Model.Weight) and computes XᵀX, XᵀY and Tᵀ W on ggml's CPU device (Gram,
+// Product).
+//
+// All ggml CPU work of the process runs on one persistent thread pool per
+// thread count (pool.c), one graph at a time (a Gram inside a capture hook
+// nests between two of the decode's graphs): decodes of any number of
+// contexts and goroutines are taken one at a time.
+//
 // Context.SetAbort stops a decode in progress when a Go context is done
 // (llama.cpp's abort callback reading a flag that the cancellation sets).
 //

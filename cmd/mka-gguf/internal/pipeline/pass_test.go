@@ -5,6 +5,7 @@ import (
 	"math"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
@@ -211,5 +212,31 @@ func TestAttnAlignment(t *testing.T) {
 	}
 	if d := maxDiff(inMem, logits(t, fx.m, held[:2])); d < 1e-3 {
 		t.Errorf("the attention alignment changed nothing (difference %g)", d)
+	}
+}
+
+// TestSearchETA checks that the progress lines' ETA covers the whole
+// search: the rest of the phase at its rate so far, the step's round after
+// its pass, and a pass and a round for every later step.
+func TestSearchETA(t *testing.T) {
+	s := &Searcher{lastStep: 3, curStep: 1, passTime: 30 * time.Second, roundTime: 0}
+	s.phaseStart = time.Now().Add(-10 * time.Second)
+	// Half-way through the first round measured: 10 s left of a 20-s
+	// round, then steps 3 and 4 at 30 + 20 s each.
+	if got, want := s.searchETA(false, 0.5), ", search ETA 1m50s"; got != want {
+		t.Errorf("in a round: %q, want %q", got, want)
+	}
+	// A quarter through a pass, the last round 40 s: 30 s left of a 40-s
+	// pass, this step's round, then two steps of the last pass and round.
+	s.passTime, s.roundTime = 25*time.Second, 40*time.Second
+	if got, want := s.searchETA(true, 0.25), ", search ETA 3m20s"; got != want {
+		t.Errorf("in a pass: %q, want %q", got, want)
+	}
+	if got := s.searchETA(true, 0); got != "" {
+		t.Errorf("before any progress: %q, want none", got)
+	}
+	s.lastStep = -1
+	if got := s.searchETA(false, 0.5); got != "" {
+		t.Errorf("outside Search: %q, want none", got)
 	}
 }
