@@ -4,8 +4,6 @@ import (
 	"slices"
 	"sync"
 	"testing"
-
-	"github.com/mka-gguf/mka-gguf/internal/shared"
 )
 
 // TestSharedPool checks the process's shared thread pool (pool.c): a Gram
@@ -15,28 +13,14 @@ import (
 // which the pool's lock takes one at a time, give the logits of a decode
 // alone.
 func TestSharedPool(t *testing.T) {
-	m, err := LoadModel(shared.Model(t, "tinystories-deep12.gguf"), ModelParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	toks, err := m.Tokenize("Once upon a time there was a little girl named Lily. She loved to play outside.", true, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, toks := storyModel(t, ModelParams{})
 	n, d := len(toks), m.NEmbd()
 	g, err := NewGram(2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	logitsOf := func(ctx *Context) []float32 {
-		var all []float32
-		for i := range n {
-			all = append(all, ctx.Logits(i)...)
-		}
-		return all
-	}
+	logitsOf := func(ctx *Context) []float32 { return allLogits(ctx, n) }
 	plain, err := NewContext(m, ContextParams{NCtx: 128, NBatch: 64, Threads: 2})
 	if err != nil {
 		t.Fatal(err)

@@ -16,16 +16,8 @@ import (
 // StopAfter's too), that the model is whole again afterwards (a plain
 // decode gives the first logits bit for bit), and that misuse is an error.
 func TestDecodeFrom(t *testing.T) {
-	m, err := LoadModel(shared.Model(t, "tinystories-deep12.gguf"), ModelParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m, toks := storyModel(t, ModelParams{})
 	if err := m.CanResume(); err != nil {
-		t.Fatal(err)
-	}
-	toks, err := m.Tokenize("Once upon a time there was a little girl named Lily. She loved to play outside.", true, false)
-	if err != nil {
 		t.Fatal(err)
 	}
 	n, d, nv := len(toks), m.NEmbd(), m.NVocab()
@@ -41,13 +33,7 @@ func TestDecodeFrom(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ctx.Close()
-	logits := func() []float32 {
-		var all []float32
-		for i := range n {
-			all = append(all, ctx.Logits(i)...)
-		}
-		return all
-	}
+	logits := func() []float32 { return allLogits(ctx, n) }
 	outs = map[int][]float32{}
 	decodeAll(t, ctx, toks)
 	whole, wholeOuts := logits(), outs
@@ -133,6 +119,32 @@ func TestDecodeFrom(t *testing.T) {
 	}
 }
 
+// storyModel loads tinystories-deep12 with mp and tokenizes a sentence
+// of its kind.
+func storyModel(t *testing.T, mp ModelParams) (*Model, []int32) {
+	t.Helper()
+	m, err := LoadModel(shared.Model(t, "tinystories-deep12.gguf"), mp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	toks, err := m.Tokenize("Once upon a time there was a little girl named Lily. She loved to play outside.", true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, toks
+}
+
+// allLogits returns the logits of the first n batch tokens of ctx's last
+// decode, concatenated.
+func allLogits(ctx *Context, n int) []float32 {
+	var all []float32
+	for i := range n {
+		all = append(all, ctx.Logits(i)...)
+	}
+	return all
+}
+
 // close32 reports whether a and b have the same length and differ by at
 // most tol relative to b's largest magnitude.
 func close32(a, b []float32, tol float64) bool {
@@ -154,15 +166,7 @@ func close32(a, b []float32, tol float64) bool {
 // (StopAfter too), and that a list that is not of distinct blocks is
 // refused.
 func TestDecodeLayers(t *testing.T) {
-	m, err := LoadModel(shared.Model(t, "tinystories-deep12.gguf"), ModelParams{NoMmap: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	toks, err := m.Tokenize("Once upon a time there was a little girl named Lily. She loved to play outside.", true, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, toks := storyModel(t, ModelParams{NoMmap: true})
 	dead := map[int]bool{3: true, 4: true, 9: true}
 	for b := range dead {
 		for _, s := range []string{"attn_output.weight", "ffn_down.weight"} {
@@ -190,13 +194,7 @@ func TestDecodeLayers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ctx.Close()
-	logits := func() []float32 {
-		var all []float32
-		for i := range n {
-			all = append(all, ctx.Logits(i)...)
-		}
-		return all
-	}
+	logits := func() []float32 { return allLogits(ctx, n) }
 	decodeAll(t, ctx, toks)
 	whole, wholeOuts := logits(), outs
 	var live []int
