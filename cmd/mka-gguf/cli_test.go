@@ -407,7 +407,12 @@ func TestInspectStories(t *testing.T) {
 
 	t.Run("no argument", func(t *testing.T) {
 		stdout, stderr, code := run(t, "inspect")
-		wantOneLineError(t, stdout, stderr, code, "want one MODEL.gguf, got 0")
+		wantOneLineError(t, stdout, stderr, code, "want one MODEL.gguf, got no arguments")
+	})
+
+	t.Run("merge with one argument", func(t *testing.T) {
+		stdout, stderr, code := run(t, "merge", model)
+		wantOneLineError(t, stdout, stderr, code, "want IN.gguf OUT.gguf, got 1 argument (")
 	})
 }
 

@@ -86,7 +86,7 @@ func parseInts(s string) ([]int, error) {
 func runCompare(c *cli.Context) error {
 	args := posArgs(c)
 	if len(args) != 1 {
-		return usageError(c, "want one IN.gguf, got %d arguments", len(args))
+		return usageError(c, "want one IN.gguf, got %s", argumentCount(len(args)))
 	}
 	in := args[0]
 	counts, err := parseInts(c.String("remove"))

@@ -43,7 +43,7 @@ type evalResult struct {
 func runEval(c *cli.Context) error {
 	args := posArgs(c)
 	if len(args) != 1 {
-		return usageError(c, "want one MODEL.gguf, got %d arguments", len(args))
+		return usageError(c, "want one MODEL.gguf, got %s", argumentCount(len(args)))
 	}
 	path := args[0]
 	outs := newOutputs(c, namedPath{"MODEL", path}, namedPath{"--text", c.String("text")}, namedPath{"--base", c.String("base")},

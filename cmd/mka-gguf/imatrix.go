@@ -40,7 +40,7 @@ func init() {
 func runImatrix(c *cli.Context) error {
 	args := posArgs(c)
 	if len(args) != 1 {
-		return usageError(c, "want one MODEL.gguf, got %d arguments", len(args))
+		return usageError(c, "want one MODEL.gguf, got %s", argumentCount(len(args)))
 	}
 	path, out := args[0], c.String("output")
 	outs := newOutputs(c, namedPath{"MODEL", path}, namedPath{"--calib", c.String("calib")})

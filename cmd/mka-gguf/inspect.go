@@ -117,7 +117,7 @@ func inspect(path string) (*inspectReport, error) {
 func runInspect(c *cli.Context) error {
 	args := posArgs(c)
 	if len(args) != 1 {
-		return usageError(c, "want one MODEL.gguf, got %d arguments", len(args))
+		return usageError(c, "want one MODEL.gguf, got %s", argumentCount(len(args)))
 	}
 	outs := newOutputs(c, namedPath{"MODEL", args[0]})
 	jsonF := outs.file(c.String("json-file"), "--json-file")

@@ -189,6 +189,18 @@ func unknownCommand(app *cli.App, args []string) error {
 	return fmt.Errorf("unknown command %q; the commands are %s (see mka-gguf --help)", name, strings.Join(names, ", "))
 }
 
+// argumentCount says how many command-line arguments there were, for usage
+// errors: "no arguments", "1 argument", "3 arguments".
+func argumentCount(n int) string {
+	switch n {
+	case 0:
+		return "no arguments"
+	case 1:
+		return "1 argument"
+	}
+	return fmt.Sprintf("%d arguments", n)
+}
+
 // usageError reports a wrong command line.
 func usageError(c *cli.Context, format string, args ...any) error {
 	return fmt.Errorf("%s: %s (see mka-gguf %s --help)", c.Command.Name, fmt.Sprintf(format, args...), c.Command.Name)

@@ -34,7 +34,7 @@ func init() {
 
 func runMakeChoices(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return usageError(c, "want one TEXT file, got %d arguments", c.NArg())
+		return usageError(c, "want one TEXT file, got %s", argumentCount(c.NArg()))
 	}
 	if c.Int("distractors") < 1 || c.Int("tasks") < 0 {
 		return usageError(c, "--distractors must be at least 1 and --tasks not negative")

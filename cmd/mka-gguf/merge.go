@@ -416,7 +416,7 @@ func runMerge(c *cli.Context) error {
 	defer debug.SetGCPercent(debug.SetGCPercent(10))
 	args := posArgs(c)
 	if len(args) != 2 {
-		return usageError(c, "want IN.gguf OUT.gguf, got %d arguments", len(args))
+		return usageError(c, "want IN.gguf OUT.gguf, got %s", argumentCount(len(args)))
 	}
 	in, out := args[0], args[1]
 	outs := newOutputs(c, namedPath{"IN", in}, namedPath{"--calib", c.String("calib")})

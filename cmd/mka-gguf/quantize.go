@@ -35,7 +35,7 @@ func init() {
 func runQuantize(c *cli.Context) error {
 	args := posArgs(c)
 	if len(args) != 3 {
-		return usageError(c, "want IN.gguf OUT.gguf TYPE, got %d arguments", len(args))
+		return usageError(c, "want IN.gguf OUT.gguf TYPE, got %s", argumentCount(len(args)))
 	}
 	in, out := args[0], args[1]
 	ft, err := quant.Parse(args[2])

@@ -32,7 +32,7 @@ func init() {
 
 func runSynth(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return usageError(c, "want one OUT.gguf, got %d arguments", c.NArg())
+		return usageError(c, "want one OUT.gguf, got %s", argumentCount(c.NArg()))
 	}
 	out := c.Args().First()
 	outs := newOutputs(c)
