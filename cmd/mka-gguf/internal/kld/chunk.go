@@ -1,6 +1,10 @@
 package kld
 
-import "runtime"
+import (
+	"runtime"
+
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ppl"
+)
 
 // Logits returns a model's logits at position j of the chunk being
 // scored (valid until the next decode). ChunkDists and AddChunk call it
@@ -31,9 +35,9 @@ func ChunkDists(d []Dist, chunk []int32, logits Logits, k int) {
 // AddChunk scores a model's logits at positions 0 … len(chunk)−2 of one
 // decoded chunk against the base's distributions there (ChunkDists) and
 // adds the tokens in order, as CompareReference does. It returns the
-// model's next-token losses summed in order, which are ppl.ChunkNLL's bit
-// for bit (the same max, sum and logarithm), so that a caller that needs
-// both computes each softmax once.
+// model's next-token losses summed in order, which are ChunkNLL's bit for
+// bit (both take ppl.LogSumExp), so that a caller that needs both
+// computes each softmax once.
 func (a *Accumulator) AddChunk(base []Dist, chunk []int32, logits Logits) float64 {
 	rs := rows(chunk, logits)
 	toks := make([]Token, len(rs))
@@ -47,4 +51,21 @@ func (a *Accumulator) AddChunk(base []Dist, chunk []int32, logits Logits) float6
 		nll += t.NLL
 	}
 	return nll
+}
+
+// ChunkNLL returns Σ ppl.NLL(logits(k), chunk[k+1]) over the positions
+// k = 0 … len(chunk)−2 of a decoded chunk, summed in order (the float64 of
+// a loop over them) with the softmaxes split over the CPUs: the loss
+// AddChunk returns, for a chunk without a base to compare with.
+func ChunkNLL(chunk []int32, logits Logits) float64 {
+	rs := rows(chunk, logits)
+	nll := make([]float64, len(rs))
+	parallel(len(rs), func(_, k int) {
+		nll[k] = ppl.NLL(rs[k], chunk[k+1])
+	})
+	var sum float64
+	for _, v := range nll {
+		sum += v
+	}
+	return sum
 }

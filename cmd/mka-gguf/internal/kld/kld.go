@@ -20,6 +20,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ppl"
 )
 
 // Dist is the base model's next-token distribution at one position, as
@@ -63,7 +65,7 @@ func (sc *Scratch) marks(n int) []bool {
 // tokens are kept (and the mass of the rest in Tail); otherwise all of them.
 // d's slices are reused.
 func FromLogits(d *Dist, logits []float32, next int32, k int, sc *Scratch) {
-	lse, top := logSumExp(logits)
+	lse, top := ppl.LogSumExp(logits)
 	d.Top, d.Next = int32(top), float32(float64(logits[next])-lse)
 	if k <= 0 || k >= len(logits) {
 		d.IDs, d.Tail = nil, math.Inf(-1)
@@ -148,23 +150,6 @@ func kthLargest(v []float32, k int) float32 {
 	return v[want]
 }
 
-// logSumExp returns ln Σ exp(logits) in float64 and the index of the
-// largest logit (the first of equals).
-func logSumExp(logits []float32) (float64, int) {
-	top := 0
-	for i, l := range logits {
-		if l > logits[top] {
-			top = i
-		}
-	}
-	mx := float64(logits[top])
-	var s float64
-	for _, l := range logits {
-		s += math.Exp(float64(l) - mx)
-	}
-	return mx + math.Log(s), top
-}
-
 // Token is the comparison at one scored position.
 type Token struct {
 	KLD     float64 // KL(p_base ‖ p), nats
@@ -181,7 +166,7 @@ type Token struct {
 // of a coarser partition is never larger) and exact when the tail is
 // empty.
 func Score(base *Dist, logits []float32, next int32, sc *Scratch) Token {
-	lse, top := logSumExp(logits)
+	lse, top := ppl.LogSumExp(logits)
 	t := Token{NLL: lse - float64(logits[next]), BaseNLL: -float64(base.Next), SameTop: int32(top) == base.Top}
 	t.DP = math.Exp(-t.NLL) - math.Exp(-t.BaseNLL)
 	if base.IDs == nil {

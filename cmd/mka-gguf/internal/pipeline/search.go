@@ -12,7 +12,6 @@ import (
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ppl"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/merge"
@@ -501,7 +500,7 @@ func (s *Searcher) heldMore(h *heldScore, upTo int, best *heldScore, in *heldInp
 				// The same sum as ChunkNLL's, one softmax per position.
 				sum = h.acc.AddChunk(s.ref[from+d.First+i], ch, logits)
 			} else {
-				sum = ppl.ChunkNLL(ch, logits)
+				sum = kld.ChunkNLL(ch, logits)
 			}
 			h.sum = append(h.sum, sum)
 			h.n = append(h.n, len(ch)-1)

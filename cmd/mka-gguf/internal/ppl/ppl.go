@@ -9,8 +9,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
@@ -59,55 +57,30 @@ func (a *Accumulator) Result() (ppl, stderr float64) {
 	return ppl, stderr
 }
 
-// NLL returns −log softmax(logits)[next] in nats, in float64:
-// log Σ exp(v − max) + max − logits[next].
-func NLL(logits []float32, next int32) float64 {
-	mx := logits[0]
-	for _, v := range logits {
-		if v > mx {
-			mx = v
+// LogSumExp returns ln Σ exp(logits) in float64, computed as
+// max + ln Σ exp(v − max), and top, the index of the largest logit (the
+// first of equals). NLL and the kld package's scores all use it, so that
+// the same logits give the same losses bit for bit wherever they are
+// computed.
+func LogSumExp(logits []float32) (lse float64, top int) {
+	for i, v := range logits {
+		if v > logits[top] {
+			top = i
 		}
 	}
-	m := float64(mx)
+	mx := float64(logits[top])
 	var s float64
 	for _, v := range logits {
-		s += math.Exp(float64(v) - m)
+		s += math.Exp(float64(v) - mx)
 	}
-	return math.Log(s) + m - float64(logits[next])
+	return mx + math.Log(s), top
 }
 
-// ChunkNLL returns Σ NLL(logits(k), chunk[k+1]) over the positions k = 0 …
-// len(chunk)−2 of a decoded chunk: the sum of a loop over them, in the
-// same order (so the same float64), with the positions' softmaxes split
-// over the CPUs. logits is called from the calling goroutine only (the
-// rows it returns are then read concurrently).
-func ChunkNLL(chunk []int32, logits func(k int) []float32) float64 {
-	n := len(chunk) - 1
-	if n <= 0 {
-		return 0
-	}
-	rows := make([][]float32, n)
-	for k := range rows {
-		rows[k] = logits(k)
-	}
-	nll := make([]float64, n)
-	workers := min(runtime.GOMAXPROCS(0), n)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := w; k < n; k += workers {
-				nll[k] = NLL(rows[k], chunk[k+1])
-			}
-		}()
-	}
-	wg.Wait()
-	var sum float64
-	for _, v := range nll {
-		sum += v
-	}
-	return sum
+// NLL returns −log softmax(logits)[next] in nats, in float64:
+// LogSumExp(logits) − logits[next].
+func NLL(logits []float32, next int32) float64 {
+	lse, _ := LogSumExp(logits)
+	return lse - float64(logits[next])
 }
 
 // Options configures Measure.
