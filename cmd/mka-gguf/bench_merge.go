@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"gonum.org/v1/gonum/stat"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
@@ -257,11 +258,7 @@ func benchMergeRun(c *cli.Context, rep *benchReport, path, dir string, threads i
 	if err := benchMergeCalib(ctx, bm, path, threads); err != nil {
 		return err
 	}
-	var sum float64
-	for _, v := range bm.CalibRuns {
-		sum += v
-	}
-	bm.CalibSeconds = sum / float64(len(bm.CalibRuns))
+	bm.CalibSeconds = stat.Mean(bm.CalibRuns, nil)
 	base := bm.CalibSeconds + bm.RewriteSeconds
 	rep.add(benchResult{Name: "merge.calibrate", Value: bm.CalibSeconds, Unit: "s",
 		Note: fmt.Sprintf("calibration pass as merge runs it: %d × %d tokens, %.0f tok/s; mean of %.1f s before and %.1f s after the merge",
@@ -284,8 +281,9 @@ func benchMergeRun(c *cli.Context, rep *benchReport, path, dir string, threads i
 
 // benchMergeCalib loads the model with writable weights (as merge does for
 // its in-memory search), tokenizes the built-in set after merge's held-back
-// split, and times tokenization and calib.Run with merge's defaults. It
-// also counts the alignment and held-back chunks merge would use.
+// split, and times tokenization and calib.Run with merge's defaults,
+// appending the time to bm.CalibRuns. It also counts the alignment and
+// held-back chunks merge would use.
 func benchMergeCalib(ctx context.Context, bm *benchMerge, path string, threads int) error {
 	mp := modelParams()
 	mp.NoMmap = true
@@ -314,7 +312,7 @@ func benchMergeCalib(ctx context.Context, bm *benchMerge, path string, threads i
 		return err
 	}
 	sec := time.Since(t1).Seconds()
-	bm.CalibRuns, bm.CalibSeconds, bm.CalibTokens, bm.Ctx = append(bm.CalibRuns, sec), sec, res.Tokens, t
+	bm.CalibRuns, bm.CalibTokens, bm.Ctx = append(bm.CalibRuns, sec), res.Tokens, t
 	bm.AlignChunks = max(1, min(int(mergeDefault("align-samples")), res.Samples))
 	// merge's held-back chunks: 16, or fewer when the held text is short.
 	for k := 16; k >= 2; k /= 2 {

@@ -34,8 +34,8 @@ type SessionOptions struct {
 	// (cgo.ContextParams.Resumable).
 	Resumable bool
 	// Layers, when set (with Resumable), returns before each decode the
-	// loaded blocks it runs, in order (nil: all of them); the blocks it
-	// leaves out must add nothing to the stream (cgo.Context.DecodeLayers).
+	// loaded blocks it runs, in order; the blocks it leaves out must add
+	// nothing to the stream (cgo.Context.DecodeLayers).
 	Layers func() []int
 }
 
@@ -111,48 +111,33 @@ func (s *Session) Run(ctx context.Context, chunks [][]int32, before func(first, 
 		return nil
 	}
 	decode := func() error {
-		if ids := s.live(0); ids != nil {
-			return s.ctx.DecodeLayers(s.batch, ids)
+		if s.layers == nil {
+			return s.ctx.Decode(s.batch)
 		}
-		return s.ctx.Decode(s.batch)
+		return s.ctx.DecodeLayers(s.batch, s.live(0))
 	}
 	return s.each(ctx, len(chunks), fill, decode, before, after)
 }
 
-// live returns the blocks from loaded block first on that a decode runs
-// now (SessionOptions.Layers), or nil for all of them (first = 0).
+// live returns the loaded blocks from block first on that a decode runs
+// now, in order (SessionOptions.Layers, which must be set).
 func (s *Session) live(first int) []int {
-	var ids []int
-	if s.layers != nil {
-		ids = s.layers()
-	}
-	if ids == nil {
-		if first == 0 {
-			return nil
-		}
-		ids = []int{}
-		for b := first; b < s.m.NLayer(); b++ {
-			ids = append(ids, b)
-		}
-		return ids
-	}
+	ids := s.layers()
 	i := 0
 	for i < len(ids) && ids[i] < first {
 		i++
-	}
-	if first == 0 && len(ids) == s.m.NLayer() {
-		return nil
 	}
 	return ids[i:]
 }
 
 // Blocks returns the number of blocks from loaded block first on that a
-// decode runs now (SessionOptions.Layers).
+// decode runs now: n − first, or with SessionOptions.Layers those of its
+// blocks numbered first or more.
 func (s *Session) Blocks(first int) int {
-	if ids := s.live(first); ids != nil {
-		return len(ids)
+	if s.layers == nil {
+		return s.m.NLayer() - first
 	}
-	return s.m.NLayer()
+	return len(s.live(first))
 }
 
 // each is the decode loop of Run and RunFrom: chunks [0, total) in groups
@@ -217,11 +202,10 @@ func (s *Session) RunFrom(ctx context.Context, inputs [][]float32, first int, af
 		return nil
 	}
 	decode := func() error {
-		ids := s.live(first)
-		if ids == nil {
+		if s.layers == nil {
 			return s.ctx.DecodeFrom(s.embd, first)
 		}
-		return s.ctx.DecodeLayers(s.embd, ids)
+		return s.ctx.DecodeLayers(s.embd, s.live(first))
 	}
 	return s.each(ctx, len(inputs), fill, decode, nil, after)
 }
