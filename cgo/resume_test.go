@@ -21,22 +21,10 @@ func TestDecodeFrom(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, d, nv := len(toks), m.NEmbd(), m.NVocab()
-	var outs map[int][]float32 // captured block outputs; -1: the block-0 input
-	ctx, err := NewContext(m, ContextParams{NCtx: 128, NBatch: 64, Threads: 2, Resumable: true, CaptureInput: true,
-		Capture: func(tn Tensor) bool {
-			if tn.Kind == BlockOutput {
-				outs[tn.Layer] = slices.Clone(tn.Data)
-			}
-			return true
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ctx.Close()
+	ctx, rec := recordingContext(t, m, true)
 	logits := func() []float32 { return allLogits(ctx, n) }
-	outs = map[int][]float32{}
 	decodeAll(t, ctx, toks)
-	whole, wholeOuts := logits(), outs
+	whole, wholeOuts := logits(), rec.outs
 	if len(whole) != n*nv || len(wholeOuts[m.NLayer()-1]) != n*d {
 		t.Fatalf("whole decode: %d logits, %d floats of the last block", len(whole), len(wholeOuts[m.NLayer()-1]))
 	}
@@ -49,7 +37,7 @@ func TestDecodeFrom(t *testing.T) {
 			b.AddEmbd(in[i*d:(i+1)*d], i, 0, true)
 		}
 		ctx.ClearMemory()
-		outs = map[int][]float32{}
+		rec.reset()
 		if err := ctx.DecodeFrom(b, first); err != nil {
 			t.Fatalf("DecodeFrom(%d): %v", first, err)
 		}
@@ -65,7 +53,7 @@ func TestDecodeFrom(t *testing.T) {
 		}
 		// The hook numbers the blocks as a whole decode does.
 		for l := range m.NLayer() {
-			o, ok := outs[l]
+			o, ok := rec.outs[l]
 			if l < first && ok {
 				t.Errorf("from block %d: the hook saw block %d", first, l)
 			}
@@ -83,18 +71,18 @@ func TestDecodeFrom(t *testing.T) {
 		b.AddEmbd(wholeOuts[4][i*d:(i+1)*d], i, 0, true)
 	}
 	ctx.ClearMemory()
-	outs = map[int][]float32{}
+	rec.reset()
 	if err := ctx.DecodeFrom(b, 5); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := outs[6]; !ok || len(outs) != 2 {
-		t.Errorf("from block 5, stopped after block 6: the hook saw blocks %v", slices.Sorted(maps.Keys(outs)))
+	if _, ok := rec.outs[6]; !ok || len(rec.outs) != 2 {
+		t.Errorf("from block 5, stopped after block 6: the hook saw blocks %v", slices.Sorted(maps.Keys(rec.outs)))
 	}
 	if err := ctx.StopAfter(-1); err != nil {
 		t.Fatal(err)
 	}
 	ctx.ClearMemory()
-	outs = map[int][]float32{}
+	rec.reset()
 	decodeAll(t, ctx, toks)
 	if !slices.Equal(logits(), whole) {
 		t.Error("a whole decode after DecodeFrom differs from the one before: the model was not put back")
@@ -133,6 +121,37 @@ func storyModel(t *testing.T, mp ModelParams) (*Model, []int32) {
 		t.Fatal(err)
 	}
 	return m, toks
+}
+
+// blockRecorder holds what a capture hook was shown of a decode's blocks.
+type blockRecorder struct {
+	seen []int             // the blocks, in the order the hook saw them
+	outs map[int][]float32 // their outputs; -1: the block-0 input (CaptureInput)
+}
+
+// reset forgets what the hook saw, before a decode.
+func (r *blockRecorder) reset() { r.seen, r.outs = nil, map[int][]float32{} }
+
+// recordingContext makes a Resumable context on m whose capture hook
+// records every block output it is shown (and the block-0 input with
+// captureInput) in the returned recorder; the context closes with t.
+func recordingContext(t *testing.T, m *Model, captureInput bool) (*Context, *blockRecorder) {
+	t.Helper()
+	r := &blockRecorder{}
+	r.reset()
+	ctx, err := NewContext(m, ContextParams{NCtx: 128, NBatch: 64, Threads: 2, Resumable: true, CaptureInput: captureInput,
+		Capture: func(tn Tensor) bool {
+			if tn.Kind == BlockOutput {
+				r.seen = append(r.seen, tn.Layer)
+				r.outs[tn.Layer] = slices.Clone(tn.Data)
+			}
+			return true
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ctx.Close() })
+	return ctx, r
 }
 
 // allLogits returns the logits of the first n batch tokens of ctx's last
@@ -180,23 +199,10 @@ func TestDecodeLayers(t *testing.T) {
 		}
 	}
 	n, d := len(toks), m.NEmbd()
-	var seen []int
-	outs := map[int][]float32{}
-	ctx, err := NewContext(m, ContextParams{NCtx: 128, NBatch: 64, Threads: 2, Resumable: true,
-		Capture: func(tn Tensor) bool {
-			if tn.Kind == BlockOutput {
-				seen = append(seen, tn.Layer)
-				outs[tn.Layer] = slices.Clone(tn.Data)
-			}
-			return true
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ctx.Close()
+	ctx, rec := recordingContext(t, m, false)
 	logits := func() []float32 { return allLogits(ctx, n) }
 	decodeAll(t, ctx, toks)
-	whole, wholeOuts := logits(), outs
+	whole, wholeOuts := logits(), rec.outs
 	var live []int
 	for b := range m.NLayer() {
 		if !dead[b] {
@@ -208,7 +214,7 @@ func TestDecodeLayers(t *testing.T) {
 	for i, tok := range toks {
 		tb.Add(tok, i, 0, true)
 	}
-	seen, outs = nil, map[int][]float32{}
+	rec.reset()
 	ctx.ClearMemory()
 	if err := ctx.DecodeLayers(tb, live); err != nil {
 		t.Fatal(err)
@@ -216,11 +222,11 @@ func TestDecodeLayers(t *testing.T) {
 	if !slices.Equal(logits(), whole) {
 		t.Error("tokens through the live blocks: logits differ from the whole decode's")
 	}
-	if !slices.Equal(seen, live) {
-		t.Errorf("the hook saw blocks %v, want %v", seen, live)
+	if !slices.Equal(rec.seen, live) {
+		t.Errorf("the hook saw blocks %v, want %v", rec.seen, live)
 	}
 	for _, b := range live {
-		if !slices.Equal(outs[b], wholeOuts[b]) {
+		if !slices.Equal(rec.outs[b], wholeOuts[b]) {
 			t.Errorf("block %d's output differs from the whole decode's", b)
 		}
 	}
@@ -234,13 +240,13 @@ func TestDecodeLayers(t *testing.T) {
 	if err := ctx.StopAfter(8); err != nil {
 		t.Fatal(err)
 	}
-	seen = nil
+	rec.reset()
 	ctx.ClearMemory()
 	if err := ctx.DecodeLayers(eb, live[3:]); err != nil {
 		t.Fatal(err)
 	}
-	if want := []int{5, 6, 7, 8}; !slices.Equal(seen, want) {
-		t.Errorf("from block 5, stopped after 8: the hook saw %v, want %v", seen, want)
+	if want := []int{5, 6, 7, 8}; !slices.Equal(rec.seen, want) {
+		t.Errorf("from block 5, stopped after 8: the hook saw %v, want %v", rec.seen, want)
 	}
 	if err := ctx.StopAfter(-1); err != nil {
 		t.Fatal(err)
