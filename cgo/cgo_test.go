@@ -58,7 +58,7 @@ func TestGenerateAndCapture(t *testing.T) {
 	if len(toks) < 3 || toks[0] != m.BOS() {
 		t.Fatalf("tokens %v (bos %d)", toks, m.BOS())
 	}
-	if got, err := m.Detokenize(toks); err != nil || strings.TrimSpace(got) != "Once upon a time" {
+	if got, err := m.detokenize(toks); err != nil || strings.TrimSpace(got) != "Once upon a time" {
 		t.Fatalf("detokenize = %q, %v", got, err)
 	}
 
@@ -120,7 +120,7 @@ func TestGenerateAndCapture(t *testing.T) {
 		}
 		next = argmax(ctx.Logits(0))
 	}
-	text, err := m.Detokenize(out)
+	text, err := m.detokenize(out)
 	if err != nil {
 		t.Fatal(err)
 	}

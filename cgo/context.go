@@ -495,8 +495,3 @@ func (c *Context) Logits(i int) []float32 {
 func (c *Context) ClearMemory() {
 	C.llama_memory_clear(C.llama_get_memory(c.p), C.bool(true))
 }
-
-// RemoveSeq removes every cached token of sequence seq.
-func (c *Context) RemoveSeq(seq int) {
-	C.llama_memory_seq_rm(C.llama_get_memory(c.p), C.llama_seq_id(seq), -1, -1)
-}

@@ -31,7 +31,7 @@
 //
 // No C++ exception crosses cgo (one that did would abort the process):
 // every llama.cpp call that can throw (model load, context creation,
-// tokenize, token_to_piece, detokenize, decode, the quantizer, loading a
+// tokenize, detokenize, decode, the quantizer, loading a
 // backend library) goes through a wrapper in safe.cpp that catches
 // everything, and the Go side returns a *CppError (errors.Is ErrException)
 // with the exception's type and what() text; for text a vocabulary without

@@ -350,30 +350,9 @@ func (m *Model) unencodable(text string) (string, int, bool) {
 	return "", 0, false
 }
 
-// TokenToPiece returns the text of one token (special tokens rendered). A
-// token outside the vocabulary is an error.
-func (m *Model) TokenToPiece(tok int32) (string, error) {
-	if m == nil || m.vocab == nil {
-		return "", ErrClosed
-	}
-	buf := make([]byte, 256)
-	for range 2 {
-		var exc C.mka_exc
-		n := C.mka_token_to_piece(m.vocab, C.llama_token(tok), (*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(len(buf)), 0, C.bool(true), &exc)
-		if err := caught("llama_token_to_piece", &exc); err != nil {
-			return "", fmt.Errorf("token %d: %w", tok, err)
-		}
-		if n >= 0 {
-			return string(buf[:n]), nil
-		}
-		buf = make([]byte, -n)
-	}
-	return "", errors.New("token_to_piece: size changed between calls")
-}
-
-// Detokenize converts tokens back to text, dropping BOS/EOS. A token
-// outside the vocabulary is an error.
-func (m *Model) Detokenize(toks []int32) (string, error) {
+// detokenize converts tokens back to text, dropping BOS/EOS. A token
+// outside the vocabulary is an error. (The tests check Tokenize with it.)
+func (m *Model) detokenize(toks []int32) (string, error) {
 	if m == nil || m.vocab == nil {
 		return "", ErrClosed
 	}

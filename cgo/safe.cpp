@@ -45,11 +45,6 @@ extern "C" int32_t mka_tokenize(const struct llama_vocab *v, const char *text, i
     });
 }
 
-extern "C" int32_t mka_token_to_piece(const struct llama_vocab *v, llama_token token, char *buf, int32_t length,
-                                      int32_t lstrip, bool special, mka_exc *e) {
-    return mka_guard<int32_t>(e, 0, [&] { return llama_token_to_piece(v, token, buf, length, lstrip, special); });
-}
-
 extern "C" int32_t mka_detokenize(const struct llama_vocab *v, const llama_token *tokens, int32_t n_tokens, char *text,
                                   int32_t text_len_max, bool remove_special, bool unparse_special, mka_exc *e) {
     return mka_guard<int32_t>(e, 0, [&] {

@@ -24,8 +24,6 @@ struct llama_model *mka_model_load(const char *path, struct llama_model_params p
 struct llama_context *mka_init_from_model(struct llama_model *m, struct llama_context_params p, mka_exc *e);
 int32_t mka_tokenize(const struct llama_vocab *v, const char *text, int32_t text_len, llama_token *tokens,
                      int32_t n_tokens_max, bool add_special, bool parse_special, mka_exc *e);
-int32_t mka_token_to_piece(const struct llama_vocab *v, llama_token token, char *buf, int32_t length,
-                           int32_t lstrip, bool special, mka_exc *e);
 int32_t mka_detokenize(const struct llama_vocab *v, const llama_token *tokens, int32_t n_tokens, char *text,
                        int32_t text_len_max, bool remove_special, bool unparse_special, mka_exc *e);
 int32_t mka_decode(struct llama_context *c, struct llama_batch b, mka_exc *e);

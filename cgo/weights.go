@@ -81,20 +81,6 @@ func (w *Weight) Set(data []byte) error {
 	return nil
 }
 
-// SetFloats encodes v (Elements() values, row-major, ne0 per row) in the
-// weight's type with ggml's quantizer and sets it.
-func (w *Weight) SetFloats(v []float32) error {
-	if len(v) != w.Elements() {
-		return fmt.Errorf("%s: %s: %d values for %d elements", w.model.path, w.Name, len(v), w.Elements())
-	}
-	buf := make([]byte, w.Bytes())
-	perRow := w.Dims[0]
-	if _, err := Quantize(w.Type, v, buf, len(v)/perRow, perRow, nil); err != nil {
-		return fmt.Errorf("%s: %s: %w", w.model.path, w.Name, err)
-	}
-	return w.Set(buf)
-}
-
 // Readable reports whether Get can read the weight back: its buffer is
 // ggml's plain CPU buffer or a device's own (GPU) buffer. CPU buffers that
 // repack weights for faster kernels (CPU_REPACK, AMX) hold them in another

@@ -5,7 +5,6 @@ package quant
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
@@ -62,9 +61,6 @@ var fileTypes = []FileType{
 	{"TQ2_0", 37, gguf.TypeTQ2_0, false},
 }
 
-// FileTypes returns every supported file type.
-func FileTypes() []FileType { return slices.Clone(fileTypes) }
-
 // Names returns the names of every supported file type.
 func Names() []string {
 	out := make([]string, len(fileTypes))
@@ -82,16 +78,6 @@ func Parse(name string) (FileType, error) {
 		}
 	}
 	return FileType{}, fmt.Errorf("unknown quantization type %q (one of %s)", name, strings.Join(Names(), ", "))
-}
-
-// ByID returns the file type stored as general.file_type = id.
-func ByID(id int) (FileType, bool) {
-	for _, t := range fileTypes {
-		if t.ID == id {
-			return t, true
-		}
-	}
-	return FileType{}, false
 }
 
 // Options configures File.
