@@ -61,13 +61,9 @@ func NewAlignScratch(d int) *AlignScratch { return &AlignScratch{g: make([]float
 // excluded.
 func AlignStatsBytes(d int) int64 { return int64(d*(d+1)/2)*8 + int64(d*d)*4 }
 
-// NewAlignStats returns empty statistics for d columns with their own
-// scratch.
-func NewAlignStats(d int) *AlignStats { return NewAlignStatsShared(d, nil) }
-
-// NewAlignStatsShared returns empty statistics for d columns that use sc
-// (nil: their own) as the scratch of Add.
-func NewAlignStatsShared(d int, sc *AlignScratch) *AlignStats {
+// NewAlignStats returns empty statistics for d columns that use sc (nil:
+// their own) as the scratch of Add.
+func NewAlignStats(d int, sc *AlignScratch) *AlignStats {
 	return &AlignStats{D: d, XtX: make([]float64, d*(d+1)/2), XtY: make([]float32, d*d), scratch: sc}
 }
 
@@ -141,7 +137,7 @@ type Alignment struct {
 	D int
 	// T is d×d, row-major: the surviving block's FFN output x becomes x T.
 	// In GGUF's row convention the block's ffn_down W (d rows of n_ff) becomes
-	// Tᵀ W (FoldRows). It is solved in float64 and kept in float32 (half
+	// Tᵀ W (Fold). It is solved in float64 and kept in float32 (half
 	// the memory; the weights it folds into are float32 at best).
 	T []float32
 	// Rho is the ridge ρ used (absolute: ρ_rel · tr(XᵀX)/d) and RhoRel
@@ -283,44 +279,24 @@ func (a *Alignment) Then(b *Alignment) *Alignment {
 	return &out
 }
 
-// FoldRows applies the alignment to a weight stored in GGUF's row
-// convention: w holds d rows of perRow values (ffn_down: d = n_embd rows of
-// n_ff), the layer computes y = W h, and the block's output y becomes Tᵀ y,
-// so W becomes Tᵀ W:
-//
-//	W'[i][c] = Σ_k T[k][i] W[k][c]
-//
-// It returns the new rows (w is not modified). A bias of d values (one row,
-// perRow = 1 with d rows) folds the same way.
-func (a *Alignment) FoldRows(w []float32, perRow int) ([]float32, error) {
-	d := a.D
-	if len(w) != d*perRow {
-		return nil, fmt.Errorf("%w: weight has %d values, want %d rows of %d", ErrAlign, len(w), d, perRow)
-	}
-	out := make([]float32, len(w))
-	T := blas32.General{Rows: d, Cols: d, Stride: d, Data: a.T}
-	W := blas32.General{Rows: d, Cols: perRow, Stride: perRow, Data: w}
-	O := blas32.General{Rows: d, Cols: perRow, Stride: perRow, Data: out}
-	blas32.Gemm(blas.Trans, blas.NoTrans, 1, T, W, 0, O)
-	return out, nil
-}
-
 // MatMulTN computes c = aᵀ b for row-major a (rows × ca) and b (rows ×
 // cb): c[i][j] = Σ_k a[k][i] b[k][j], ca × cb, row-major (for example
 // cgo.Product.Compute on ggml's CPU device).
 type MatMulTN func(a, b []float32, rows, ca, cb int, c []float32) error
 
-// FoldRowsInPlace is FoldRows writing the result over w, one block of
-// columns at a time (each column block of Tᵀ W depends only on the same
-// columns of W), so that folding a large tensor needs two d × 512 blocks
-// of scratch instead of a second copy of it.
-func (a *Alignment) FoldRowsInPlace(w []float32, perRow int) error {
-	return a.FoldRowsInPlaceWith(w, perRow, nil)
-}
-
-// FoldRowsInPlaceWith is FoldRowsInPlace with the products Tᵀ W_block
-// computed by mm (nil: gonum's BLAS in Go).
-func (a *Alignment) FoldRowsInPlaceWith(w []float32, perRow int, mm MatMulTN) error {
+// Fold applies the alignment to a weight stored in GGUF's row convention,
+// in place: w holds d rows of perRow values (ffn_down: d = n_embd rows of
+// n_ff), the layer computes y = W h, and the block's output y becomes Tᵀ y,
+// so W becomes Tᵀ W:
+//
+//	W'[i][c] = Σ_k T[k][i] W[k][c]
+//
+// A bias of d values folds the same way as d rows of one value. The
+// products Tᵀ W_block are computed by mm (nil: gonum's BLAS in Go), one
+// block of 512 columns at a time (each column block of Tᵀ W depends only on
+// the same columns of W), so that folding a large tensor needs two d × 512
+// blocks of scratch instead of a second copy of it.
+func (a *Alignment) Fold(w []float32, perRow int, mm MatMulTN) error {
 	d := a.D
 	if len(w) != d*perRow {
 		return fmt.Errorf("%w: weight has %d values, want %d rows of %d", ErrAlign, len(w), d, perRow)

@@ -36,7 +36,7 @@ func alignData(rows, d int, noise float64, seed uint64) (x, y []float32, t0 []fl
 func TestAlignExactLinear(t *testing.T) {
 	const rows, d = 600, 24
 	x, y, t0 := alignData(rows, d, 0, 1)
-	s := NewAlignStats(d)
+	s := NewAlignStats(d, nil)
 	for r0 := 0; r0 < rows; r0 += 128 { // several batches, as the capture hook feeds them
 		r1 := min(rows, r0+128)
 		if err := s.Add(x[r0*d:r1*d], y[r0*d:r1*d], r1-r0); err != nil {
@@ -68,7 +68,7 @@ func TestAlignExactLinear(t *testing.T) {
 func TestAlignResidualProperties(t *testing.T) {
 	const rows, d = 300, 16
 	x, y, _ := alignData(rows, d, 0.5, 2)
-	s := NewAlignStats(d)
+	s := NewAlignStats(d, nil)
 	if err := s.Add(x, y, rows); err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestAlignResidualProperties(t *testing.T) {
 
 // Folding T into ffn_down rows (W ← Tᵀ W) gives the same output as
 // transforming the layer's output: (W h)ᵀ T = ((Tᵀ W) h)ᵀ.
-func TestFoldRows(t *testing.T) {
+func TestFold(t *testing.T) {
 	const d, nff = 8, 20
 	r := rand.New(rand.NewPCG(3, 3))
 	w := make([]float32, d*nff)
@@ -127,8 +127,8 @@ func TestFoldRows(t *testing.T) {
 	for i := range h {
 		h[i] = r.NormFloat64()
 	}
-	w2, err := a.FoldRows(w, nff)
-	if err != nil {
+	w2 := slices.Clone(w)
+	if err := a.Fold(w2, nff, nil); err != nil {
 		t.Fatal(err)
 	}
 	y := make([]float64, d)
@@ -149,8 +149,8 @@ func TestFoldRows(t *testing.T) {
 			t.Fatalf("output %d: folded %v, want %v", k, got, want)
 		}
 	}
-	if _, err := a.FoldRows(w[:5], nff); err == nil {
-		t.Error("FoldRows accepted a weight of the wrong size")
+	if err := a.Fold(w[:5], nff, nil); err == nil {
+		t.Error("Fold accepted a weight of the wrong size")
 	}
 	// Identity then a equals a, and a then b maps x to (x Ta) Tb.
 	c := Identity(d).Then(a)
@@ -181,7 +181,7 @@ func TestFoldRows(t *testing.T) {
 }
 
 func TestAlignErrors(t *testing.T) {
-	s := NewAlignStats(4)
+	s := NewAlignStats(4, nil)
 	if _, err := s.Solve(0); err == nil {
 		t.Error("Solve with no tokens succeeded")
 	}
@@ -190,10 +190,10 @@ func TestAlignErrors(t *testing.T) {
 	}
 }
 
-// TestFoldRowsInPlace: the in-place fold equals FoldRows, across several
-// 512-column blocks and a partial last one, with gonum's product and with
-// one passed in (MatMulTN).
-func TestFoldRowsInPlace(t *testing.T) {
+// TestFoldColumnBlocks: the fold equals Tᵀ W written out in float64,
+// across several 512-column blocks and a partial last one, with gonum's
+// product and with one passed in (MatMulTN).
+func TestFoldColumnBlocks(t *testing.T) {
 	const d, nff = 16, 1100
 	r := rand.New(rand.NewPCG(5, 5))
 	w := make([]float32, d*nff)
@@ -204,9 +204,13 @@ func TestFoldRowsInPlace(t *testing.T) {
 	for i := range a.T {
 		a.T[i] = float32(r.NormFloat64())
 	}
-	want, err := a.FoldRows(w, nff)
-	if err != nil {
-		t.Fatal(err)
+	want := make([]float64, d*nff)
+	for i := range d {
+		for c := range nff {
+			for k := range d {
+				want[i*nff+c] += float64(a.T[k*d+i]) * float64(w[k*nff+c])
+			}
+		}
 	}
 	// A product written out directly, c = aᵀ b.
 	naive := func(x, y []float32, rows, ca, cb int, c []float32) error {
@@ -224,17 +228,14 @@ func TestFoldRowsInPlace(t *testing.T) {
 	orig := slices.Clone(w)
 	for _, mm := range []MatMulTN{nil, naive} {
 		copy(w, orig)
-		if err := a.FoldRowsInPlaceWith(w, nff, mm); err != nil {
+		if err := a.Fold(w, nff, mm); err != nil {
 			t.Fatal(err)
 		}
 		for i := range w {
-			if math.Abs(float64(w[i]-want[i])) > 1e-5*math.Max(1, math.Abs(float64(want[i]))) {
-				t.Fatalf("product %v: value %d: in place %v, FoldRows %v", mm != nil, i, w[i], want[i])
+			if math.Abs(float64(w[i])-want[i]) > 1e-5*math.Max(1, math.Abs(want[i])) {
+				t.Fatalf("product %v: value %d: folded %v, want %v", mm != nil, i, w[i], want[i])
 			}
 		}
-	}
-	if err := a.FoldRowsInPlace(w[:7], nff); err == nil {
-		t.Error("FoldRowsInPlace accepted a weight of the wrong size")
 	}
 }
 

@@ -1,11 +1,13 @@
 // Package merge holds the mathematics behind mka-gguf: layer representations
-// from calibration activations, similarities between layers, and plans that
-// say which decoder blocks to drop or fuse and with what weights.
+// from calibration activations, similarities between layers, plans that say
+// which decoder blocks to drop or fuse and with what weights, and the
+// least-squares alignment folded into a surviving block.
 //
-// The package is pure Go. It imports only the standard library and gonum, and
-// it never touches GGUF files or llama.cpp: callers collect activations, turn
-// them into matrices, ask for a [Plan], and apply its Layout to the weights
-// with [Fuse].
+// The package is pure Go on gonum: it never touches GGUF files or llama.cpp.
+// Callers collect activations, turn them into matrices, ask for a [Plan],
+// and apply its Layout to the weights with package merge/edit (which also
+// folds the alignments); package merge/arch says which architectures and
+// which tensors.
 //
 // # Pipeline
 //
@@ -16,7 +18,13 @@
 //  2. [NPIB] compares two layers' coordinates with a normalised mutual
 //     information; [SimilarityMatrix] fills the matrix for all pairs.
 //  3. [PlanMKA] turns the matrix into a sequence of adjacent-block fusions
-//     (Liu et al. 2024).
+//     (Liu et al. 2024), each with its weight λ (the paper's λ = S by
+//     default); a fused block's tensors are Σ w_k θ_k over the Layout.
+//
+// The alignment of a surviving block to the blocks removed after it
+// (ReplaceMe, Shopkhoev et al. 2025) is [AlignStats], accumulated over
+// calibration tokens, and its [Alignment], solved in closed form;
+// [Alignment.Fold] applies it to a weight.
 //
 // The baselines share the calibration pass: [PlanPruneReverse] (no data),
 // [PlanPruneBI] from [CosineSum] and [BlockInfluence] (ShortGPT), and
@@ -35,14 +43,14 @@
 //
 // # Conventions
 //
-// Logarithms are natural, information is in nats. Shape mismatches and other
-// programmer errors panic with a "merge: " message, and each function's
-// documentation says when. Data-dependent failures (degenerate inputs, a
-// failed eigendecomposition, an impossible plan) are returned as errors that
-// wrap the sentinels in this package, so callers can use errors.Is.
-//
-// Hot loops that a SIMD kernel can replace later are marked "hot loop" in
-// their comments; each one is a plain reference loop.
+// Logarithms are natural, information is in nats. Programmer errors in the
+// similarity and signal functions (slices or matrices of mismatched shapes)
+// panic with a "merge: " message, and each function's documentation says
+// when.
+// Data-dependent failures (degenerate inputs, a failed eigendecomposition,
+// an impossible plan, a weight of the wrong size for an alignment) are
+// returned as errors that wrap the sentinels in this package, so callers
+// can use errors.Is.
 //
 // # References
 //

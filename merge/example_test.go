@@ -31,19 +31,12 @@ func ExamplePlanMKA() {
 	}
 	fmt.Println(plan)
 
-	// The λ-search re-weights a step without re-planning it.
-	for _, w := range plan.WithLambda(1, 0.5).Layout[3] {
-		fmt.Printf("blk %d: %.3f\n", w.Block, w.W)
-	}
 	// Output:
 	// mka: 6 -> 4 blocks (2 removed)
 	//   1. blk 3 + blk 4 -> 3 (λ=0.95, S=0.95)
 	//   2. blk 3 + blk 4 -> 3 (λ=0.85, S=0.85)
 	//   layout:
 	//     out 3 = 0.807·blk 3 + 0.043·blk 4 + 0.150·blk 5
-	// blk 3: 0.475
-	// blk 4: 0.025
-	// blk 5: 0.500
 }
 
 func ExamplePlanPruneAngular() {

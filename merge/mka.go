@@ -3,7 +3,6 @@ package merge
 import (
 	"fmt"
 	"math"
-	"sort"
 
 	"gonum.org/v1/gonum/mat"
 )
@@ -84,14 +83,6 @@ type MKAOptions struct {
 
 	// Protect is the number of leading blocks never fused; 0 by default.
 	Protect int
-
-	// Choose, when set, makes each step's final choice: it gets the steps
-	// taken so far and every candidate fusion of adjacent current blocks,
-	// the one Order prefers first and then by decreasing similarity, each
-	// with the λ of the Lambda rule. It returns the index of the chosen
-	// candidate and its λ (in [0, 1]). mka-gguf's λ search scores the first
-	// few candidates by calibration loss here.
-	Choose func(done []Step, candidates []Step) (int, float64, error)
 }
 
 // PlanMKA returns a plan of n fusions of adjacent blocks from an L×L
@@ -181,39 +172,17 @@ func PlanMKA(sim mat.Symmetric, n int, opt MKAOptions) (*Plan, error) {
 				}
 			}
 		}
-		rule := func(j int) float64 {
-			switch opt.Lambda {
-			case LambdaPaper:
-				return min(max(s[j][j+1], 0), 1)
-			case LambdaCode:
-				ml, mm := mean(s[j]), mean(s[j+1])
-				r := 0.5
-				if ml+mm != 0 {
-					r = ml / (ml + mm)
-				}
-				return 1 / (1 + math.Exp(-r))
+		lam := opt.Fixed
+		switch opt.Lambda {
+		case LambdaPaper:
+			lam = min(max(s[j][j+1], 0), 1)
+		case LambdaCode:
+			ml, mm := mean(s[j]), mean(s[j+1])
+			r := 0.5
+			if ml+mm != 0 {
+				r = ml / (ml + mm)
 			}
-			return opt.Fixed
-		}
-		lam := rule(j)
-		if opt.Choose != nil {
-			cands := []Step{{Kind: StepFuse, Blocks: [2]int{j, j + 1}, Lambda: lam, Similarity: s[j][j+1]}}
-			var rest []Step
-			for c := opt.Protect; c+1 < m; c++ {
-				if c != j {
-					rest = append(rest, Step{Kind: StepFuse, Blocks: [2]int{c, c + 1}, Lambda: rule(c), Similarity: s[c][c+1]})
-				}
-			}
-			sort.SliceStable(rest, func(a, b int) bool { return rest[a].Similarity > rest[b].Similarity })
-			cands = append(cands, rest...)
-			k, l, err := opt.Choose(steps, cands)
-			if err != nil {
-				return nil, err
-			}
-			if k < 0 || k >= len(cands) || !(l >= 0 && l <= 1) {
-				return nil, fmt.Errorf("%w: Choose returned candidate %d of %d, λ %v", ErrOption, k, len(cands), l)
-			}
-			j, lam = cands[k].Blocks[0], l
+			lam = 1 / (1 + math.Exp(-r))
 		}
 		sjk := s[j][j+1]
 		steps = append(steps, Step{Kind: StepFuse, Blocks: [2]int{j, j + 1}, Lambda: lam, Similarity: sjk})

@@ -79,16 +79,6 @@ func NPIB(a, b *mat.Dense) float64 {
 	return npib(a, b, DefaultNoise)
 }
 
-// NPIBWithNoise returns NPIB with noise variance δ = noise in place of
-// DefaultNoise, as a measure for SimilarityMatrix. It panics if noise is not
-// positive and finite.
-func NPIBWithNoise(noise float64) func(a, b *mat.Dense) float64 {
-	if !(noise > 0) || math.IsInf(noise, 1) {
-		panic("merge: NPIB noise must be positive and finite")
-	}
-	return func(a, b *mat.Dense) float64 { return npib(a, b, noise) }
-}
-
 func npib(a, b *mat.Dense, delta float64) float64 {
 	na, _ := a.Dims()
 	nb, _ := b.Dims()
@@ -235,7 +225,7 @@ func logDet(s *mat.SymDense) float64 {
 // SimilarityMatrix returns the L×L symmetric matrix S_ij = measure(coords[i],
 // coords[j]) for i ≤ j, diagonal included. The pairs are computed
 // concurrently on up to GOMAXPROCS goroutines, so measure must be safe for
-// concurrent use (NPIB, NPIBWithNoise and LinearCKA are); each entry is
+// concurrent use (NPIB and LinearCKA are); each entry is
 // computed once, by the same call regardless of scheduling, so the result is
 // deterministic. SimilarityMatrix panics if coords is empty.
 func SimilarityMatrix(coords []*mat.Dense, measure func(a, b *mat.Dense) float64) *mat.SymDense {

@@ -197,32 +197,6 @@ func composeLayout(original int, steps []Step) ([][]Weighted, error) {
 	return cur, nil
 }
 
-// WithLambda returns a copy of p with the λ of fusion step `step` replaced by
-// lambda and the Layout recomputed. The steps' blocks, order and
-// similarities are kept: this re-weights a plan, it does not re-plan it (use
-// PlanMKA with LambdaFixed for that). p is not modified.
-//
-// WithLambda panics if step is out of range or not a StepFuse, if lambda is
-// not in [0, 1], or if p is not valid.
-func (p *Plan) WithLambda(step int, lambda float64) *Plan {
-	if step < 0 || step >= len(p.Steps) {
-		panic("merge: WithLambda step out of range")
-	}
-	if p.Steps[step].Kind != StepFuse {
-		panic("merge: WithLambda on a step that is not a fusion")
-	}
-	if !(lambda >= 0 && lambda <= 1) {
-		panic("merge: WithLambda lambda not in [0, 1]")
-	}
-	steps := append([]Step(nil), p.Steps...)
-	steps[step].Lambda = lambda
-	q, err := NewPlan(p.Method, p.Original, steps)
-	if err != nil {
-		panic("merge: WithLambda on an invalid plan: " + err.Error())
-	}
-	return q
-}
-
 // String formats the plan for a dry run: a header, one line per step, and
 // the output blocks that differ from the original ones, e.g.
 //

@@ -323,20 +323,6 @@ func TestPlanMKARandom(t *testing.T) {
 	}
 }
 
-func TestPlanWithLambda(t *testing.T) {
-	p, _ := PlanMKA(testSim(), 3, MKAOptions{})
-	q := p.WithLambda(0, 0.5)
-	checkLayout(t, "with λ", q, lay{{w(0, 1)}, {w(1, 0.3*0.5), w(2, 0.3*0.5), w(3, 0.7*0.8), w(4, 0.7*0.2)}})
-	q = q.WithLambda(2, 1)
-	checkLayout(t, "with λ 2", q, lay{{w(0, 1)}, {w(1, 0.5), w(2, 0.5), w(3, 0), w(4, 0)}})
-	// p is unchanged.
-	checkLayout(t, "original", p, lay{{w(0, 1)}, {w(1, 0.3*0.9), w(2, 0.3*0.1), w(3, 0.7*0.8), w(4, 0.7*0.2)}})
-	mustPanic(t, "range", func() { p.WithLambda(3, 0.5) })
-	mustPanic(t, "lambda", func() { p.WithLambda(0, 1.5) })
-	d, _ := PlanPruneReverse(4, 1)
-	mustPanic(t, "drop", func() { d.WithLambda(0, 0.5) })
-}
-
 func TestPlanValidate(t *testing.T) {
 	good, _ := PlanMKA(testSim(), 2, MKAOptions{})
 	tamper := func(f func(p *Plan)) error {

@@ -25,6 +25,8 @@ import (
 	"github.com/mka-gguf/mka-gguf/gguf/synth"
 	"github.com/mka-gguf/mka-gguf/internal/benchenv"
 	"github.com/mka-gguf/mka-gguf/merge"
+	"github.com/mka-gguf/mka-gguf/merge/arch"
+	"github.com/mka-gguf/mka-gguf/merge/edit"
 	"github.com/mka-gguf/mka-gguf/quant"
 	"github.com/mka-gguf/mka-gguf/simd"
 )
@@ -745,7 +747,7 @@ func benchCases(ctx context.Context, what string, names []string, rounds int, ru
 	return s, nil
 }
 
-// benchRewrite times merge.Rewrite with a one-fusion plan and a one-drop
+// benchRewrite times edit.Rewrite with a one-fusion plan and a one-drop
 // plan against a copy (synced, as Rewrite syncs), in MB written per second.
 func benchRewrite(ctx context.Context, rep *benchReport, path, dir string, rounds int) error {
 	f, err := gguf.Open(path)
@@ -753,7 +755,7 @@ func benchRewrite(ctx context.Context, rep *benchReport, path, dir string, round
 		return err
 	}
 	defer f.Close()
-	blocks, err := merge.InspectBlocks(f)
+	blocks, err := arch.Inspect(f)
 	if err != nil {
 		return err
 	}
@@ -782,7 +784,7 @@ func benchRewrite(ctx context.Context, rep *benchReport, path, dir string, round
 			if err != nil {
 				return err
 			}
-			return merge.Rewrite(ctx, f, blocks, p, out, codecFor(), merge.RewriteOptions{})
+			return edit.Rewrite(ctx, f, blocks, p, out, codecFor(), edit.RewriteOptions{})
 		})
 	})
 	if err != nil {

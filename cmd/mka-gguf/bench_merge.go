@@ -29,6 +29,8 @@ import (
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/merge"
+	"github.com/mka-gguf/mka-gguf/merge/arch"
+	"github.com/mka-gguf/mka-gguf/merge/edit"
 )
 
 // benchMergeRemove is how many blocks the merge part removes.
@@ -201,7 +203,7 @@ func mergeDefault(name string) float64 {
 // benchMergeRun measures, on the model at path: (a) the calibration pass
 // exactly as merge runs it (merge's --samples, --ctx, --seed, --holdout and
 // --batch defaults, the built-in set), (b) a streaming rewrite removing
-// benchMergeRemove blocks (merge.Rewrite of a reverse-pruning plan), (c)
+// benchMergeRemove blocks (edit.Rewrite of a reverse-pruning plan), (c)
 // "mka-gguf merge IN OUT --remove N" with default settings in a child
 // process and (a) once more; then the ratios and the projection.
 func benchMergeRun(c *cli.Context, rep *benchReport, path, dir string, threads int) error {
@@ -211,7 +213,7 @@ func benchMergeRun(c *cli.Context, rep *benchReport, path, dir string, threads i
 		return err
 	}
 	defer f.Close()
-	blocks, err := merge.InspectBlocks(f)
+	blocks, err := arch.Inspect(f)
 	if err != nil {
 		return err
 	}
@@ -238,7 +240,7 @@ func benchMergeRun(c *cli.Context, rep *benchReport, path, dir string, threads i
 	rw := filepath.Join(dir, "bench-merge-rewrite.gguf")
 	os.Remove(rw)
 	t0 := time.Now()
-	if err := merge.Rewrite(ctx, f, blocks, plan, rw, codecFor(), merge.RewriteOptions{}); err != nil {
+	if err := edit.Rewrite(ctx, f, blocks, plan, rw, codecFor(), edit.RewriteOptions{}); err != nil {
 		return fmt.Errorf("merge: rewrite: %w", err)
 	}
 	bm.RewriteSeconds = time.Since(t0).Seconds()
@@ -264,7 +266,7 @@ func benchMergeRun(c *cli.Context, rep *benchReport, path, dir string, threads i
 		Note: fmt.Sprintf("calibration pass as merge runs it: %d × %d tokens, %.0f tok/s; mean of %.1f s before and %.1f s after the merge",
 			int(mergeDefault("samples")), bm.Ctx, float64(bm.CalibTokens)/bm.CalibSeconds, bm.CalibRuns[0], bm.CalibRuns[len(bm.CalibRuns)-1])})
 	rep.add(benchResult{Name: "merge.rewrite", Value: bm.RewriteSeconds, Unit: "s",
-		Note: fmt.Sprintf("merge.Rewrite without %d blocks, %.0f MB written/s", benchMergeRemove, float64(bm.RewriteBytes)/1e6/bm.RewriteSeconds)})
+		Note: fmt.Sprintf("edit.Rewrite without %d blocks, %.0f MB written/s", benchMergeRemove, float64(bm.RewriteBytes)/1e6/bm.RewriteSeconds)})
 	rep.add(benchResult{Name: "merge.wall", Value: bm.WallSeconds, Unit: "s", BaselineName: "calibrate+rewrite", BaselineValue: base,
 		Goal: benchMergeWallGoal, AtMost: true, Note: fmt.Sprintf("mka-gguf merge --remove %d, default settings, child process", benchMergeRemove)})
 	rep.add(benchResult{Name: "merge.written", Value: float64(bm.WrittenBytes) / 1e6, Unit: "MB", BaselineName: "output", BaselineValue: float64(bm.OutputBytes) / 1e6,

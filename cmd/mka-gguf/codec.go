@@ -3,12 +3,12 @@ package main
 import (
 	"encoding/json"
 
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/pipeline"
-	"github.com/mka-gguf/mka-gguf/merge"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ggmlcodec"
+	"github.com/mka-gguf/mka-gguf/merge/edit"
 )
 
 // codecFor returns the codec of rewrites and in-memory edits.
-func codecFor() merge.Codec { return pipeline.Codec{} }
+func codecFor() edit.Codec { return ggmlcodec.Codec{} }
 
 // writeJSON writes v as indented JSON to path, atomically.
 func writeJSON(path string, v any) error {

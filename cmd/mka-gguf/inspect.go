@@ -11,7 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mka-gguf/mka-gguf/gguf"
-	"github.com/mka-gguf/mka-gguf/merge"
+	"github.com/mka-gguf/mka-gguf/merge/arch"
 )
 
 func init() {
@@ -94,7 +94,7 @@ func inspect(path string) (*inspectReport, error) {
 		r.ByType = append(r.ByType, *tb)
 	}
 	sort.Slice(r.ByType, func(i, j int) bool { return r.ByType[i].Bytes > r.ByType[j].Bytes })
-	if _, err := merge.InspectBlocks(f); err != nil {
+	if _, err := arch.Inspect(f); err != nil {
 		r.NotMergeable = strings.TrimPrefix(err.Error(), path+": ")
 	} else {
 		r.Mergeable = true

@@ -26,6 +26,8 @@ import (
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/merge"
+	"github.com/mka-gguf/mka-gguf/merge/arch"
+	"github.com/mka-gguf/mka-gguf/merge/edit"
 	"github.com/mka-gguf/mka-gguf/quant"
 )
 
@@ -39,12 +41,9 @@ var mergeFlags = append([]cli.Flag{
 	&cli.StringFlag{Name: "lambda", Value: "search", Usage: "fusion weight: search (pick by held-back calibration loss), paper (λ = similarity), code (the published code's rule) or a number in [0,1]"},
 	&cli.IntFlag{Name: "candidates", Value: 6, Usage: "with --lambda search (≥ 1): candidates per removed block that the cheap filter (alignment residual) sends to the final round, scored by held-back loss"},
 	&cli.StringFlag{Name: "align", Value: "ls", Usage: "fold a least-squares alignment into the block before each removed one (ls) or not (none)"},
-	&cli.StringFlag{Name: "rho", Value: "1e-3", Usage: "ridge of the alignment, relative to tr(XᵀX)/d: a number ≥ 0, or auto (each step keeps the best of 1e-4, 1e-3, 1e-2, 0.1 by held-back loss)"},
+	&cli.StringFlag{Name: "rho", Value: "1e-3", Usage: "ridge of the alignment, relative to tr(XᵀX)/d: a number ≥ 0"},
 	&cli.StringFlag{Name: "align-target", Value: "merged", Usage: "alignment target: the removed block's output in the model as merged so far (merged) or in the original model (original: one more decode per alignment batch)"},
 	&cli.IntFlag{Name: "align-samples", Value: 64, Usage: "calibration samples used by each alignment pass (at most --samples)"},
-	&cli.BoolFlag{Name: "fuse-permute", Usage: "with --fuse-lambdas: also try each fusion with the removed block's FFN neurons and attention KV groups reordered to match the survivor's (weight matching; an ablation, not the default)"},
-	&cli.StringFlag{Name: "fuse-lambdas", Usage: "with --lambda search: comma-separated interior λ in (0,1) tried for each step's best candidate (its block fused with the one before, then aligned)"},
-	&cli.BoolFlag{Name: "align-attn", Usage: "with --lambda search: also try aligning the surviving block's attention output for each step's chosen drop (three more alignment decodes per step; kept when the held-back loss is lower)"},
 	&cli.BoolFlag{Name: "race", Value: true, Usage: "race the candidates on held-back text: all on the first 6 of 16 chunks, the best 3 on all 16, and stop one once its loss, paired by chunk, is 3 standard errors above the leader's minus 0.002 nats/token (--race=false scores each in full)"},
 	&cli.BoolFlag{Name: "score-all", Usage: "score every candidate on held-back text, not only the filter's best (measures the filter's agreement)"},
 	&cli.StringFlag{Name: "order", Value: "greedy", Usage: "pair order for mka: greedy (most similar pair anywhere) or back-to-front (the paper)"},
@@ -101,7 +100,7 @@ type mergeReport struct {
 type mergeJob struct {
 	in     string
 	file   *gguf.File
-	blocks *merge.Blocks
+	blocks *arch.Model
 	model  *cgo.Model // loaded only when calibration is needed
 	res    *calib.Result
 	an     *analysis.Analysis
@@ -196,7 +195,7 @@ func prepare(c *cli.Context, in string, needCalib, needHeld, needEdit, prefill b
 		return nil, err
 	}
 	j := &mergeJob{in: in, file: f, threads: threads(c), batch: c.Int("batch"), ctx: c.Context}
-	if j.blocks, err = merge.InspectBlocks(f); err != nil {
+	if j.blocks, err = arch.Inspect(f); err != nil {
 		j.close()
 		return nil, err
 	}
@@ -352,16 +351,16 @@ func provenance(sr *shrinkResult, srcSHA string) []gguf.KV {
 // write rewrites the model to out through a temporary file beside it,
 // checks that llama.cpp loads and decodes the temporary file, and only then
 // renames it to out.
-func (j *mergeJob) write(ctx context.Context, sr *shrinkResult, out string, norms merge.NormRule, meta []gguf.KV, verify bool) error {
+func (j *mergeJob) write(ctx context.Context, sr *shrinkResult, out string, norms edit.NormRule, meta []gguf.KV, verify bool) error {
 	p := sr.plan
-	total := merge.OutputSize(j.file, j.blocks, p)
+	total := edit.OutputSize(j.file, j.blocks, p)
 	if err := checkSpace(out, total); err != nil {
 		return err
 	}
 	return writeVerified(ctx, out, "written", len(p.Layout), verify, func(tmp string) error {
 		bar := progress.New("write", int(total>>20)+1, "MiB")
 		defer bar.Done()
-		opt := merge.RewriteOptions{Norms: norms, Metadata: meta, Align: sr.align, AlignAttn: sr.alignAttn, Permute: sr.permute,
+		opt := edit.RewriteOptions{Norms: norms, Metadata: meta, Align: sr.align,
 			Progress: func(done, _ int64) { bar.Set(int(done>>20), "") }}
 		// The folds run on the product the search folded with in memory
 		// (pipeline.Editor.UseProduct), so that the file is that model.
@@ -369,7 +368,7 @@ func (j *mergeJob) write(ctx context.Context, sr *shrinkResult, out string, norm
 			defer prod.Close()
 			opt.Product = prod.Compute
 		}
-		return merge.Rewrite(ctx, j.file, j.blocks, p, tmp, codecFor(), opt)
+		return edit.Rewrite(ctx, j.file, j.blocks, p, tmp, codecFor(), opt)
 	})
 }
 
@@ -569,7 +568,7 @@ func checkQuantFlags(c *cli.Context) error {
 // with llama.cpp's quantizer into another temporary file, checks it with
 // llama.cpp and renames it to out. Temporary files are removed on success,
 // error and Ctrl-C.
-func (j *mergeJob) writeQuantized(c *cli.Context, sr *shrinkResult, out string, norms merge.NormRule, meta []gguf.KV, typ string, rep *mergeReport) error {
+func (j *mergeJob) writeQuantized(c *cli.Context, sr *shrinkResult, out string, norms edit.NormRule, meta []gguf.KV, typ string, rep *mergeReport) error {
 	p := sr.plan
 	ft, err := quant.Parse(typ)
 	if err != nil {
@@ -635,12 +634,12 @@ func (j *mergeJob) writeQuantized(c *cli.Context, sr *shrinkResult, out string, 
 	return nil
 }
 
-func normRule(c *cli.Context) (merge.NormRule, error) {
+func normRule(c *cli.Context) (edit.NormRule, error) {
 	switch c.String("norms") {
 	case "weighted":
-		return merge.NormsWeighted, nil
+		return edit.NormsWeighted, nil
 	case "first":
-		return merge.NormsFirst, nil
+		return edit.NormsFirst, nil
 	}
 	return 0, usageError(c, "unknown --norms %q (want weighted or first)", c.String("norms"))
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mka-gguf/mka-gguf/gguf"
-	"github.com/mka-gguf/mka-gguf/merge"
+	"github.com/mka-gguf/mka-gguf/merge/arch"
 )
 
 // threads returns --threads, or the number of physical cores.
@@ -45,7 +45,7 @@ func checkModel(path string, blocks bool) error {
 	}
 	defer f.Close()
 	if blocks {
-		_, err = merge.InspectBlocks(f)
+		_, err = arch.Inspect(f)
 	}
 	return err
 }

@@ -125,25 +125,9 @@ func validateFlags(c *cli.Context) error {
 			}
 		}
 	}
-	if has("align-attn") && c.Bool("align-attn") && c.String("align") == "none" {
-		return usageError(c, "--align-attn refines the least-squares alignment: it needs --align ls, not none")
-	}
 	if has("rho") {
-		if _, _, err := rhoFlag(c); err != nil {
+		if _, err := rhoFlag(c); err != nil {
 			return err
-		}
-	}
-	if has("fuse-lambdas") {
-		if _, err := lambdaList(c.String("fuse-lambdas")); err != nil {
-			return usageError(c, "--fuse-lambdas: %v", err)
-		}
-	}
-	if has("fuse-permute") && c.Bool("fuse-permute") {
-		if c.String("fuse-lambdas") == "" {
-			return usageError(c, "--fuse-permute reorders a block before a fusion: it needs --fuse-lambdas")
-		}
-		if c.String("align") == "none" {
-			return usageError(c, "--fuse-permute needs --align ls (an aligned fusion is never fused again, so each permutation applies to one input block)")
 		}
 	}
 	if has("holdout") {
@@ -228,7 +212,7 @@ func validateModel(c *cli.Context, has func(string) bool) error {
 	}
 	blocks, ok := f.Uint(arch + ".block_count")
 	if !ok {
-		return nil // merge.InspectBlocks names what is missing
+		return nil // arch.Inspect names what is missing
 	}
 	L := int(blocks)
 	switch c.Command.Name {

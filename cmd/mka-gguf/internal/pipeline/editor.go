@@ -1,35 +1,30 @@
-// Package pipeline is mka-gguf's merge pipeline after calibration: it
-// searches for the blocks to remove on ONE loaded model, editing its
-// weights in memory (a removed block becomes an exact identity, a kept
-// block gets its least-squares alignment folded into ffn_down), scores
-// candidates on held-back calibration text with one llama.cpp context, and
-// returns the plan and the alignments that the streaming rewrite writes.
-// No candidate file is ever written: the cost of a merge is a few
-// calibration passes, whatever the model size.
 package pipeline
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"strings"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/merge"
+	"github.com/mka-gguf/mka-gguf/merge/arch"
+	"github.com/mka-gguf/mka-gguf/merge/edit"
 )
-
-// outputSuffixes are the tensors that write a block's contribution to the
-// residual stream: with all of them zero, a pre-norm residual block
-// (x + attn(norm(x)), then + ffn(norm(·))) is the identity.
-var outputSuffixes = []string{"attn_output.weight", "attn_output.bias", "ffn_down.weight", "ffn_down.bias"}
 
 // Editor edits a model loaded with writable weights (cgo.ModelParams.NoMmap).
 // Blocks are "current" blocks (after the steps taken so far); phys maps each
 // to the loaded block that computes it, the others being zeroed (identity).
-// Changes are tentative until Commit; Restore undoes them.
+// Changes are tentative until Commit; Restore undoes them. Every change is
+// an edit.Tensor over the tensor's current bytes, the computation of the
+// streaming rewrite (edit.Rewrite), and touches the tensors the
+// architecture's row names (arch.Row.Identity, Fold).
 type Editor struct {
 	m     *cgo.Model
 	f     *gguf.File
-	codec merge.Codec
+	arch  *arch.Model
+	codec edit.Codec
 	phys  []int
 
 	// The committed state of an edited tensor lives in one place: in the
@@ -65,16 +60,17 @@ func (e *Editor) Close() {
 // NewEditor checks that every block has the tensors an in-memory edit needs
 // and returns an editor of m, which must have been loaded from f with
 // writable weights.
-func NewEditor(m *cgo.Model, f *gguf.File, b *merge.Blocks, codec merge.Codec) (*Editor, error) {
+func NewEditor(m *cgo.Model, f *gguf.File, b *arch.Model, codec edit.Codec) (*Editor, error) {
 	if m.NLayer() != b.Count {
 		return nil, fmt.Errorf("%s: llama.cpp sees %d blocks, the file has %d", f.Path, m.NLayer(), b.Count)
 	}
-	for _, s := range []string{"attn_output.weight", "ffn_down.weight"} {
-		if _, ok := f.Tensor("blk.0." + s); !ok {
-			return nil, fmt.Errorf("%s: %w: architecture %q has no blk.0.%s, so a block cannot be made an identity in memory", f.Path, merge.ErrUnsupported, b.Arch, s)
-		}
+	if s := b.Missing(b.Arch.Identity); s != "" {
+		return nil, fmt.Errorf("%s: %w: architecture %q has no blk.0.%s, so a block cannot be made an identity in memory", f.Path, arch.ErrUnsupported, b.Arch.Name, s)
 	}
-	e := &Editor{m: m, f: f, codec: codec, committed: map[string][]byte{}, inModel: map[string]bool{}, zeroed: map[string]bool{},
+	if s := b.Missing(b.Arch.Fold); s != "" {
+		return nil, fmt.Errorf("%s: %w: architecture %q has no blk.0.%s to fold an alignment into", f.Path, arch.ErrUnsupported, b.Arch.Name, s)
+	}
+	e := &Editor{m: m, f: f, arch: b, codec: codec, committed: map[string][]byte{}, inModel: map[string]bool{}, zeroed: map[string]bool{},
 		pending: map[string][]byte{}, pendZero: map[string]bool{}, pendDrop: map[int]bool{}, backup: map[string][]byte{}}
 	for i := range b.Count {
 		e.phys = append(e.phys, i)
@@ -107,8 +103,7 @@ func (e *Editor) Live() []int {
 func (e *Editor) current(name string) ([]byte, error) {
 	if e.pendZero[name] {
 		i, _ := e.f.Tensor(name)
-		info := e.f.Tensors[i]
-		return e.encode(info, make([]float32, info.Elements()))
+		return e.zero(e.f.Tensors[i])
 	}
 	if b, ok := e.pending[name]; ok && b != nil {
 		return b, nil
@@ -135,7 +130,7 @@ func (e *Editor) data(name string) ([]byte, error) {
 	}
 	info := e.f.Tensors[i]
 	if e.zeroed[name] {
-		return e.encode(info, make([]float32, info.Elements()))
+		return e.zero(info)
 	}
 	b := make([]byte, info.Size())
 	if _, err := e.f.TensorReader(i).ReadAt(b, 0); err != nil {
@@ -179,109 +174,69 @@ func (e *Editor) set(name string, data []byte) error {
 	return nil
 }
 
-// Floats returns the values a tensor holds now (pending changes included)
-// as float32.
-func (e *Editor) Floats(name string) ([]float32, gguf.TensorInfo, error) {
-	i, ok := e.f.Tensor(name)
-	if !ok {
-		return nil, gguf.TensorInfo{}, fmt.Errorf("%s: no tensor %s", e.f.Path, name)
-	}
-	info := e.f.Tensors[i]
-	raw, err := e.current(name)
-	if err != nil {
-		return nil, info, err
-	}
-	v := make([]float32, info.Elements())
-	if err := e.codec.Decode(info.Type, raw, v); err != nil {
-		return nil, info, fmt.Errorf("%s: %w", name, err)
-	}
-	return v, info, nil
+// zero returns the bytes of the tensor info with every value zero (an
+// edit.Tensor of no parts).
+func (e *Editor) zero(info gguf.TensorInfo) ([]byte, error) {
+	t := edit.Tensor{Info: info}
+	return t.Bytes(context.Background(), e.codec)
 }
 
-// encode returns v in the tensor's own type.
-func (e *Editor) encode(info gguf.TensorInfo, v []float32) ([]byte, error) {
-	perRow := int(info.Dims[0])
-	rs, err := info.Type.RowSize(uint64(perRow))
-	if err != nil {
-		return nil, err
+// tensors returns the infos of loaded block p's tensors among suffixes,
+// those the model has.
+func (e *Editor) tensors(p int, suffixes []string) []gguf.TensorInfo {
+	var infos []gguf.TensorInfo
+	for _, s := range suffixes {
+		if i, ok := e.f.Tensor(fmt.Sprintf("blk.%d.%s", p, s)); ok {
+			infos = append(infos, e.f.Tensors[i])
+		}
 	}
-	rows := len(v) / perRow
-	buf := make([]byte, int(rs)*rows)
-	if err := e.codec.Encode(info.Type, v, buf, rows, perRow); err != nil {
-		return nil, fmt.Errorf("%s: %w", info.Name, err)
-	}
-	return buf, nil
+	return infos
 }
 
-// setFloats encodes v in the tensor's own type and sets it.
-func (e *Editor) setFloats(name string, info gguf.TensorInfo, v []float32) error {
-	buf, err := e.encode(info, v)
-	if err != nil {
-		return err
-	}
-	return e.set(name, buf)
-}
-
-// Drop makes current block c an identity (its output tensors zero),
-// tentatively. The block stays current until Commit.
+// Drop makes current block c an identity (the tensors of its
+// architecture's arch.Row.Identity zero), tentatively. The block stays
+// current until Commit.
 func (e *Editor) Drop(c int) error {
 	p := e.phys[c]
-	for _, s := range outputSuffixes {
-		name := fmt.Sprintf("blk.%d.%s", p, s)
-		i, ok := e.f.Tensor(name)
-		if !ok {
-			continue
-		}
-		info := e.f.Tensors[i]
-		if err := e.setFloats(name, info, make([]float32, info.Elements())); err != nil {
+	for _, info := range e.tensors(p, e.arch.Arch.Identity) {
+		b, err := e.zero(info)
+		if err != nil {
 			return err
 		}
-		e.pending[name] = nil // zeros are not kept as bytes (memory)
-		e.pendZero[name] = true
+		if err := e.set(info.Name, b); err != nil {
+			return err
+		}
+		e.pending[info.Name] = nil // zeros are not kept as bytes (memory)
+		e.pendZero[info.Name] = true
 	}
 	e.pendDrop[p] = true
 	return nil
 }
 
-// Align folds a into current block c's FFN output (ffn_down W ← Tᵀ W, and
-// its bias), on top of what the block holds now, tentatively.
+// Align folds a into current block c's output (the tensors of
+// arch.Row.Fold: ffn_down W ← Tᵀ W, and its bias), on top of what the
+// block holds now, tentatively: the edit.Tensor of one part, the tensor's
+// current bytes, with the fold, computed as the rewrite computes it.
 func (e *Editor) Align(c int, a *merge.Alignment) error {
-	return e.fold(c, a, merge.AlignedSuffixes)
-}
-
-// AlignAttn folds a into current block c's attention output (attn_output
-// W ← Tᵀ W, and its bias), tentatively.
-func (e *Editor) AlignAttn(c int, a *merge.Alignment) error {
-	return e.fold(c, a, merge.AttnAlignedSuffixes)
-}
-
-// fold applies a to the rows of current block c's tensors suffixes.
-func (e *Editor) fold(c int, a *merge.Alignment, suffixes []string) error {
-	p := e.phys[c]
-	for _, s := range suffixes {
-		name := fmt.Sprintf("blk.%d.%s", p, s)
-		if _, ok := e.f.Tensor(name); !ok {
-			continue
-		}
-		v, info, err := e.Floats(name)
+	var mm merge.MatMulTN
+	if e.product != nil {
+		mm = e.product.Compute
+	}
+	for _, info := range e.tensors(e.phys[c], e.arch.Arch.Fold) {
+		raw, err := e.current(info.Name)
 		if err != nil {
 			return err
 		}
-		perRow := int(info.Dims[0])
-		var mm merge.MatMulTN
-		if len(v) == a.D {
-			perRow = 1 // a bias
-		} else if e.product != nil {
-			mm = e.product.Compute
-		}
-		err = a.FoldRowsInPlaceWith(v, perRow, mm)
+		t := edit.Tensor{Info: info, Fold: a, Product: mm,
+			Parts: []edit.Part{{Name: info.Name, Type: info.Type, Data: bytes.NewReader(raw), W: 1}}}
+		b, err := t.Bytes(context.Background(), e.codec)
 		if e.product != nil {
 			e.product.Release() // its buffers hold two d×d matrices (peak memory)
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
+			return err
 		}
-		if err := e.setFloats(name, info, v); err != nil {
+		if err := e.set(info.Name, b); err != nil {
 			return err
 		}
 	}
@@ -377,61 +332,4 @@ func (e *Editor) Reset() error {
 		e.phys = append(e.phys, i)
 	}
 	return nil
-}
-
-// Fuse writes λ θ_b + (1 − λ) θ_c, from the values of current
-// blocks b and c = b+1, into every tensor of block b and makes block c an
-// identity, tentatively (the fusion of merge.StepFuse with weight λ).
-// With perm, θ_c is first reordered by it (merge.MatchBlocks), as
-// merge.RewriteOptions.Permute does in the file.
-func (e *Editor) Fuse(b int, lambda float64, suffixes []string, perm merge.BlockPerm) error {
-	pb, pc := e.phys[b], e.phys[b+1]
-	for _, s := range suffixes {
-		nb, nc := fmt.Sprintf("blk.%d.%s", pb, s), fmt.Sprintf("blk.%d.%s", pc, s)
-		vb, info, err := e.Floats(nb)
-		if err != nil {
-			return err
-		}
-		vc, _, err := e.Floats(nc)
-		if err != nil {
-			return err
-		}
-		if tp, ok := perm[s]; ok {
-			if vc, err = tp.Apply(vc, int(info.Dims[0])); err != nil {
-				return fmt.Errorf("%s: %w", nc, err)
-			}
-		}
-		if len(vb) != len(vc) {
-			return fmt.Errorf("%s and %s differ in shape", nb, nc)
-		}
-		l := float32(lambda)
-		for i := range vb {
-			vb[i] = l*vb[i] + (1-l)*vc[i]
-		}
-		if err := e.setFloats(nb, info, vb); err != nil {
-			return err
-		}
-	}
-	return e.Drop(b + 1)
-}
-
-// BlockTensors returns a merge.BlockTensors of current block c's values
-// as they are now (pending changes included).
-func (e *Editor) BlockTensors(c int) merge.BlockTensors {
-	p := e.phys[c]
-	return func(suffix string) ([]float32, []int, bool, error) {
-		name := fmt.Sprintf("blk.%d.%s", p, suffix)
-		if _, ok := e.f.Tensor(name); !ok {
-			return nil, nil, false, nil
-		}
-		v, info, err := e.Floats(name)
-		if err != nil {
-			return nil, nil, true, err
-		}
-		dims := make([]int, len(info.Dims))
-		for i, d := range info.Dims {
-			dims[i] = int(d)
-		}
-		return v, dims, true, nil
-	}
 }

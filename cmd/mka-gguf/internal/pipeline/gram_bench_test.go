@@ -32,8 +32,8 @@ func BenchmarkAlignAdd(b *testing.B) {
 	if g == nil {
 		b.Skip("no ggml CPU device")
 	}
-	ggml := merge.NewAlignStatsShared(d, sc)
-	gonum := merge.NewAlignStats(d)
+	ggml := merge.NewAlignStats(d, sc)
+	gonum := merge.NewAlignStats(d, nil)
 	timeOf(ggml, 1)
 	base := timeOf(gonum, 3)
 	b.ResetTimer()

@@ -1,14 +1,12 @@
 package pipeline
 
 import (
-	"context"
 	"math"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ggmlcodec"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/internal/shared"
 	"github.com/mka-gguf/mka-gguf/merge"
@@ -50,7 +48,7 @@ func TestPrefillEqualsPass(t *testing.T) {
 			if len(drops) != tc.want {
 				t.Fatalf("%d candidates with statistics, want %d", len(drops), tc.want)
 			}
-			e, err := NewEditor(fx.m, fx.f, fx.b, Codec{})
+			e, err := NewEditor(fx.m, fx.f, fx.b, ggmlcodec.Codec{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -147,96 +145,28 @@ func TestRace(t *testing.T) {
 	}
 }
 
-// TestAttnAlignment checks the attention-output alignment of --align-attn:
-// its fit is never worse in sample than none, and a model with it folded
-// in memory gives the logits of the file rewritten with
-// RewriteOptions.AlignAttn.
-func TestAttnAlignment(t *testing.T) {
-	fx := open(t, shared.Model(t, "tinystories-deep12.gguf"))
-	tx := texts(t)
-	align, err := calib.Tokens(fx.m, tx[:300], 16, 64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	held, err := calib.Tokens(fx.m, tx[300:], 4, 64, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := NewEditor(fx.m, fx.f, fx.b, Codec{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Reset()
-	s, err := NewSearcher(e, align, held, Config{Threads: 2, Align: true, Rho: 1e-3, Candidates: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	const drop = 5
-	st, err := s.attnStats(drop)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ta, err := st.Solve(1e-3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !(ta.Residual <= ta.Unaligned) || !(ta.Residual > 0) {
-		t.Fatalf("attention fit residual %g, unaligned %g", ta.Residual, ta.Unaligned)
-	}
-	if err := e.AlignAttn(drop-1, ta); err != nil {
-		t.Fatal(err)
-	}
-	e.Commit(-1)
-	inMem := logits(t, fx.m, held[:2])
-	p, err := merge.NewPlan("mka", fx.b.Count, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "attn.gguf")
-	if err := merge.Rewrite(context.Background(), fx.f, fx.b, p, out, Codec{}, merge.RewriteOptions{AlignAttn: map[int]*merge.Alignment{drop - 1: ta}, Product: foldProduct(t)}); err != nil {
-		t.Fatal(err)
-	}
-	m2, err := cgo.LoadModel(out, cgo.ModelParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m2.Close()
-	orig := maxDiff(inMem, logits(t, m2, held[:2]))
-	t.Logf("attention alignment of blk %d: residual %.4f (%.4f unaligned); file vs memory %.2g", drop-1, ta.Residual, ta.Unaligned, orig)
-	if orig > 1e-4 {
-		t.Errorf("file with the attention alignment vs in-memory model: max logit difference %g", orig)
-	}
-	if err := e.Reset(); err != nil {
-		t.Fatal(err)
-	}
-	if d := maxDiff(inMem, logits(t, fx.m, held[:2])); d < 1e-3 {
-		t.Errorf("the attention alignment changed nothing (difference %g)", d)
-	}
-}
-
 // TestSearchETA checks that the progress lines' ETA covers the whole
 // search: the rest of the phase at its rate so far, the step's round after
 // its pass, and a pass and a round for every later step.
 func TestSearchETA(t *testing.T) {
-	s := &Searcher{lastStep: 3, curStep: 1, passTime: 30 * time.Second, roundTime: 0}
-	s.phaseStart = time.Now().Add(-10 * time.Second)
+	c := &clock{last: 3, step: 1, pass: 30 * time.Second, round: 0}
+	c.phaseStart = time.Now().Add(-10 * time.Second)
 	// Half-way through the first round measured: 10 s left of a 20-s
 	// round, then steps 3 and 4 at 30 + 20 s each.
-	if got, want := s.searchETA(false, 0.5), ", search ETA 1m50s"; got != want {
+	if got, want := c.eta(false, 0.5, 0), ", search ETA 1m50s"; got != want {
 		t.Errorf("in a round: %q, want %q", got, want)
 	}
 	// A quarter through a pass, the last round 40 s: 30 s left of a 40-s
 	// pass, this step's round, then two steps of the last pass and round.
-	s.passTime, s.roundTime = 25*time.Second, 40*time.Second
-	if got, want := s.searchETA(true, 0.25), ", search ETA 3m20s"; got != want {
+	c.pass, c.round = 25*time.Second, 40*time.Second
+	if got, want := c.eta(true, 0.25, 0), ", search ETA 3m20s"; got != want {
 		t.Errorf("in a pass: %q, want %q", got, want)
 	}
-	if got := s.searchETA(true, 0); got != "" {
+	if got := c.eta(true, 0, 0); got != "" {
 		t.Errorf("before any progress: %q, want none", got)
 	}
-	s.lastStep = -1
-	if got := s.searchETA(false, 0.5); got != "" {
+	c.last = -1
+	if got := c.eta(false, 0.5, 0); got != "" {
 		t.Errorf("outside Search: %q, want none", got)
 	}
 }

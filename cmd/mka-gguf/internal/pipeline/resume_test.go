@@ -5,10 +5,11 @@ import (
 	"testing"
 
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ggmlcodec"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/internal/shared"
-	"github.com/mka-gguf/mka-gguf/merge"
+	"github.com/mka-gguf/mka-gguf/merge/edit"
 )
 
 // TestResumedRoundEqualsWhole runs the same three-step search with
@@ -46,7 +47,7 @@ func TestResumedRoundEqualsWhole(t *testing.T) {
 				}
 				align, cfg.Prefill = pf.AlignChunks(cal), pf
 			}
-			e, err := NewEditor(fx.m, fx.f, fx.b, Codec{})
+			e, err := NewEditor(fx.m, fx.f, fx.b, ggmlcodec.Codec{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -56,7 +57,7 @@ func TestResumedRoundEqualsWhole(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			if !whole && !s.resume {
+			if !whole && !s.sess.resume {
 				t.Fatal("resumed decodes are off for a llama model")
 			}
 			r, err := s.Search(3)
@@ -118,7 +119,7 @@ func TestSearchQualityEqualsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct{ remove, topK int }{{1, 0}, {2, 64}} {
-		e, err := NewEditor(fx.m, fx.f, fx.b, Codec{})
+		e, err := NewEditor(fx.m, fx.f, fx.b, ggmlcodec.Codec{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,7 +139,7 @@ func TestSearchQualityEqualsFile(t *testing.T) {
 			t.Fatalf("remove %d: no quality from the search", tc.remove)
 		}
 		got := *r.Quality
-		out := rewritten(t, fx, r.Plan, merge.RewriteOptions{Align: r.Align})
+		out := rewritten(t, fx, r.Plan, edit.RewriteOptions{Align: r.Align})
 		ref, err := kld.NewReference(fx.m, held, kld.Options{Threads: 2, TopK: tc.topK})
 		if err != nil {
 			t.Fatal(err)

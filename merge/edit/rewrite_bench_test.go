@@ -1,4 +1,4 @@
-package merge
+package edit
 
 // BenchmarkRewrite measures Rewrite on the 1 GB synth model against a plain
 // copy of the file, and the peak RSS of each case in a child process
@@ -17,6 +17,8 @@ import (
 	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/gguf/synth"
 	"github.com/mka-gguf/mka-gguf/internal/benchenv"
+	"github.com/mka-gguf/mka-gguf/merge"
+	"github.com/mka-gguf/mka-gguf/merge/arch"
 )
 
 // Environment of a TestRewriteChild process.
@@ -32,18 +34,18 @@ var benchCases = []string{"copy", "prune", "fuse"}
 // benchPlan returns the plan of a case for a model of n blocks: prune drops
 // a middle block (the blocks after it are copied and renumbered), fuse
 // fuses the two middle blocks with λ = 0.5 (the rest is copied).
-func benchPlan(tb testing.TB, name string, n int) *Plan {
+func benchPlan(tb testing.TB, name string, n int) *merge.Plan {
 	tb.Helper()
-	var steps []Step
+	var steps []merge.Step
 	switch name {
 	case "prune":
-		steps = []Step{rwDrop(n / 2)}
+		steps = []merge.Step{rwDrop(n / 2)}
 	case "fuse":
-		steps = []Step{rwFuse(n/2-1, 0.5)}
+		steps = []merge.Step{rwFuse(n/2-1, 0.5)}
 	default:
 		tb.Fatalf("no plan for case %q", name)
 	}
-	p, err := NewPlan(name, n, steps)
+	p, err := merge.NewPlan(name, n, steps)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -51,7 +53,7 @@ func benchPlan(tb testing.TB, name string, n int) *Plan {
 }
 
 // runBenchCase runs one case on the open model f (at path in).
-func runBenchCase(tb testing.TB, name string, f *gguf.File, blocks *Blocks, in, out string) error {
+func runBenchCase(tb testing.TB, name string, f *gguf.File, blocks *arch.Model, in, out string) error {
 	if name == "copy" {
 		return benchenv.CopyFile(in, out, true)
 	}
@@ -71,7 +73,7 @@ func TestRewriteChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	b, err := InspectBlocks(f)
+	b, err := arch.Inspect(f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +111,7 @@ func BenchmarkRewrite(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	blocks, err := InspectBlocks(f)
+	blocks, err := arch.Inspect(f)
 	if err != nil {
 		b.Fatal(err)
 	}

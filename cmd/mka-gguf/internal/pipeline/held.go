@@ -1,15 +1,59 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 )
+
+// heldMore scores the model as it is now on the held-back chunks after
+// those h has, up to chunk upTo, appending to h. With best (and
+// Config.Race), it stops as soon as the model loses the race against best,
+// and says so. With in holding the stream entering a block at or below
+// the first one changed (Editor.FirstPending), the decodes start there.
+func (s *Searcher) heldMore(h *heldScore, upTo int, best *heldScore, in *heldInputs) (lost bool, err error) {
+	race := best != nil && s.cfg.Race && !s.cfg.ScoreAll
+	from := len(h.sum)
+	if from >= upTo {
+		return false, nil
+	}
+	start, rows := in.at(s.e.FirstPending(), from, upTo)
+	after := func(d *runner.Decoded) error {
+		for i := range d.Count {
+			ch := s.held[from+d.First+i]
+			logits := func(k int) []float32 { return d.Logits(i, k) }
+			var sum float64
+			if h.acc != nil && s.quality.ref[from+d.First+i] != nil {
+				// The same sum as ChunkNLL's, one softmax per position.
+				sum = h.acc.AddChunk(s.quality.ref[from+d.First+i], ch, logits)
+			} else {
+				sum = kld.ChunkNLL(ch, logits)
+			}
+			h.sum = append(h.sum, sum)
+			h.n = append(h.n, len(ch)-1)
+		}
+		s.work.heldBlocks += d.Count * s.sess.score.Blocks(start)
+		s.work.heldLogits += d.Count
+		// A candidate scored in full is judged by its full score.
+		if race && len(h.sum) < upTo && h.cannotWin(best, raceTolerance) {
+			return errLost
+		}
+		return nil
+	}
+	if rows != nil {
+		err = s.sess.score.RunFrom(s.cfg.Context, rows, start, after)
+	} else {
+		err = s.sess.score.Run(s.cfg.Context, s.held[from:upTo], nil, after)
+	}
+	if errors.Is(err, errLost) {
+		return true, nil
+	}
+	return false, err
+}
 
 // heldInputs is, for held-back chunks [from, from+n) of one stage of a
 // round, the residual stream entering each of the stage's start blocks
@@ -58,7 +102,7 @@ func (s *Searcher) startOf(c *Candidate) int {
 // would save nothing: fewer than two of starts past block 0 (the capture
 // itself costs a decode up to the deepest one). With ref, the committed
 // model is the one the quality check compares with (step 1): the decodes
-// then run to the logits and keep its distributions (Searcher.ref).
+// then run to the logits and keep its distributions (quality.ref).
 func (s *Searcher) captureHeld(starts []int, from, upTo int, ref bool) (*heldInputs, error) {
 	if upTo <= from {
 		return nil, nil
@@ -69,7 +113,7 @@ func (s *Searcher) captureHeld(starts []int, from, upTo int, ref bool) (*heldInp
 			past = append(past, b)
 		}
 	}
-	if !s.resume || len(past) < 2 {
+	if !s.sess.resume || len(past) < 2 {
 		if ref {
 			return nil, s.keepRef(from, upTo)
 		}
@@ -125,11 +169,11 @@ func (s *Searcher) captureHeld(starts []int, from, upTo int, ref bool) (*heldInp
 	if ref {
 		stop, after = -1, s.refAfter(from)
 	}
-	if err := s.score.SetCapture(capture, stop); err != nil {
+	if err := s.sess.score.SetCapture(capture, stop); err != nil {
 		return nil, err
 	}
-	err := s.score.Run(s.cfg.Context, s.held[from:upTo], func(f, n int) { first, count = from+f, n }, after)
-	if cerr := s.score.SetCapture(nil, -1); err == nil {
+	err := s.sess.score.Run(s.cfg.Context, s.held[from:upTo], func(f, n int) { first, count = from+f, n }, after)
+	if cerr := s.sess.score.SetCapture(nil, -1); err == nil {
 		err = cerr
 	}
 	if err == nil {
@@ -139,80 +183,7 @@ func (s *Searcher) captureHeld(starts []int, from, upTo int, ref bool) (*heldInp
 		return nil, err
 	}
 	if !ref {
-		s.heldBlocks += (upTo - from) * (s.score.Blocks(0) - s.score.Blocks(deepest))
+		s.work.heldBlocks += (upTo - from) * (s.sess.score.Blocks(0) - s.sess.score.Blocks(deepest))
 	}
 	return h, nil
-}
-
-// keepRef decodes held-back chunks [from, upTo) of the committed model
-// whole and keeps its distributions (Searcher.ref).
-func (s *Searcher) keepRef(from, upTo int) error {
-	return s.score.Run(s.cfg.Context, s.held[from:upTo], nil, s.refAfter(from))
-}
-
-// refAfter returns the function that keeps the distributions of a decode
-// of held-back chunks from from on (Searcher.ref, Config.QualityTopK).
-func (s *Searcher) refAfter(from int) func(d *runner.Decoded) error {
-	return func(d *runner.Decoded) error {
-		for i := range d.Count {
-			c := from + d.First + i
-			ch := s.held[c]
-			s.ref[c] = make([]kld.Dist, len(ch)-1)
-			kld.ChunkDists(s.ref[c], ch, func(j int) []float32 { return d.Logits(i, j) }, s.cfg.QualityTopK)
-		}
-		s.heldBlocks += d.Count * s.score.Blocks(0)
-		s.heldLogits += d.Count
-		return nil
-	}
-}
-
-// refReady reports whether the quality check's distributions of every
-// held-back chunk are kept.
-func (s *Searcher) refReady() bool {
-	if !s.quality || len(s.ref) == 0 {
-		return false
-	}
-	for _, r := range s.ref {
-		if r == nil {
-			return false
-		}
-	}
-	return true
-}
-
-// heldTokens returns the positions a whole held-back round scores.
-func (s *Searcher) heldTokens() int {
-	var n int
-	for _, ch := range s.held {
-		n += len(ch) - 1
-	}
-	return n
-}
-
-// runPass runs alignment pass p (statistics for drops, blocks up to
-// deepest) over the alignment chunks on the capture session, with a
-// progress line, and returns the signals of every current block.
-func (s *Searcher) runPass(p *pass, drops []int, deepest int) (map[int][2]float64, error) {
-	if err := s.cap.SetCapture(p.capture, deepest); err != nil {
-		return nil, err
-	}
-	bar := progress.New("alignment pass", len(s.align), "chunks")
-	defer bar.Done()
-	done := 0
-	s.phaseStart = time.Now()
-	err := s.cap.Run(s.cfg.Context, s.align, p.before, func(d *runner.Decoded) error {
-		done += d.Count
-		bar.Set(done, fmt.Sprintf("%d candidates%s", len(drops), s.searchETA(true, float64(done)/float64(len(s.align)))))
-		return nil
-	})
-	if cerr := s.cap.SetCapture(nil, -1); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = p.err
-	}
-	if err != nil {
-		return nil, err
-	}
-	return p.signals(), nil
 }

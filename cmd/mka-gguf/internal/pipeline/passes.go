@@ -1,0 +1,148 @@
+package pipeline
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
+	"github.com/mka-gguf/mka-gguf/merge"
+)
+
+// statsPool is the memory of the alignment statistics: empty statistics
+// reused from pass to pass (they share one scratch), and the device of
+// their products.
+type statsPool struct {
+	d, threads int
+	pool       []*merge.AlignStats
+	scratch    *merge.AlignScratch
+	gram       *cgo.Gram
+}
+
+// take returns n empty statistics, reusing those of earlier passes, so that
+// the search allocates them once.
+func (p *statsPool) take(n int) []*merge.AlignStats {
+	if p.scratch == nil {
+		p.scratch, p.gram = newScratch(p.d, p.threads)
+	}
+	for len(p.pool) < n {
+		p.pool = append(p.pool, merge.NewAlignStats(p.d, p.scratch))
+	}
+	for _, st := range p.pool[:n] {
+		st.Reset()
+	}
+	return p.pool[:n]
+}
+
+// adopt takes over the statistics of a completed prefill and their
+// scratch and device.
+func (p *statsPool) adopt(pf *Prefill) {
+	p.scratch, p.gram = pf.scratch, pf.gram
+	pf.gram = nil // the searcher closes it
+	for _, j := range pf.drops {
+		p.pool = append(p.pool, pf.p.stats[j]) // reused by the next passes
+	}
+}
+
+// release drops the statistics, the scratch and the products' buffers,
+// and returns the memory to the system.
+func (p *statsPool) release() {
+	p.pool, p.scratch = nil, nil
+	p.gram.Close()
+	p.gram = nil
+	freeMemory()
+}
+
+// passStats runs one alignment pass over the model as it is now and
+// returns, for each candidate drop j (current blocks, j ≥ 1), the
+// statistics of aligning block j−1 to reproduce block j's output, and every
+// current block's BI and angular distance.
+func (s *Searcher) passStats(drops []int) (map[int]*merge.AlignStats, map[int][2]float64, error) {
+	e, cp := s.e, s.sess.cap
+	phys := make([]int, e.Blocks())
+	for c := range phys {
+		phys[c] = e.Phys(c)
+	}
+	p := newPass(s.d, len(s.align[0]), s.skip, phys, 0, len(s.align))
+	pool := s.stats.take(len(drops))
+	for i, j := range drops {
+		p.stats[j] = pool[i]
+	}
+	deepest := p.deepest()
+	s.work.passBlocks += len(s.align) * (cp.Blocks(0) - cp.Blocks(deepest+1))
+	if s.sess.orig == nil {
+		sig, err := s.runPass(p, drops, deepest)
+		if err != nil {
+			return nil, nil, err
+		}
+		return p.stats, sig, nil
+	}
+	// Config.Original: per batch, the original model's outputs at the
+	// target blocks, then the merged model's pass.
+	orig := s.sess.orig
+	p.useOrig, p.origH = true, map[int][]float32{}
+	targets := map[int]bool{}
+	for _, j := range drops {
+		targets[e.Phys(j)] = true
+	}
+	if err := orig.SetCapture(func(tn cgo.Tensor) bool {
+		if targets[tn.Layer] && tn.Kind == cgo.BlockOutput && tn.Cols == s.d {
+			_, _, c1 := p.window()
+			p.origH[tn.Layer] = p.rows(tn.Data, p.origH[tn.Layer], 0, c1)
+		}
+		return true
+	}, deepest); err != nil {
+		return nil, nil, err
+	}
+	if err := cp.SetCapture(p.capture, deepest); err != nil {
+		return nil, nil, err
+	}
+	var err error
+	k := cp.SeqsPerDecode()
+	for first := 0; first < len(s.align) && err == nil; first += k {
+		batch := s.align[first:min(len(s.align), first+k)]
+		before := func(f, n int) { p.before(first+f, n) }
+		if err = orig.Run(s.cfg.Context, batch, before, nil); err == nil {
+			err = cp.Run(s.cfg.Context, batch, before, nil)
+		}
+	}
+	orig.SetCapture(nil, -1)
+	cp.SetCapture(nil, -1)
+	if p.err != nil {
+		return nil, nil, p.err
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return p.stats, p.signals(), nil
+}
+
+// runPass runs alignment pass p (statistics for drops, blocks up to
+// deepest) over the alignment chunks on the capture session, with a
+// progress line, and returns the signals of every current block.
+func (s *Searcher) runPass(p *pass, drops []int, deepest int) (map[int][2]float64, error) {
+	cp := s.sess.cap
+	if err := cp.SetCapture(p.capture, deepest); err != nil {
+		return nil, err
+	}
+	bar := progress.New("alignment pass", len(s.align), "chunks")
+	defer bar.Done()
+	done := 0
+	s.clock.phaseStart = time.Now()
+	err := cp.Run(s.cfg.Context, s.align, p.before, func(d *runner.Decoded) error {
+		done += d.Count
+		bar.Set(done, fmt.Sprintf("%d candidates%s", len(drops), s.eta(true, float64(done)/float64(len(s.align)))))
+		return nil
+	})
+	if cerr := cp.SetCapture(nil, -1); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = p.err
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p.signals(), nil
+}
