@@ -103,7 +103,7 @@ func TestGenerateAndCapture(t *testing.T) {
 	out := append([]int32(nil), toks...)
 	next := argmax(ctx.Logits(len(toks) - 1))
 	for range 20 {
-		if m.IsEOG(next) {
+		if next == m.EOS() {
 			break
 		}
 		out = append(out, next)

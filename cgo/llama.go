@@ -238,21 +238,6 @@ func (m *Model) NCtxTrain() int { return int(C.llama_model_n_ctx_train(m.p)) }
 // NVocab returns the vocabulary size.
 func (m *Model) NVocab() int { return int(C.llama_vocab_n_tokens(m.vocab)) }
 
-// NParams returns the number of parameters.
-func (m *Model) NParams() uint64 { return uint64(C.llama_model_n_params(m.p)) }
-
-// IsRecurrent reports whether the model has recurrent or hybrid blocks.
-func (m *Model) IsRecurrent() bool {
-	return bool(C.llama_model_is_recurrent(m.p)) || bool(C.llama_model_is_hybrid(m.p))
-}
-
-// Desc returns llama.cpp's one-line description (e.g. "llama ?B all F32").
-func (m *Model) Desc() string {
-	var buf [256]C.char
-	C.llama_model_desc(m.p, &buf[0], C.size_t(len(buf)))
-	return C.GoString(&buf[0])
-}
-
 // Meta returns a metadata value as a string, as llama.cpp sees it.
 func (m *Model) Meta(key string) (string, bool) {
 	ck := C.CString(key)
@@ -277,9 +262,6 @@ func (m *Model) EOS() int32 { return int32(C.llama_vocab_eos(m.vocab)) }
 
 // AddBOS reports whether the tokenizer wants a BOS token at the start.
 func (m *Model) AddBOS() bool { return bool(C.llama_vocab_get_add_bos(m.vocab)) }
-
-// IsEOG reports whether tok ends generation (EOS, EOT, ...).
-func (m *Model) IsEOG(tok int32) bool { return bool(C.llama_vocab_is_eog(m.vocab, C.llama_token(tok))) }
 
 // Tokenize converts text to tokens. addSpecial adds BOS/EOS as the model's
 // tokenizer asks; parseSpecial lets control-token text map to those tokens.
@@ -401,9 +383,6 @@ func (b *Batch) Close() {
 
 // Len returns the number of tokens in the batch.
 func (b *Batch) Len() int { return int(b.c.n_tokens) }
-
-// Cap returns the capacity of the batch.
-func (b *Batch) Cap() int { return b.cap }
 
 // Clear empties the batch.
 func (b *Batch) Clear() { b.c.n_tokens = 0 }
