@@ -337,3 +337,47 @@ func TestEditorRestoresCommittedEdits(t *testing.T) {
 		})
 	}
 }
+
+// A fixed plan of drops applied with alignment (Searcher.Apply, the aligned
+// pruning baselines) leaves in memory the model that the rewrite writes:
+// each step drops its block and aligns the one before it, so the second
+// step's pass runs on the model the file holds.
+func TestAppliedPlanEqualsFile(t *testing.T) {
+	fx := open(t, shared.Model(t, "tinystories-deep12.gguf"))
+	tx := texts(t)
+	align, err := calib.Tokens(fx.m, tx[:300], 12, 64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks, err := calib.Tokens(fx.m, tx[300:], 2, 64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := merge.NewPlan("test", fx.b.Count, []merge.Step{{Kind: merge.StepDrop, Blocks: [2]int{8, 8}}, {Kind: merge.StepDrop, Blocks: [2]int{3, 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEditor(fx.m, fx.f, fx.b, ggmlcodec.Codec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Reset()
+	s, err := NewSearcher(e, align, nil, Config{Threads: 2, Align: true, Rho: 1e-3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r, err := s.Apply(plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Align) != 2 || r.Align[6] == nil || r.Align[2] == nil { // loaded blocks 7 and 2
+		t.Fatalf("alignments of output blocks %v, want 2 and 6", r.Align)
+	}
+	inMem := logits(t, fx.m, chunks)
+	d := maxDiff(inMem, logits(t, rewritten(t, fx, r.Plan, edit.RewriteOptions{Align: r.Align}), chunks))
+	t.Logf("two aligned drops: file vs memory %.2g", d)
+	if d > 1e-4 {
+		t.Errorf("applied plan: file vs in-memory model, max logit difference %g", d)
+	}
+}
