@@ -3,11 +3,11 @@
 // which decoder blocks to drop or fuse and with what weights, and the
 // least-squares alignment folded into a surviving block.
 //
-// The package is pure Go on gonum: it never touches GGUF files or llama.cpp.
-// Callers collect activations, turn them into matrices, ask for a [Plan],
-// and apply its Layout to the weights with package merge/edit (which also
-// folds the alignments); package merge/arch says which architectures and
-// which tensors.
+// The package is pure Go (gonum, and package simd's kernels): it never
+// touches GGUF files or llama.cpp. Callers collect activations, turn them
+// into matrices, ask for a [Plan], and apply its Layout to the weights with
+// package merge/edit (which also folds the alignments); package merge/arch
+// says which architectures and which of their tensors.
 //
 // # Pipeline
 //
