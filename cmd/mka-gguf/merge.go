@@ -39,12 +39,9 @@ var mergeFlags = append([]cli.Flag{
 	&cli.StringFlag{Name: "lambda", Value: "search", Usage: "fusion weight: search (pick by held-back calibration loss), paper (λ = similarity), code (the published code's rule) or a number in [0,1]"},
 	&cli.IntFlag{Name: "candidates", Value: 6, Usage: "with --lambda search (≥ 1): candidates per removed block that the cheap filter (alignment residual) sends to the final round, scored by held-back loss"},
 	&cli.StringFlag{Name: "align", Value: "ls", Usage: "fold a least-squares alignment into the block before each removed one (ls) or not (none)"},
-	&cli.StringFlag{Name: "rho", Value: "1e-3", Usage: "ridge of the alignment, relative to tr(XᵀX)/d: a number ≥ 0, or auto (each step keeps the best of 1e-4, 1e-3, 1e-2, 0.1 by held-back loss)"},
+	&cli.StringFlag{Name: "rho", Value: "1e-3", Usage: "ridge of the alignment, relative to tr(XᵀX)/d: a number ≥ 0"},
 	&cli.StringFlag{Name: "align-target", Value: "merged", Usage: "alignment target: the removed block's output in the model as merged so far (merged) or in the original model (original: one more decode per alignment batch)"},
 	&cli.IntFlag{Name: "align-samples", Value: 64, Usage: "calibration samples used by each alignment pass (at most --samples)"},
-	&cli.BoolFlag{Name: "fuse-permute", Usage: "with --fuse-lambdas: also try each fusion with the removed block's FFN neurons and attention KV groups reordered to match the survivor's (weight matching; an ablation, not the default)"},
-	&cli.StringFlag{Name: "fuse-lambdas", Usage: "with --lambda search: comma-separated interior λ in (0,1) tried for each step's best candidate (its block fused with the one before, then aligned)"},
-	&cli.BoolFlag{Name: "align-attn", Usage: "with --lambda search: also try aligning the surviving block's attention output for each step's chosen drop (three more alignment decodes per step; kept when the held-back loss is lower)"},
 	&cli.BoolFlag{Name: "race", Value: true, Usage: "race the candidates on held-back text: all on the first 6 of 16 chunks, the best 3 on all 16, and stop one once its loss, paired by chunk, is 3 standard errors above the leader's minus 0.002 nats/token (--race=false scores each in full)"},
 	&cli.BoolFlag{Name: "score-all", Usage: "score every candidate on held-back text, not only the filter's best (measures the filter's agreement)"},
 	&cli.StringFlag{Name: "order", Value: "greedy", Usage: "pair order for mka: greedy (most similar pair anywhere) or back-to-front (the paper)"},
@@ -361,7 +358,7 @@ func (j *mergeJob) write(ctx context.Context, sr *shrinkResult, out string, norm
 	return writeVerified(ctx, out, "written", len(p.Layout), verify, func(tmp string) error {
 		bar := progress.New("write", int(total>>20)+1, "MiB")
 		defer bar.Done()
-		opt := merge.RewriteOptions{Norms: norms, Metadata: meta, Align: sr.align, AlignAttn: sr.alignAttn, Permute: sr.permute,
+		opt := merge.RewriteOptions{Norms: norms, Metadata: meta, Align: sr.align,
 			Progress: func(done, _ int64) { bar.Set(int(done>>20), "") }}
 		// The folds run on the product the search folded with in memory
 		// (pipeline.Editor.UseProduct), so that the file is that model.

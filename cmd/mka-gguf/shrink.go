@@ -19,18 +19,15 @@ import (
 // shrinkResult is what a method decided: the plan, the alignment folded
 // into each output block that has one, and the search's steps.
 type shrinkResult struct {
-	plan      *merge.Plan
-	align     map[int]*merge.Alignment
-	alignAttn map[int]*merge.Alignment // --align-attn
-	permute   map[int]merge.BlockPerm  // --fuse-permute: input blocks reordered before their fusion
+	plan  *merge.Plan
+	align map[int]*merge.Alignment
 	// quality is the merged model against IN on the held-back chunks, from
 	// the search's own decodes (pipeline.Config.Quality; nil without).
 	quality *kld.Summary
 	steps   []pipeline.StepReport
 	method  string
-	// alignMethod is "ls", "ls+attn" (some attention output aligned too) or
-	// "none"; seconds is the search and
-	// alignment time (after calibration).
+	// alignMethod is "ls" or "none"; seconds is the search and alignment
+	// time (after calibration).
 	alignMethod string
 	seconds     float64
 }
@@ -46,37 +43,14 @@ func alignMode(c *cli.Context) (bool, error) {
 	return false, usageError(c, "unknown --align %q (want ls or none)", c.String("align"))
 }
 
-// rhoGrid are the ridges --rho auto tries.
-var rhoGrid = []float64{1e-4, 1e-3, 1e-2, 0.1}
-
-// rhoFlag reads --rho: a relative ridge ≥ 0, or auto (1e-3 for the filter,
-// then the best of rhoGrid by held-back loss).
-func rhoFlag(c *cli.Context) (float64, []float64, error) {
+// rhoFlag reads --rho: a relative ridge ≥ 0.
+func rhoFlag(c *cli.Context) (float64, error) {
 	v := c.String("rho")
-	if v == "auto" {
-		return 1e-3, rhoGrid, nil
-	}
 	r, err := strconv.ParseFloat(v, 64)
 	if err != nil || !(r >= 0) || math.IsInf(r, 0) {
-		return 0, nil, usageError(c, "--rho %q is not a number ≥ 0 or auto", v)
+		return 0, usageError(c, "--rho %q is not a number ≥ 0", v)
 	}
-	return r, nil, nil
-}
-
-// lambdaList parses comma-separated weights in (0, 1) ("" is none).
-func lambdaList(v string) ([]float64, error) {
-	var out []float64
-	for _, f := range strings.Split(v, ",") {
-		if f = strings.TrimSpace(f); f == "" {
-			continue
-		}
-		l, err := strconv.ParseFloat(f, 64)
-		if err != nil || !(l > 0 && l < 1) {
-			return nil, fmt.Errorf("%q is not a weight in (0, 1)", f)
-		}
-		out = append(out, l)
-	}
-	return out, nil
+	return r, nil
 }
 
 // needsEdit reports whether method runs on the in-memory editor: the search
@@ -117,13 +91,9 @@ func (j *mergeJob) shrink(c *cli.Context, method string, align bool, n int, opt 
 		m := j.an.BlockSimilarity()
 		sim = func(a, b int) float64 { return m.At(a, b) }
 	}
-	rho, grid, err := rhoFlag(c)
+	rho, err := rhoFlag(c)
 	if err != nil {
 		return nil, err
-	}
-	fuse, err := lambdaList(c.String("fuse-lambdas"))
-	if err != nil {
-		return nil, usageError(c, "--fuse-lambdas: %v", err)
 	}
 	var orig *cgo.Model
 	switch c.String("align-target") {
@@ -138,11 +108,8 @@ func (j *mergeJob) shrink(c *cli.Context, method string, align bool, n int, opt 
 	}
 	cfg := pipeline.Config{
 		Original: orig,
-		Context:  j.ctx, Threads: j.threads, Align: align, Rho: rho, RhoGrid: grid,
-		FuseLambdas: fuse, Suffixes: j.blocks.Suffixes,
+		Context:  j.ctx, Threads: j.threads, Align: align, Rho: rho,
 		Candidates: c.Int("candidates"), ScoreAll: c.Bool("score-all"), Race: c.Bool("race"), Similarity: sim,
-		AlignAttn:     c.Bool("align-attn"),
-		FusePermute:   c.Bool("fuse-permute"),
 		MaxStatsBytes: j.statsBytes,
 		// The closing quality check, from the search's decodes: its
 		// held-back chunks are the check's (qualityChunks). A quantized
@@ -180,11 +147,8 @@ func (j *mergeJob) shrink(c *cli.Context, method string, align bool, n int, opt 
 		return nil, fmt.Errorf("%s: %w", j.in, err)
 	}
 	res.Plan.Method = planner
-	r.plan, r.align, r.alignAttn, r.permute, r.steps, r.seconds = res.Plan, res.Align, res.AlignAttn, res.Permute, res.Steps, time.Since(start).Seconds()
+	r.plan, r.align, r.steps, r.seconds = res.Plan, res.Align, res.Steps, time.Since(start).Seconds()
 	r.quality = res.Quality
-	if len(r.alignAttn) > 0 {
-		r.alignMethod = "ls+attn"
-	}
 	return r, nil
 }
 

@@ -125,25 +125,9 @@ func validateFlags(c *cli.Context) error {
 			}
 		}
 	}
-	if has("align-attn") && c.Bool("align-attn") && c.String("align") == "none" {
-		return usageError(c, "--align-attn refines the least-squares alignment: it needs --align ls, not none")
-	}
 	if has("rho") {
-		if _, _, err := rhoFlag(c); err != nil {
+		if _, err := rhoFlag(c); err != nil {
 			return err
-		}
-	}
-	if has("fuse-lambdas") {
-		if _, err := lambdaList(c.String("fuse-lambdas")); err != nil {
-			return usageError(c, "--fuse-lambdas: %v", err)
-		}
-	}
-	if has("fuse-permute") && c.Bool("fuse-permute") {
-		if c.String("fuse-lambdas") == "" {
-			return usageError(c, "--fuse-permute reorders a block before a fusion: it needs --fuse-lambdas")
-		}
-		if c.String("align") == "none" {
-			return usageError(c, "--fuse-permute needs --align ls (an aligned fusion is never fused again, so each permutation applies to one input block)")
 		}
 	}
 	if has("holdout") {
