@@ -45,7 +45,7 @@ var qualityFlags = []cli.Flag{
 func evalOptions(c *cli.Context) *eval.Options {
 	o := &eval.Options{Text: c.String("text"), Ctx: c.Int("ctx"), Windows: c.Int("windows"), Batch: c.Int("batch"), Threads: threads(c),
 		Base: c.String("base"), SaveBase: c.String("save-base"), BaseLogits: c.String("base-logits"), BaseTop: c.Int("base-top"),
-		Choices: c.String("choices"), Tasks: c.Int("tasks"), ModelArgs: modelParams()}
+		Choices: c.String("choices"), Tasks: c.Int("tasks"), Load: modelParams()}
 	if args := posArgs(c); len(args) > 0 {
 		o.Model = args[0]
 	}

@@ -97,7 +97,7 @@ func shrinkOptions(c *cli.Context) (*shrink.Options, error) {
 		Version: version, Candidates: c.Int("candidates"), Race: c.Bool("race"), ScoreAll: c.Bool("score-all"), Holdout: c.Float64("holdout"),
 		AlignSamples: c.Int("align-samples"), Calib: calibSpec(c),
 		Quant: c.String("quant"), CheckQuality: !c.Bool("no-check-quality"), Verify: !c.Bool("no-verify"),
-		Threads: threads(c), Model: modelParams(), Given: givenFlags(c),
+		Threads: threads(c), Load: modelParams(), Given: givenFlags(c),
 	}
 	var err error
 	if o.Lambda, err = shrink.ParseLambda(c.String("lambda")); err != nil {

@@ -40,9 +40,9 @@ type Options struct {
 	Dir                      string   // work folder ("": a temporary one, removed afterwards)
 	Threads                  int
 
-	Version   string          // this binary's, for the report
-	Backends  Backends        // the ggml backends this process loaded
-	ModelArgs cgo.ModelParams // how llama.cpp loads models
+	Version  string          // this binary's, for the report
+	Backends Backends        // the ggml backends this process loaded
+	Load     cgo.ModelParams // how llama.cpp loads models
 	// Global are the global flags of the merge part's child process
 	// (--cpu-variant, --gpu-layers), so that it runs as this process does.
 	Global []string
@@ -183,7 +183,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		rep.Model.Generated = s.size.name
 	}
-	mp, n := o.ModelArgs, o.Threads
+	mp, n := o.Load, o.Threads
 	if parts["decode"] {
 		if err := decode(ctx, rep, mp, path, n, s.tokens, o.Rounds, o.CaptureOnly, s.against); err != nil {
 			return nil, err

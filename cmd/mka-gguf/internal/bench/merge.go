@@ -179,7 +179,7 @@ func mergePart(ctx context.Context, o *Options, rep *Report, path, dir string) e
 	}
 
 	// (a) The calibration pass, on the model loaded as merge loads it.
-	if err := mergeCalib(ctx, bm, o.ModelArgs, path, threads); err != nil {
+	if err := mergeCalib(ctx, bm, o.Load, path, threads); err != nil {
 		return err
 	}
 	// (b) One streaming rewrite removing the blocks.
@@ -207,7 +207,7 @@ func mergePart(ctx context.Context, o *Options, rep *Report, path, dir string) e
 		return err
 	}
 	// (a) again, after the merge.
-	if err := mergeCalib(ctx, bm, o.ModelArgs, path, threads); err != nil {
+	if err := mergeCalib(ctx, bm, o.Load, path, threads); err != nil {
 		return err
 	}
 	bm.CalibSeconds = stat.Mean(bm.CalibRuns, nil)

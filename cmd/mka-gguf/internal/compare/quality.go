@@ -51,7 +51,7 @@ type measured struct {
 // (at most windows of them) into a hidden file in o.Dir and loads
 // o.Choices.
 func newQuality(ctx context.Context, o *Options, text string, n int) (*quality, error) {
-	q := &quality{ctx: ctx, basePath: o.Merge.In, threads: o.Merge.Threads, batch: o.Merge.Calib.Batch, mp: o.Merge.Model}
+	q := &quality{ctx: ctx, basePath: o.Merge.In, threads: o.Merge.Threads, batch: o.Merge.Calib.Batch, mp: o.Merge.Load}
 	if o.Base != "" {
 		q.basePath = o.Base
 	}

@@ -37,7 +37,7 @@ type Options struct {
 	Choices                    string // multiple-choice tasks to score
 	Tasks                      int    // at most this many of them (0: all)
 
-	ModelArgs cgo.ModelParams // how llama.cpp loads models
+	Load cgo.ModelParams // how llama.cpp loads models
 }
 
 // Quality reports whether o asks for more than a perplexity: KL divergence,
@@ -92,7 +92,7 @@ func Perplexity(ctx context.Context, o Options) (*PPLResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := cgo.LoadModel(o.Model, o.ModelArgs)
+	m, err := cgo.LoadModel(o.Model, o.Load)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,7 @@ type Result struct {
 // Measure is eval with Base, BaseLogits, SaveBase or Choices; save is the
 // output of SaveBase (its Tmp is written, its Path reported).
 func Measure(ctx context.Context, o Options, save *files.File) (*Result, error) {
-	m, err := cgo.LoadModel(o.Model, o.ModelArgs)
+	m, err := cgo.LoadModel(o.Model, o.Load)
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +227,7 @@ func (o *Options) compare(m *cgo.Model, data string, n int, opt kld.Options, res
 		return err
 	}
 	f.Close()
-	base, err := cgo.LoadModel(o.Base, o.ModelArgs)
+	base, err := cgo.LoadModel(o.Base, o.Load)
 	if err != nil {
 		return err
 	}

@@ -133,7 +133,7 @@ func (j *Job) calibrate(need Needs) error {
 	if need.Held {
 		samples, held = corpus.Split(samples, o.Holdout, o.Calib.Seed)
 	}
-	mp := o.Model
+	mp := o.Load
 	mp.NoMmap = need.Edit
 	if j.model, err = cgo.LoadModel(o.In, mp); err != nil {
 		return err

@@ -80,7 +80,7 @@ func (j *Job) Shrink(method Method, align bool, n int) (*Result, error) {
 	}
 	var orig *cgo.Model
 	if o.AlignTarget == TargetOriginal {
-		if orig, err = cgo.LoadModel(o.In, o.Model); err != nil {
+		if orig, err = cgo.LoadModel(o.In, o.Load); err != nil {
 			return nil, err
 		}
 		defer orig.Close()

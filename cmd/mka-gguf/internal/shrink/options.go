@@ -51,7 +51,7 @@ type Options struct {
 	DryRun       bool        // plan only: nothing is written
 
 	Threads int
-	Model   cgo.ModelParams // how llama.cpp loads models (GPU layers)
+	Load    cgo.ModelParams // how llama.cpp loads models (GPU layers)
 
 	// Given names the options given on the command line (by flag), for
 	// what depends on it: a given 0 that stands for "not given" is refused

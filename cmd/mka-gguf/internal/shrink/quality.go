@@ -63,7 +63,7 @@ func (j *Job) keepReference() error {
 // file) from IN, on qualityChunks, every position scored: against the
 // reference kept by keepReference, or else decoding IN alongside.
 func (j *Job) quality(path string) (kld.Summary, error) {
-	out, err := cgo.LoadModel(path, j.o.Model)
+	out, err := cgo.LoadModel(path, j.o.Load)
 	if err != nil {
 		return kld.Summary{}, err
 	}
@@ -74,7 +74,7 @@ func (j *Job) quality(path string) (kld.Summary, error) {
 	}
 	base := j.model
 	if base == nil {
-		m, err := cgo.LoadModel(j.o.In, j.o.Model)
+		m, err := cgo.LoadModel(j.o.In, j.o.Load)
 		if err != nil {
 			return kld.Summary{}, err
 		}

@@ -74,7 +74,7 @@ func (j *Job) Write(ctx context.Context, r *Result, out string, meta []gguf.KV, 
 	if err := files.CheckSpace(out, total); err != nil {
 		return err
 	}
-	return WriteVerified(ctx, out, "written", len(p.Layout), verify, j.o.Model, func(tmp string) error {
+	return WriteVerified(ctx, out, "written", len(p.Layout), verify, j.o.Load, func(tmp string) error {
 		bar := progress.New("write", int(total>>20)+1, "MiB")
 		defer bar.Done()
 		opt := RewriteOptions{Norms: j.o.Norms.rule(), Metadata: meta, Align: r.Align,
@@ -182,7 +182,7 @@ func (j *Job) writeQuantized(ctx context.Context, r *Result, out string, meta []
 		return err
 	}
 	progress.Printf("[%d/%d] quantize: %s with llama.cpp's quantizer (importance matrix: %s)\n", stages, stages, ft.Name, from)
-	if err := WriteVerified(ctx, out, "quantized", len(p.Layout), o.Verify, o.Model, func(tmp string) error {
+	if err := WriteVerified(ctx, out, "quantized", len(p.Layout), o.Verify, o.Load, func(tmp string) error {
 		return quant.File(fused, tmp, ft, quant.Options{Threads: o.Threads, Imatrix: imat})
 	}); err != nil {
 		return err
@@ -201,7 +201,7 @@ func (j *Job) writeQuantized(ctx context.Context, r *Result, out string, meta []
 // calibration text.
 func (j *Job) imatrix(ctx context.Context, path string) (map[string][]float32, error) {
 	o := &j.o
-	m, err := cgo.LoadModel(path, o.Model)
+	m, err := cgo.LoadModel(path, o.Load)
 	if err != nil {
 		return nil, err
 	}
