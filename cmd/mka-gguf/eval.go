@@ -71,23 +71,23 @@ func runEval(c *cli.Context) error {
 	if err := shrink.CheckModel(path, false); err != nil {
 		return err
 	}
+	var res any
+	var show func()
 	if o.Quality() {
-		res, err := eval.Measure(c.Context, *o, saveF)
+		r, err := eval.Measure(c.Context, *o, saveF)
 		if err != nil {
 			return err
 		}
-		if err := outs.CommitJSON(c.Context, jsonF, res); err != nil {
+		res, show = r, func() { printQuality(r) }
+	} else {
+		r, err := eval.Perplexity(c.Context, *o)
+		if err != nil {
 			return err
 		}
-		if c.Bool("json") {
-			return printJSON(res)
+		res, show = r, func() {
+			fmt.Printf("%s: PPL = %.4f ± %.4f  (%d windows of %d tokens, %d tokens scored, %.0f tokens/s)\n",
+				path, r.PPL, r.StdErr, r.Windows, r.Ctx, r.Scored, r.TokPerSec)
 		}
-		printQuality(res)
-		return nil
-	}
-	res, err := eval.Perplexity(c.Context, *o)
-	if err != nil {
-		return err
 	}
 	if err := outs.CommitJSON(c.Context, jsonF, res); err != nil {
 		return err
@@ -95,9 +95,7 @@ func runEval(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(res)
 	}
-	r := res.Result
-	fmt.Printf("%s: PPL = %.4f ± %.4f  (%d windows of %d tokens, %d tokens scored, %.0f tokens/s)\n",
-		path, r.PPL, r.StdErr, r.Windows, r.Ctx, r.Scored, r.TokPerSec)
+	show()
 	return nil
 }
 

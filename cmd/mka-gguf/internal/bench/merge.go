@@ -28,7 +28,6 @@ import (
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
-	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/merge"
 )
 
@@ -158,15 +157,11 @@ func mergeDefault(name string) float64 {
 // process and (a) once more; then the ratios and the projection.
 func mergePart(ctx context.Context, o *Options, rep *Report, path, dir string) error {
 	threads := o.Threads
-	f, err := gguf.Open(path)
+	f, blocks, err := shrink.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	blocks, err := shrink.Inspect(f)
-	if err != nil {
-		return err
-	}
 	if blocks.Count <= MergeRemove {
 		return fmt.Errorf("merge: %s has %d blocks; removing %d needs at least %d", path, blocks.Count, MergeRemove, MergeRemove+1)
 	}

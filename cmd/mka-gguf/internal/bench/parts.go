@@ -11,7 +11,6 @@ import (
 
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
-	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/internal/benchenv"
 	"github.com/mka-gguf/mka-gguf/merge"
 	"github.com/mka-gguf/mka-gguf/quant"
@@ -74,18 +73,15 @@ func cases(ctx context.Context, what string, names []string, rounds int, run fun
 	return s, nil
 }
 
-// rewritePart times the streaming rewrite (shrink.Rewrite) with a one-fusion plan and a one-drop
-// plan against a copy (synced, as Rewrite syncs), in MB written per second.
+// rewritePart times the streaming rewrite (shrink.Rewrite) with a
+// one-fusion plan and a one-drop plan against a copy (synced, as Rewrite
+// syncs), in MB written per second.
 func rewritePart(ctx context.Context, rep *Report, path, dir string, rounds int) error {
-	f, err := gguf.Open(path)
+	f, blocks, err := shrink.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	blocks, err := shrink.Inspect(f)
-	if err != nil {
-		return err
-	}
 	if blocks.Count < 2 {
 		return fmt.Errorf("rewrite: %s has %d blocks, needs 2", path, blocks.Count)
 	}

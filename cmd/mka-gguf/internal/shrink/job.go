@@ -101,15 +101,11 @@ func blockF32Bytes(f *gguf.File) int64 {
 // alignment chunks, the held-back chunks and the prefilled first
 // alignment pass.
 func Prepare(ctx context.Context, o Options, need Needs) (*Job, error) {
-	f, err := gguf.Open(o.In)
+	f, blocks, err := Open(o.In)
 	if err != nil {
 		return nil, err
 	}
-	j := &Job{o: o, ctx: ctx, file: f}
-	if j.blocks, err = Inspect(f); err != nil {
-		j.Close()
-		return nil, err
-	}
+	j := &Job{o: o, ctx: ctx, file: f, blocks: blocks}
 	j.statsBytes = max(blockF32Bytes(f), minStatsBytes)
 	if !need.Calib {
 		return j, nil

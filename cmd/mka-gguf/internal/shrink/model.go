@@ -26,6 +26,20 @@ type (
 // cannot be merged.
 func Inspect(f *gguf.File) (*Blocks, error) { return merge.InspectBlocks(f) }
 
+// Open opens a model file and finds its decoder blocks.
+func Open(path string) (*gguf.File, *Blocks, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := Inspect(f)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, b, nil
+}
+
 // CheckModel reads path with the GGUF reader, so that a bad file gets one
 // clear line naming it before llama.cpp sees it; with blocks it also
 // refuses architectures whose decoder blocks cannot be merged.
