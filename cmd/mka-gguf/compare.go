@@ -54,6 +54,7 @@ func compareOptions(c *cli.Context) (*compare.Options, error) {
 	if args := posArgs(c); len(args) > 0 {
 		mo.In = args[0]
 	}
+	delete(mo.Given, "remove") // compare's --remove is the list Counts, not merge's
 	o := &compare.Options{Merge: *mo, Text: c.String("text"), EvalCtx: c.Int("eval-ctx"), Windows: c.Int("windows"),
 		Base: c.String("base"), BaseTop: c.Int("base-top"), Choices: c.String("choices"), Tasks: c.Int("tasks"), Dir: c.String("out")}
 	if o.Methods, err = shrink.ParseMethods(c.String("methods")); err != nil {
