@@ -38,11 +38,11 @@ var synthPresets = []string{"tiny", "demo", "1gb"}
 
 // checkSynth checks synth's choices and --blocks.
 func checkSynth(c *cli.Context) error {
-	if err := oneOf("preset", c.String("preset"), synthPresets); err != nil {
+	if _, err := usage.Choice("preset", c.String("preset"), synthPresets); err != nil {
 		return err
 	}
 	if a := c.String("arch"); a != "" {
-		if err := oneOf("arch", a, []string{"llama", "qwen2", "qwen3"}); err != nil {
+		if _, err := usage.Choice("arch", a, []string{"llama", "qwen2", "qwen3"}); err != nil {
 			return err
 		}
 	}

@@ -176,12 +176,3 @@ func posArgs(c *cli.Context) []string {
 	}
 	return args
 }
-
-// oneOf is a choice among values that only the command line has
-// (synth's): usage.Choice on strings.
-func oneOf(name, v string, values []string) error {
-	if _, err := usage.Choice(name, v, values); err != nil {
-		return err
-	}
-	return nil
-}
