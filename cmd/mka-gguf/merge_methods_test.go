@@ -207,4 +207,3 @@ func TestMergeMethods(t *testing.T) {
 		})
 	}
 }
-
