@@ -148,17 +148,14 @@ func (j *Job) plan(method Method, n int) (*merge.Plan, error) {
 	return nil, err
 }
 
-// Describe returns the search's steps for people, one line each, e.g.
+// Describe returns the search's steps for people (every step drops a
+// block), one line each, e.g.
 //
 //	step 1: drop blk 4, blk 3 aligned (residual 0.376, 0.477 without), held-back loss 1.874
 func (r *Result) Describe() string {
 	var b strings.Builder
 	for _, st := range r.Steps {
-		what := fmt.Sprintf("drop blk %d", st.Drop)
-		if st.Lambda < 1 {
-			what = fmt.Sprintf("fuse blk %d + blk %d (λ=%.2f)", st.Drop-1, st.Drop, st.Lambda)
-		}
-		fmt.Fprintf(&b, "  step %d: %s", st.Step, what)
+		fmt.Fprintf(&b, "  step %d: drop blk %d", st.Step, st.Drop)
 		if r.AlignMethod != "none" && st.Drop > 0 {
 			fmt.Fprintf(&b, ", blk %d aligned (residual %.3f, %.3f without, ρ_rel=%g, %d tokens)", st.Drop-1, st.Residual, st.Unaligned, st.Rho, st.Tokens)
 		}
