@@ -11,7 +11,9 @@ import (
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/analysis"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
-	"github.com/mka-gguf/mka-gguf/gguf"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/plots"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
 )
 
 func init() {
@@ -47,17 +49,22 @@ func runAnalyze(c *cli.Context) error {
 		return usageError(c, "want one MODEL.gguf, got %s", argumentCount(len(args)))
 	}
 	path := args[0]
-	outs := newOutputs(c, namedPath{"MODEL", path}, namedPath{"--calib", c.String("calib")})
-	jsonF := outs.file(c.String("json-file"), "--json-file")
-	heatF := outs.file(c.String("heatmap"), "--heatmap")
-	if err := outs.begin(); err != nil {
+	outs := files.New(c.Bool("force"), files.Input{What: "MODEL", Path: path}, files.Input{What: "--calib", Path: c.String("calib")})
+	jsonF := outs.File(c.String("json-file"), "--json-file")
+	heatF := outs.File(c.String("heatmap"), "--heatmap")
+	if err := outs.Begin(); err != nil {
 		return err
 	}
-	defer outs.cleanup()
-	if err := checkModel(path, true); err != nil {
+	defer outs.Cleanup()
+	if err := shrink.CheckModel(path, true); err != nil {
 		return err
 	}
-	texts, source, err := calibTexts(c)
+	spec := calibSpec(c)
+	texts, source, err := spec.Texts()
+	if err != nil {
+		return err
+	}
+	aopt, err := analysisOptions(c)
 	if err != nil {
 		return err
 	}
@@ -66,11 +73,11 @@ func runAnalyze(c *cli.Context) error {
 		return err
 	}
 	defer m.Close()
-	res, _, err := calibrate(c, m, texts, source, nil)
+	res, _, err := spec.Pass(c.Context, m, texts, source, threads(c), nil)
 	if err != nil {
 		return err
 	}
-	a, err := analysis.Compute(res, analyzeOptions(c))
+	a, err := analysis.Compute(res, aopt)
 	if err != nil {
 		return err
 	}
@@ -78,15 +85,15 @@ func runAnalyze(c *cli.Context) error {
 
 	var heatSHA string
 	if heatF != nil {
-		if err := writeHeatmap(heatF.Tmp, a, filepath.Base(path)); err != nil {
+		if err := plots.Heatmap(heatF.Tmp, a, filepath.Base(path)); err != nil {
 			return err
 		}
-		if heatSHA, err = fileSHA256(heatF.Tmp); err != nil {
+		if heatSHA, err = files.SHA256(heatF.Tmp); err != nil {
 			return err
 		}
 	}
 	if jsonF != nil || c.Bool("json") {
-		sum, err := fileSHA256(path)
+		sum, err := files.SHA256(path)
 		if err != nil {
 			return err
 		}
@@ -94,12 +101,12 @@ func runAnalyze(c *cli.Context) error {
 		settings.Seconds, settings.TokPerSec = 0, 0 // wall-clock: keep the report reproducible
 		rep := analyzeReport{Model: filepath.Base(path), ModelSHA256: sum, Calib: source, Settings: settings, Analysis: a, Version: version,
 			HeatmapSHA: heatSHA}
-		if err := outs.commitReport(c.Context, jsonF, rep); err != nil {
+		if err := outs.CommitJSON(c.Context, jsonF, rep); err != nil {
 			return err
 		}
 		return printJSONIf(c, rep)
 	}
-	return outs.commit(c.Context)
+	return outs.Commit(c.Context)
 }
 
 func printAnalysis(out io.Writer, a *analysis.Analysis, res *calib.Result) {
@@ -121,20 +128,3 @@ func printAnalysis(out io.Writer, a *analysis.Analysis, res *calib.Result) {
 		fmt.Fprintf(out, "  %2d. blk.%d + blk.%d  NPIB %.3f  CKA %.3f\n", k+1, p.A, p.B, p.NPIB, p.CKA)
 	}
 }
-
-// writeFileAtomic writes data to path through a temp file in its folder.
-func writeFileAtomic(path string, data []byte) error {
-	af, err := gguf.CreateAtomic(path)
-	if err != nil {
-		return err
-	}
-	defer af.Abort()
-	if _, err := af.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return af.Commit()
-}
-
-// createAtomic is gguf.CreateAtomic: a file that appears at path only on
-// Commit.
-var createAtomic = gguf.CreateAtomic

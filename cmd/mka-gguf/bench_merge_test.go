@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/bench"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
 	"github.com/mka-gguf/mka-gguf/internal/benchenv"
 )
 
@@ -66,7 +68,7 @@ func TestBenchMerge(t *testing.T) {
 	if len(bm.Steps) != 4 || bm.HeldChunks < 2 || bm.AlignChunks != 64 || bm.Ctx != 256 {
 		t.Fatalf("merge: %d steps, %d held-back chunks, %d alignment chunks of %d tokens; want 4 steps, 64 chunks of 256", len(bm.Steps), bm.HeldChunks, bm.AlignChunks, bm.Ctx)
 	}
-	k := int(mergeDefault("candidates"))
+	k := shrink.Defaults().Candidates
 	for i, s := range bm.Steps {
 		if s.Candidates != 15-i || s.Scored != k || s.Deepest < 15-i || s.Deepest > 15 || !(s.AlignSeconds > 0 && s.ScoreSeconds > 0) {
 			t.Errorf("step %d: %+v, want %d candidates, %d scored, a pass to a block in [%d, 15]", i+1, s, 15-i, k, 15-i)
@@ -176,7 +178,7 @@ func BenchmarkMerge(b *testing.B) {
 			b.Skipf("needs 3 GB of free disk in %s, has %d bytes", os.TempDir(), free)
 		}
 	}
-	var r benchReport
+	var r bench.Report
 	for range b.N {
 		out := filepath.Join(b.TempDir(), "bench.json")
 		cmd := exec.Command(bin, "--quiet", "bench", "--only", "merge", "--size", size, "--json-file", out)
@@ -199,7 +201,7 @@ func BenchmarkMerge(b *testing.B) {
 		{"merge.peak_rss", "rss/limit"},
 		{"merge.projected.Llama-3-8B", "8B-wall/(calib+rewrite)"},
 	} {
-		i := slices.IndexFunc(r.Results, func(x benchResult) bool { return x.Name == m.result })
+		i := slices.IndexFunc(r.Results, func(x bench.Result) bool { return x.Name == m.result })
 		if i < 0 {
 			b.Fatalf("no result %s", m.result)
 		}

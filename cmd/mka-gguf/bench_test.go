@@ -6,22 +6,24 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/bench"
 )
 
 // readBenchReport reads a bench --json file and checks what every report
 // must hold: positive values, and ratio = value / baseline wherever there
 // is a baseline.
-func readBenchReport(t *testing.T, path string) (benchReport, map[string]benchResult) {
+func readBenchReport(t *testing.T, path string) (bench.Report, map[string]bench.Result) {
 	t.Helper()
 	data := readFile(t, path)
-	var r benchReport
+	var r bench.Report
 	if err := json.Unmarshal(data, &r); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
 	if r.Version == "" || r.Go == "" || r.CPU == "" || r.CPUVariant == "" || r.Threads < 1 {
 		t.Errorf("header incomplete: version %q go %q cpu %q cpu_variant %q threads %d", r.Version, r.Go, r.CPU, r.CPUVariant, r.Threads)
 	}
-	byName := map[string]benchResult{}
+	byName := map[string]bench.Result{}
 	for _, res := range r.Results {
 		if _, dup := byName[res.Name]; dup {
 			t.Errorf("result %q appears twice", res.Name)

@@ -2,30 +2,33 @@ package main
 
 import (
 	"fmt"
-	"os"
+	"io"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/corpus"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/compare"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/plots"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
 )
 
 func init() {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "text", Required: true, Usage: "held-out text `FILE` for perplexity (never the calibration text)"},
 		&cli.StringFlag{Name: "remove", Value: "1,2", Usage: "comma-separated block counts to remove, each 1 to blocks−1"},
-		&cli.StringFlag{Name: "methods", Value: strings.Join(methods, ","), Usage: "comma-separated methods"},
+		&cli.StringFlag{Name: "methods", Value: strings.Join(methodNames(), ","), Usage: "comma-separated methods"},
 		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: "mka-compare", Usage: "`FOLDER` for the merged models, results.json and ppl.png (made when missing, removed again if compare fails)"},
 		&cli.IntFlag{Name: "eval-ctx", Value: 512, Usage: "perplexity window, ≥ 8 (capped at the model's training context)"},
 		&cli.IntFlag{Name: "windows", Aliases: []string{"chunks"}, Usage: "score at most this many perplexity windows per model, ≥ 1", DefaultText: "all"},
 		jsonFlag(),
 		jsonFileFlag(false),
+		&cli.StringFlag{Name: "base", Usage: "model the KL divergence is measured against (default: IN)"},
+		&cli.IntFlag{Name: "base-top", Value: 1024, Usage: "keep the N most probable tokens of each base distribution and their tail mass (0: all; vocabularies of up to 4096 tokens are always kept whole)"},
+		&cli.StringFlag{Name: "choices", Usage: "multiple-choice tasks (see eval --choices) scored for every model"},
+		&cli.IntFlag{Name: "tasks", Usage: "with --choices: score at most the first N tasks"},
 	}
-	flags = append(flags, compareQualityFlags...)
 	for _, f := range mergeFlags {
 		switch f.Names()[0] {
 		case "remove", "ratio", "dry-run", "report", "method", "json":
@@ -42,45 +45,26 @@ func init() {
 	})
 }
 
-// compareRow is one (method, removed) result.
-type compareRow struct {
-	Method  string  `json:"method"`
-	Removed int     `json:"removed"`
-	Blocks  int     `json:"blocks"`
-	File    string  `json:"file"`
-	Bytes   int64   `json:"bytes"`
-	SHA256  string  `json:"sha256"`
-	PPL     float64 `json:"ppl"`
-	StdErr  float64 `json:"ppl_stderr"`
-	Plan    string  `json:"plan"`
-	Align   string  `json:"align,omitempty"`
-	// SearchSeconds is the search and alignment time after calibration.
-	SearchSeconds float64 `json:"search_seconds,omitempty"`
-	qualityFigures
-}
-
-// compareResults is results.json.
-type compareResults struct {
-	Input       string       `json:"input"`
-	Text        string       `json:"text"`
-	EvalCtx     int          `json:"eval_ctx"`
-	Original    compareRow   `json:"original"`
-	Rows        []compareRow `json:"results"`
-	Base        string       `json:"base"`              // the KLD's reference model
-	Choices     string       `json:"choices,omitempty"` // multiple-choice tasks
-	Calibration any          `json:"calibration"`
-}
-
-func parseInts(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		v, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || v < 1 {
-			return nil, fmt.Errorf("%q is not a positive block count", f)
-		}
-		out = append(out, v)
+// compareOptions turns compare's flags into compare.Options.
+func compareOptions(c *cli.Context) (*compare.Options, error) {
+	mo, err := shrinkOptions(c)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	if args := posArgs(c); len(args) > 0 {
+		mo.In = args[0]
+	}
+	delete(mo.Given, "remove") // compare's --remove is the list Counts, not merge's
+	o := &compare.Options{Merge: *mo, Text: c.String("text"), EvalCtx: c.Int("eval-ctx"), Windows: c.Int("windows"),
+		Base: c.String("base"), BaseTop: c.Int("base-top"), Choices: c.String("choices"), Tasks: c.Int("tasks"), Dir: c.String("out")}
+	if o.Methods, err = shrink.ParseMethods(c.String("methods")); err != nil {
+		return nil, err
+	}
+	if o.Aligns, err = compare.ParseAligns(c.String("align")); err != nil {
+		return nil, err
+	}
+	o.Counts, err = compare.ParseCounts(c.String("remove"))
+	return o, err
 }
 
 func runCompare(c *cli.Context) error {
@@ -88,121 +72,42 @@ func runCompare(c *cli.Context) error {
 	if len(args) != 1 {
 		return usageError(c, "want one IN.gguf, got %s", argumentCount(len(args)))
 	}
-	in := args[0]
-	counts, err := parseInts(c.String("remove"))
-	if err != nil {
-		return usageError(c, "--remove: %v", err)
-	}
-	ms := strings.Split(c.String("methods"), ",")
-	text, err := corpus.ReadText(c.String("text"))
+	o, err := compareOptions(c)
 	if err != nil {
 		return err
 	}
-	vs, err := compareVariants(c, ms)
-	if err != nil {
-		return err
-	}
-	dir := c.String("out")
+	in, dir := args[0], o.Dir
 	base := strings.TrimSuffix(filepath.Base(in), ".gguf")
-	var names []string
-	for _, v := range vs {
-		names = append(names, v.name)
-	}
-	outs, files := compareOutputs(c, in, dir, base, names, counts)
-	if err := outs.begin(); err != nil {
+	vs := o.Variants()
+	outs, fs := compareOutputs(c, in, dir, base, vs, o.Counts)
+	if err := outs.Begin(); err != nil {
 		return err
 	}
-	defer outs.cleanup()
-	norms, err := normRule(c)
+	defer outs.Cleanup()
+	res, err := compare.Run(c.Context, *o, func(v compare.Variant, n int) *files.File { return fs[compareKey{v.Name, n}] })
 	if err != nil {
 		return err
 	}
-	opt, err := mkaOptions(c)
-	if err != nil {
-		return err
-	}
-	search := slices.Contains(ms, "mka") && c.String("lambda") == "search"
-	edit := false
-	for _, v := range vs {
-		edit = edit || needsEdit(c, v.method, v.align)
-	}
-	j, err := prepare(c, in, true, search, edit, false)
-	if err != nil {
-		return err
-	}
-	defer j.close()
-	for _, n := range counts {
-		if n >= j.blocks.Count {
-			return usageError(c, "cannot remove %d of %d blocks", n, j.blocks.Count)
-		}
-	}
-	sum, err := fileSHA256(in)
-	if err != nil {
-		return err
-	}
-	evalCtx := min(c.Int("eval-ctx"), j.model.NCtxTrain())
-	q, err := newQuality(c, in, dir, text, evalCtx, c.Int("windows"), j.threads, j.batch)
-	if err != nil {
-		return fmt.Errorf("%s: %w", c.String("text"), err)
-	}
-	defer q.close()
-	orig, err := q.original(in)
-	if err != nil {
-		return fmt.Errorf("%s: %w", c.String("text"), err)
-	}
-	res := compareResults{Input: in, Text: c.String("text"), EvalCtx: evalCtx, Calibration: j.res, Base: q.basePath, Choices: c.String("choices"),
-		Original: compareRow{Method: "original", Blocks: j.blocks.Count, File: in, Bytes: j.file.Size, SHA256: sum, PPL: orig.PPL, StdErr: orig.StdErr,
-			qualityFigures: orig.qualityFigures}}
 	var labels []string
 	for _, v := range vs {
-		{
-			labels = append(labels, v.label)
-			for _, n := range counts {
-				sr, err := j.shrink(c, v.method, v.align, n, opt)
-				if err != nil {
-					return fmt.Errorf("%s at %d removed: %w", v.label, n, err)
-				}
-				p := sr.plan
-				f := files[compareKey{v.name, n}]
-				if err := j.write(c.Context, sr, f.Tmp, norms, provenance(sr, sum), true); err != nil {
-					return err
-				}
-				r, err := q.measure(f.Tmp)
-				if err != nil {
-					return fmt.Errorf("%s: %w", f.Path, err)
-				}
-				st, err := os.Stat(f.Tmp)
-				if err != nil {
-					return err
-				}
-				fsum, err := fileSHA256(f.Tmp)
-				if err != nil {
-					return err
-				}
-				row := compareRow{Method: v.label, Removed: n, Blocks: len(p.Layout), File: f.Path, Bytes: st.Size(), SHA256: fsum, PPL: r.PPL, StdErr: r.StdErr,
-					Plan: strings.TrimSpace(p.String()), Align: sr.alignMethod, SearchSeconds: sr.seconds, qualityFigures: r.qualityFigures}
-				res.Rows = append(res.Rows, row)
-				progress.Printf("compare: %s, %d removed: PPL %.3f, KLD %.4f, same top %.2f %%\n", v.label, n, r.PPL, r.KLD, r.SameTop)
-			}
-		}
+		labels = append(labels, v.Label)
 	}
-	ms = labels
-	plots := map[string]string{}
+	pictures := map[string]string{}
 	for _, name := range plotFiles(c) {
-		plots[name] = files[compareKey{name, 0}].Tmp
+		pictures[name] = fs[compareKey{name, 0}].Tmp
 	}
-	if err := writeComparePlots(plots, res, ms, base); err != nil {
+	if err := plots.Compare(pictures, res, labels, base); err != nil {
 		return err
 	}
 	for _, k := range []string{"results", "json-file"} {
-		if err := writeJSONTo(files[compareKey{k, 0}], res); err != nil {
+		if err := files.WriteJSON(fs[compareKey{k, 0}], res); err != nil {
 			return err
 		}
 	}
-	if err := outs.commit(c.Context); err != nil {
+	if err := outs.Commit(c.Context); err != nil {
 		return err
 	}
-	printCompareTable(textOut(c), res, counts, ms)
+	printCompareTable(textOut(c), res, o.Counts, labels)
 	return printJSONIf(c, res)
 }
 
@@ -215,54 +120,60 @@ func plotFiles(c *cli.Context) []string {
 	return []string{"ppl.png", "kld.png"}
 }
 
-// compareVariant is one row of compare: a method with or without
-// alignment, its label in the table and its name in file names.
-type compareVariant struct {
-	method, label, name string
-	align               bool
-}
-
-// compareVariants crosses --methods with --align (ls, none or both).
-func compareVariants(c *cli.Context, ms []string) ([]compareVariant, error) {
-	var vs []compareVariant
-	for _, m := range ms {
-		for _, a := range strings.Split(c.String("align"), ",") {
-			switch a {
-			case "ls":
-				vs = append(vs, compareVariant{method: m, label: m + " --align ls", name: m + "-ls", align: true})
-			case "none":
-				vs = append(vs, compareVariant{method: m, label: m, name: m})
-			default:
-				return nil, usageError(c, "unknown --align %q (want ls, none or ls,none)", a)
-			}
-		}
-	}
-	return vs, nil
-}
-
-// compareKey names one output of compare: a method and removal count, or
+// compareKey names one output of compare: a variant and removal count, or
 // ("results", 0), a plot's file name and ("json-file", 0).
 type compareKey struct {
-	method string
-	n      int
+	name string
+	n    int
 }
 
 // compareOutputs declares compare's folder and every file it writes there.
-func compareOutputs(c *cli.Context, in, dir, base string, ms []string, counts []int) (*outputSet, map[compareKey]*outFile) {
-	outs := newOutputs(c, namedPath{"IN", in}, namedPath{"--calib", c.String("calib")}, namedPath{"--text", c.String("text")},
-		namedPath{"--base", c.String("base")}, namedPath{"--choices", c.String("choices")})
-	outs.dir(dir, "--out")
-	files := map[compareKey]*outFile{}
-	for _, m := range ms {
+func compareOutputs(c *cli.Context, in, dir, base string, vs []compare.Variant, counts []int) (*files.Set, map[compareKey]*files.File) {
+	outs := files.New(c.Bool("force"), files.Input{What: "IN", Path: in}, files.Input{What: "--calib", Path: c.String("calib")},
+		files.Input{What: "--text", Path: c.String("text")}, files.Input{What: "--base", Path: c.String("base")},
+		files.Input{What: "--choices", Path: c.String("choices")})
+	outs.Dir(dir, "--out")
+	fs := map[compareKey]*files.File{}
+	for _, v := range vs {
 		for _, n := range counts {
-			name := fmt.Sprintf("%s-%s-%d.gguf", base, m, n)
-			files[compareKey{m, n}] = outs.file(filepath.Join(dir, name), "--out file "+name)
+			name := fmt.Sprintf("%s-%s-%d.gguf", base, v.Name, n)
+			fs[compareKey{v.Name, n}] = outs.File(filepath.Join(dir, name), "--out file "+name)
 		}
 	}
-	files[compareKey{"results", 0}] = outs.file(filepath.Join(dir, "results.json"), "--out file results.json")
+	fs[compareKey{"results", 0}] = outs.File(filepath.Join(dir, "results.json"), "--out file results.json")
 	for _, name := range plotFiles(c) {
-		files[compareKey{name, 0}] = outs.file(filepath.Join(dir, name), "--out file "+name)
+		fs[compareKey{name, 0}] = outs.File(filepath.Join(dir, name), "--out file "+name)
 	}
-	files[compareKey{"json-file", 0}] = outs.file(c.String("json-file"), "--json-file")
-	return outs, files
+	fs[compareKey{"json-file", 0}] = outs.File(c.String("json-file"), "--json-file")
+	return outs, fs
+}
+
+func printCompareTable(w io.Writer, res *compare.Results, counts []int, ms []string) {
+	o := res.Original
+	fmt.Fprintf(w, "Quality on %s (n_ctx %d) against %s; original %d blocks, %s: PPL %.3f ± %.3f\n\n",
+		filepath.Base(res.Text), res.EvalCtx, filepath.Base(res.Base), o.Blocks, files.Human(uint64(o.Bytes)), o.PPL, o.StdErr)
+	acc := res.Choices != ""
+	head, sep := "| method | removed | size | PPL | mean KLD | same top |", "|---|---:|---:|---:|---:|---:|"
+	if acc {
+		head, sep = head+" cloze acc (norm) |", sep+"---:|"
+	}
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, sep)
+	line := func(r compare.Row) {
+		l := fmt.Sprintf("| %s | %d | %s | %.2f | %.4f ± %.4f | %.2f %% |", r.Method, r.Removed, files.Human(uint64(r.Bytes)), r.PPL, r.KLD, r.KLDErr, r.SameTop)
+		if acc {
+			l += fmt.Sprintf(" %.1f ± %.1f %% |", r.AccNorm, r.AccNormErr)
+		}
+		fmt.Fprintln(w, l)
+	}
+	line(o)
+	for _, m := range ms {
+		for _, n := range counts {
+			for _, r := range res.Rows {
+				if r.Method == m && r.Removed == n {
+					line(r)
+				}
+			}
+		}
+	}
 }

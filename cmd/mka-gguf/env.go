@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
 	"github.com/mka-gguf/mka-gguf/simd"
 )
 
@@ -49,12 +50,12 @@ type envReport struct {
 }
 
 func runEnv(c *cli.Context) error {
-	outs := newOutputs(c)
-	jsonF := outs.file(c.String("json-file"), "--json-file")
-	if err := outs.begin(); err != nil {
+	outs := files.New(c.Bool("force"))
+	jsonF := outs.File(c.String("json-file"), "--json-file")
+	if err := outs.Begin(); err != nil {
 		return err
 	}
-	defer outs.cleanup()
+	defer outs.Cleanup()
 	b := backends
 	r := envReport{
 		Version:    version,
@@ -79,7 +80,7 @@ func runEnv(c *cli.Context) error {
 			r.GGMLScores[v] = score
 		}
 	}
-	if err := outs.commitReport(c.Context, jsonF, r); err != nil {
+	if err := outs.CommitJSON(c.Context, jsonF, r); err != nil {
 		return err
 	}
 	if c.Bool("json") {

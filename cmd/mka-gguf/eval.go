@@ -1,16 +1,14 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/mka-gguf/mka-gguf/cgo"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/corpus"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ppl"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/eval"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
 )
 
 func init() {
@@ -33,11 +31,25 @@ func init() {
 	})
 }
 
-// evalResult is what eval prints with --json.
-type evalResult struct {
-	Model string `json:"model"`
-	Text  string `json:"text"`
-	ppl.Result
+// qualityFlags are eval's flags for KL divergence and multiple choice.
+var qualityFlags = []cli.Flag{
+	&cli.StringFlag{Name: "base", Usage: "original model: KL divergence of MODEL's next-token distributions from its, on the --text windows (llama-perplexity --kl-divergence)"},
+	&cli.StringFlag{Name: "save-base", Usage: "write MODEL's next-token log-probabilities on the --text windows to this file, for --base-logits"},
+	&cli.StringFlag{Name: "base-logits", Usage: "KL divergence against base log-probabilities saved by --save-base (the base model is not loaded; --text, when given, must be the saved text)"},
+	&cli.IntFlag{Name: "base-top", Value: 1024, Usage: "with --save-base: keep the N most probable tokens of each distribution and their tail mass (8·N bytes a token; 0: the whole vocabulary, exact, 4 bytes per vocabulary entry; vocabularies of up to 4096 tokens are always kept whole)"},
+	&cli.StringFlag{Name: "choices", Usage: "multiple-choice tasks to score: JSONL {\"context\", \"endings\", \"label\"} or llama.cpp's HellaSwag text (mka-gguf make-choices builds one)"},
+	&cli.IntFlag{Name: "tasks", Usage: "with --choices: score at most the first N tasks (default: all)"},
+}
+
+// evalOptions turns eval's flags into eval.Options.
+func evalOptions(c *cli.Context) *eval.Options {
+	o := &eval.Options{Text: c.String("text"), Ctx: c.Int("ctx"), Windows: c.Int("windows"), Batch: c.Int("batch"), Threads: threads(c),
+		Base: c.String("base"), SaveBase: c.String("save-base"), BaseLogits: c.String("base-logits"), BaseTop: c.Int("base-top"),
+		Choices: c.String("choices"), Tasks: c.Int("tasks"), Load: modelParams()}
+	if args := posArgs(c); len(args) > 0 {
+		o.Model = args[0]
+	}
+	return o
 }
 
 func runEval(c *cli.Context) error {
@@ -45,58 +57,76 @@ func runEval(c *cli.Context) error {
 	if len(args) != 1 {
 		return usageError(c, "want one MODEL.gguf, got %s", argumentCount(len(args)))
 	}
-	path := args[0]
-	outs := newOutputs(c, namedPath{"MODEL", path}, namedPath{"--text", c.String("text")}, namedPath{"--base", c.String("base")},
-		namedPath{"--base-logits", c.String("base-logits")}, namedPath{"--choices", c.String("choices")})
-	jsonF := outs.file(c.String("json-file"), "--json-file")
-	saveF := outs.file(c.String("save-base"), "--save-base")
-	if err := outs.begin(); err != nil {
+	o := evalOptions(c)
+	path := o.Model
+	outs := files.New(c.Bool("force"), files.Input{What: "MODEL", Path: path}, files.Input{What: "--text", Path: o.Text},
+		files.Input{What: "--base", Path: o.Base}, files.Input{What: "--base-logits", Path: o.BaseLogits},
+		files.Input{What: "--choices", Path: o.Choices})
+	jsonF := outs.File(c.String("json-file"), "--json-file")
+	saveF := outs.File(o.SaveBase, "--save-base")
+	if err := outs.Begin(); err != nil {
 		return err
 	}
-	defer outs.cleanup()
-	if err := checkModel(path, false); err != nil {
+	defer outs.Cleanup()
+	if err := shrink.CheckModel(path, false); err != nil {
 		return err
 	}
-	if wantsQuality(c) {
-		return runEvalQuality(c, path, outs, jsonF, saveF)
+	var res any
+	var show func()
+	if o.Quality() {
+		r, err := eval.Measure(c.Context, *o, saveF)
+		if err != nil {
+			return err
+		}
+		res, show = r, func() { printQuality(r) }
+	} else {
+		r, err := eval.Perplexity(c.Context, *o)
+		if err != nil {
+			return err
+		}
+		res, show = r, func() {
+			fmt.Printf("%s: PPL = %.4f ± %.4f  (%d windows of %d tokens, %d tokens scored, %.0f tokens/s)\n",
+				path, r.PPL, r.StdErr, r.Windows, r.Ctx, r.Scored, r.TokPerSec)
+		}
 	}
-	if c.String("text") == "" {
-		return usageError(c, `flag "text" not set: give --text F (perplexity; with --base, KL divergence) and/or --choices F (multiple choice)`)
-	}
-	text, err := corpus.ReadText(c.String("text"))
-	if err != nil {
-		return err
-	}
-	m, err := cgo.LoadModel(path, modelParams())
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	n := min(c.Int("ctx"), m.NCtxTrain())
-	bar := progress.New("eval", 0, "windows")
-	r, err := ppl.Measure(m, text, ppl.Options{Context: c.Context, Ctx: n, MaxWindows: c.Int("windows"), Threads: threads(c), BatchTokens: c.Int("batch"),
-		Progress: func(done, total int) {
-			bar.SetTotal(total)
-			bar.Set(done, "")
-		}})
-	bar.Done()
-	if err != nil {
-		return fmt.Errorf("%s: %w", c.String("text"), err)
-	}
-	res := evalResult{Model: path, Text: c.String("text"), Result: r}
-	if err := outs.commitReport(c.Context, jsonF, res); err != nil {
+	if err := outs.CommitJSON(c.Context, jsonF, res); err != nil {
 		return err
 	}
 	if c.Bool("json") {
 		return printJSON(res)
 	}
-	fmt.Printf("%s: PPL = %.4f ± %.4f  (%d windows of %d tokens, %d tokens scored, %.0f tokens/s)\n",
-		path, r.PPL, r.StdErr, r.Windows, r.Ctx, r.Scored, r.TokPerSec)
+	show()
 	return nil
 }
 
-func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// printQuality prints eval.Measure's result.
+func printQuality(r *eval.Result) {
+	if p := r.PPL; p != nil {
+		fmt.Printf("%s: PPL = %.4f ± %.4f  (%d windows of %d tokens, %d tokens scored)\n", r.Model, p.PPL, p.StdErr, p.Windows, p.Ctx, p.Scored)
+	}
+	if r.SavedBase != "" {
+		if st, err := os.Stat(r.SavedBase); err == nil {
+			fmt.Printf("wrote %s: its log-probabilities on those windows (%s), for eval --base-logits\n", r.SavedBase, files.Human(uint64(st.Size())))
+		}
+	}
+	if s := r.KLD; s != nil {
+		fmt.Printf("%s against %s: %d windows of %d tokens, %d tokens scored", r.Model, r.Base, r.Windows, r.Ctx, s.Tokens)
+		if s.TopK > 0 {
+			fmt.Printf(" (base: top %d tokens + tail)", s.TopK)
+		}
+		fmt.Println()
+		fmt.Printf("  PPL(model)            %10.4f ± %.4f\n", s.PPL, s.PPLErr)
+		fmt.Printf("  PPL(base)             %10.4f ± %.4f\n", s.BasePPL, s.BasePPLErr)
+		fmt.Printf("  ln(PPL(model/base))   %10.4f ± %.4f\n", s.LnPPLRatio, s.LnPPLRatioErr)
+		fmt.Printf("  mean KLD              %10.4f ± %.4f\n", s.KLD, s.KLDErr)
+		fmt.Printf("  KLD median %.4f, 90%% %.4f, 95%% %.4f, 99%% %.4f, 99.9%% %.4f, max %.4f\n",
+			s.KLDMedian, s.KLDP90, s.KLDP95, s.KLDP99, s.KLDP999, s.KLDMax)
+		fmt.Printf("  same top token        %10.2f ± %.2f %%\n", s.SameTop, s.SameTopErr)
+		fmt.Printf("  RMS Δp                %10.3f ± %.3f %%\n", s.RMSDP, s.RMSDPErr)
+	}
+	if ch := r.Choice; ch != nil {
+		fmt.Printf("%s on %s: %d tasks (chance %.1f %%)\n", r.Model, r.Choices, ch.Tasks, ch.Chance)
+		fmt.Printf("  accuracy, summed log-prob          %6.2f ± %.2f %%\n", ch.Acc, ch.AccErr)
+		fmt.Printf("  accuracy, per-token mean (norm)    %6.2f ± %.2f %%\n", ch.AccNorm, ch.AccNormErr)
+	}
 }

@@ -8,16 +8,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/eval"
 	"github.com/mka-gguf/mka-gguf/internal/shared"
 )
 
 // evalJSON runs eval with --json and decodes its output.
-func evalJSON(t *testing.T, args ...string) qualityResult {
+func evalJSON(t *testing.T, args ...string) eval.Result {
 	t.Helper()
 	args = append([]string{"-q", "eval"}, append(args, "--json", "--threads", "2")...)
 	stdout, stderr, code := run(t, args...)
 	wantOK(t, args, stdout, stderr, code)
-	var r qualityResult
+	var r eval.Result
 	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
 		t.Fatalf("%v in:\n%s", err, stdout)
 	}
@@ -39,7 +40,7 @@ func TestEvalKLD(t *testing.T) {
 	args := append([]string{"-q", "eval", small, "--json"}, win...)
 	stdout, stderr, code := run(t, args...)
 	wantOK(t, args, stdout, stderr, code)
-	var plain evalResult
+	var plain eval.PPLResult
 	if err := json.Unmarshal([]byte(stdout), &plain); err != nil || stream.KLD == nil || math.Abs(stream.KLD.PPL-plain.PPL) > 1e-9*plain.PPL {
 		t.Fatalf("PPL with --base %+v, without %+v (%v)", stream.KLD, plain, err)
 	}

@@ -1,16 +1,14 @@
 package main
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
-	"github.com/mka-gguf/mka-gguf/quant"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
 )
 
 func init() {
@@ -43,32 +41,31 @@ func runImatrix(c *cli.Context) error {
 		return usageError(c, "want one MODEL.gguf, got %s", argumentCount(len(args)))
 	}
 	path, out := args[0], c.String("output")
-	outs := newOutputs(c, namedPath{"MODEL", path}, namedPath{"--calib", c.String("calib")})
-	outF := outs.file(out, "--output")
-	jsonF := outs.file(c.String("json-file"), "--json-file")
-	if err := outs.begin(); err != nil {
+	outs := files.New(c.Bool("force"), files.Input{What: "MODEL", Path: path}, files.Input{What: "--calib", Path: c.String("calib")})
+	outF := outs.File(out, "--output")
+	jsonF := outs.File(c.String("json-file"), "--json-file")
+	if err := outs.Begin(); err != nil {
 		return err
 	}
-	defer outs.cleanup()
-	if err := checkModel(path, false); err != nil {
+	defer outs.Cleanup()
+	if err := shrink.CheckModel(path, false); err != nil {
 		return err
 	}
-	texts, source, err := calibTexts(c)
+	spec := calibSpec(c)
+	texts, source, err := spec.Texts()
 	if err != nil {
 		return err
 	}
-	n := c.Int("samples")
 	m, err := cgo.LoadModel(path, modelParams())
 	if err != nil {
 		return err
 	}
 	defer m.Close()
-	t := min(c.Int("ctx"), m.NCtxTrain())
-	chunks, err := calib.Tokens(m, texts, n, t, c.Uint64("seed"))
+	chunks, err := spec.Chunks(m, texts, source, spec.Seed)
 	if err != nil {
-		return fmt.Errorf("%s: %w", source, err)
+		return err
 	}
-	im, err := computeImatrix(c.Context, m, chunks, threads(c), c.Int("batch"))
+	im, err := calib.Imatrix(c.Context, m, chunks, threads(c), spec.Batch)
 	if err != nil {
 		return err
 	}
@@ -79,13 +76,13 @@ func runImatrix(c *cli.Context) error {
 	if err := im.Save(outF.Tmp); err != nil {
 		return err
 	}
-	sum, err := fileSHA256(outF.Tmp)
+	sum, err := files.SHA256(outF.Tmp)
 	if err != nil {
 		return err
 	}
 	res := imatrixResult{Model: path, Calibration: source, Output: out, OutputSHA256: sum,
 		Weights: len(im.Sums), Chunks: im.Chunks, ChunkSize: im.ChunkSize}
-	if err := outs.commitReport(c.Context, jsonF, res); err != nil {
+	if err := outs.CommitJSON(c.Context, jsonF, res); err != nil {
 		return err
 	}
 	fmt.Fprintf(textOut(c), "wrote %s: %d weights, %d chunks × %d tokens\n", out, len(im.Sums), im.Chunks, im.ChunkSize)
@@ -101,32 +98,4 @@ type imatrixResult struct {
 	Weights      int    `json:"weights"`
 	Chunks       int    `json:"chunks"`
 	ChunkSize    int    `json:"chunk_size"`
-}
-
-// computeImatrix decodes the chunks (all of one length, several per decode
-// as separate sequences, every token asking for output so that output.weight
-// sees all of them) and accumulates the inputs of every weight
-// multiplication.
-func computeImatrix(ctx context.Context, m *cgo.Model, chunks [][]int32, threads, batchTokens int) (*quant.Imatrix, error) {
-	im := quant.NewImatrix()
-	if len(chunks) == 0 {
-		return im, nil
-	}
-	bar := progress.New("imatrix", len(chunks), "chunks")
-	defer bar.Done()
-	_, err := runner.Run(m, chunks, runner.Options{Ctx: ctx, Threads: threads, BatchTokens: batchTokens,
-		MatMulInputs: func(w string, cols, rows int, data []float32) bool {
-			im.Add(w, cols, rows, data)
-			return true
-		},
-		Progress: func(done int, tps float64) { bar.Set(done, fmt.Sprintf("%.0f tok/s", tps)) },
-	}, func(d *runner.Decoded) error {
-		im.Chunks += d.Count
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	im.ChunkSize = len(chunks[0])
-	return im, nil
 }

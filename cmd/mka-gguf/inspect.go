@@ -10,8 +10,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
 	"github.com/mka-gguf/mka-gguf/gguf"
-	"github.com/mka-gguf/mka-gguf/merge/arch"
 )
 
 func init() {
@@ -94,7 +95,7 @@ func inspect(path string) (*inspectReport, error) {
 		r.ByType = append(r.ByType, *tb)
 	}
 	sort.Slice(r.ByType, func(i, j int) bool { return r.ByType[i].Bytes > r.ByType[j].Bytes })
-	if _, err := arch.Inspect(f); err != nil {
+	if _, err := shrink.Inspect(f); err != nil {
 		r.NotMergeable = strings.TrimPrefix(err.Error(), path+": ")
 	} else {
 		r.Mergeable = true
@@ -119,17 +120,17 @@ func runInspect(c *cli.Context) error {
 	if len(args) != 1 {
 		return usageError(c, "want one MODEL.gguf, got %s", argumentCount(len(args)))
 	}
-	outs := newOutputs(c, namedPath{"MODEL", args[0]})
-	jsonF := outs.file(c.String("json-file"), "--json-file")
-	if err := outs.begin(); err != nil {
+	outs := files.New(c.Bool("force"), files.Input{What: "MODEL", Path: args[0]})
+	jsonF := outs.File(c.String("json-file"), "--json-file")
+	if err := outs.Begin(); err != nil {
 		return err
 	}
-	defer outs.cleanup()
+	defer outs.Cleanup()
 	r, err := inspect(args[0])
 	if err != nil {
 		return err
 	}
-	if err := outs.commitReport(c.Context, jsonF, r); err != nil {
+	if err := outs.CommitJSON(c.Context, jsonF, r); err != nil {
 		return err
 	}
 	if c.Bool("json") {
@@ -137,7 +138,7 @@ func runInspect(c *cli.Context) error {
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	row := func(k string, v any) { fmt.Fprintf(w, "%s\t%v\n", k, v) }
-	row("file", fmt.Sprintf("%s (%s, GGUF v%d)", r.File, human(uint64(r.Size)), r.Version))
+	row("file", fmt.Sprintf("%s (%s, GGUF v%d)", r.File, files.Human(uint64(r.Size)), r.Version))
 	row("architecture", r.Architecture)
 	row("name", r.Name)
 	row("blocks", r.BlockCount)
@@ -150,7 +151,7 @@ func runInspect(c *cli.Context) error {
 	row("parameters", fmt.Sprintf("%d (%.2f bits/weight)", r.Parameters, r.BitsPerWeight))
 	row("tensors", r.TensorCount)
 	for _, tb := range r.ByType {
-		row("  "+tb.Type, fmt.Sprintf("%d tensors, %s", tb.Tensors, human(tb.Bytes)))
+		row("  "+tb.Type, fmt.Sprintf("%d tensors, %s", tb.Tensors, files.Human(tb.Bytes)))
 	}
 	row("tensors of one block", strings.Join(r.BlockTensors, " "))
 	if r.Mergeable {
@@ -169,17 +170,4 @@ func runInspect(c *cli.Context) error {
 		}
 	}
 	return w.Flush()
-}
-
-// human formats a byte count.
-func human(n uint64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 	"github.com/mka-gguf/mka-gguf/simd"
 )
@@ -41,7 +42,7 @@ func main() {
 		os.Exit(exitCode(s))
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "mka-gguf: %s\n", displayPaths(oneLine(err)))
+		fmt.Fprintf(os.Stderr, "mka-gguf: %s\n", files.DisplayPaths(oneLine(err)))
 		os.Exit(1)
 	}
 }
@@ -73,7 +74,7 @@ func watchSignals(cancel context.CancelFunc) *signalState {
 		st.mu.Unlock()
 		cancel()
 		s = <-ch
-		cleanupAll()
+		files.CleanupAll()
 		fmt.Fprintln(os.Stderr, "mka-gguf: interrupted")
 		os.Exit(exitCode(s))
 	}()
@@ -98,6 +99,8 @@ func newApp() *cli.App {
 	for _, c := range commands {
 		c.OnUsageError = usageErr
 		c.Before = validateFlags
+		action := c.Action
+		c.Action = func(c *cli.Context) error { return usageFor(c, action(c)) }
 		markRequired(c.Flags)
 	}
 	return &cli.App{

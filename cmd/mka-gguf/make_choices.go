@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/choice"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
 )
 
 func init() {
@@ -59,7 +60,7 @@ func runMakeChoices(c *cli.Context) error {
 			return err
 		}
 	}
-	if err := writeFileAtomic(out, buf.Bytes()); err != nil {
+	if err := files.WriteAtomic(out, buf.Bytes()); err != nil {
 		return err
 	}
 	fmt.Printf("wrote %s: %d story-cloze tasks of %d endings from %s\n", out, len(tasks), c.Int("distractors")+1, in)

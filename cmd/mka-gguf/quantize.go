@@ -7,6 +7,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
 	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/quant"
 )
@@ -45,13 +47,13 @@ func runQuantize(c *cli.Context) error {
 	if ft.NeedsImatrix && c.String("imatrix") == "" {
 		return usageError(c, "%s needs an importance matrix: give --imatrix FILE (make one with mka-gguf imatrix)", ft.Name)
 	}
-	outs := newOutputs(c, namedPath{"IN", in}, namedPath{"--imatrix", c.String("imatrix")})
-	outF := outs.file(out, "OUT")
-	jsonF := outs.file(c.String("json-file"), "--json-file")
-	if err := outs.begin(); err != nil {
+	outs := files.New(c.Bool("force"), files.Input{What: "IN", Path: in}, files.Input{What: "--imatrix", Path: c.String("imatrix")})
+	outF := outs.File(out, "OUT")
+	jsonF := outs.File(c.String("json-file"), "--json-file")
+	if err := outs.Begin(); err != nil {
 		return err
 	}
-	defer outs.cleanup()
+	defer outs.Cleanup()
 	f, err := gguf.Open(in)
 	if err != nil {
 		return err
@@ -66,7 +68,7 @@ func runQuantize(c *cli.Context) error {
 		}
 		imat = im.Values()
 	}
-	if err := writeVerified(c.Context, outF.Tmp, "quantized", int(blocks), !c.Bool("no-verify"), func(tmp string) error {
+	if err := shrink.WriteVerified(c.Context, outF.Tmp, "quantized", int(blocks), !c.Bool("no-verify"), modelParams(), func(tmp string) error {
 		return quant.File(in, tmp, ft, quant.Options{Threads: threads(c), AllowRequantize: c.Bool("allow-requantize"),
 			LeaveOutput: c.Bool("leave-output"), Pure: c.Bool("pure"), Imatrix: imat})
 	}); err != nil {
@@ -80,15 +82,15 @@ func runQuantize(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	sum, err := fileSHA256(outF.Tmp)
+	sum, err := files.SHA256(outF.Tmp)
 	if err != nil {
 		return err
 	}
 	res := quantizeResult{Input: in, Output: out, OutputSHA256: sum, Type: ft.Name, BytesBefore: si.Size(), BytesAfter: so.Size()}
-	if err := outs.commitReport(c.Context, jsonF, res); err != nil {
+	if err := outs.CommitJSON(c.Context, jsonF, res); err != nil {
 		return err
 	}
-	fmt.Fprintf(textOut(c), "wrote %s: %s, %s -> %s\n", out, ft.Name, human(uint64(si.Size())), human(uint64(so.Size())))
+	fmt.Fprintf(textOut(c), "wrote %s: %s, %s -> %s\n", out, ft.Name, files.Human(uint64(si.Size())), files.Human(uint64(so.Size())))
 	return printJSONIf(c, res)
 }
 

@@ -16,13 +16,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
 	"github.com/mka-gguf/mka-gguf/internal/shared"
 )
 
@@ -245,7 +245,7 @@ func TestSafetyJSON(t *testing.T) {
 	if err := json.Unmarshal(file, &r); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := fileSHA256(out)
+	sum, err := files.SHA256(out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +301,7 @@ func TestSafetyJSON(t *testing.T) {
 		}
 		keys(m)
 		if o, ok := m["output"].(string); ok {
-			if sum, err := fileSHA256(o); err != nil || m["output_sha256"] != sum {
+			if sum, err := files.SHA256(o); err != nil || m["output_sha256"] != sum {
 				t.Errorf("%s: output_sha256 %v, want %s (%v)", args[1], m["output_sha256"], sum, err)
 			}
 		}
@@ -396,28 +396,4 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-// TestRemoveTemps checks that an output's cleanup removes the temporary
-// files of the writers nested in its own (what a second signal leaves) and
-// nothing else.
-func TestRemoveTemps(t *testing.T) {
-	dir := t.TempDir()
-	f := &outFile{Path: filepath.Join(dir, "out.gguf")}
-	f.Tmp = tempBeside(f.Path, tmpTag)
-	temps := []string{filepath.Base(f.Tmp), "..out.gguf.mka-out.mka-tmp", "...out.gguf.mka-out.mka-tmp.tmp-123", "..out.gguf.mka-out.mka-fused"}
-	keep := []string{"out.gguf", ".other.gguf.mka-out", "out.gguf.mka-out", ".out.gguf.tmp-1", "x-out.gguf", ".x-out.gguf.mka-out"}
-	for _, n := range append(slices.Clone(temps), keep...) {
-		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	removeTemps(f)
-	got := mtFiles(t, dir)
-	slices.Sort(got)
-	want := slices.Clone(keep)
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Errorf("after removeTemps: %q, want %q", got, want)
-	}
 }

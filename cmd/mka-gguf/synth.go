@@ -2,10 +2,13 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/usage"
 	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/gguf/synth"
 )
@@ -30,18 +33,40 @@ func init() {
 	})
 }
 
+// synthPresets are synth's --preset values.
+var synthPresets = []string{"tiny", "demo", "1gb"}
+
+// checkSynth checks synth's choices and --blocks.
+func checkSynth(c *cli.Context) error {
+	if _, err := usage.Choice("preset", c.String("preset"), synthPresets); err != nil {
+		return err
+	}
+	if a := c.String("arch"); a != "" {
+		if _, err := usage.Choice("arch", a, []string{"llama", "qwen2", "qwen3"}); err != nil {
+			return err
+		}
+	}
+	if t := c.String("type"); t != "" && !slices.Contains([]string{"F32", "F16", "BF16"}, strings.ToUpper(t)) {
+		return usage.Errorf("--type %q is not one of F32, F16, BF16 (synth writes float weights; quantize the model afterwards)", t)
+	}
+	if c.IsSet("blocks") {
+		return usage.AtLeast("blocks", c.Int("blocks"), 1, "blocks")
+	}
+	return nil
+}
+
 func runSynth(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return usageError(c, "want one OUT.gguf, got %s", argumentCount(c.NArg()))
 	}
 	out := c.Args().First()
-	outs := newOutputs(c)
-	outF := outs.file(out, "OUT")
-	jsonF := outs.file(c.String("json-file"), "--json-file")
-	if err := outs.begin(); err != nil {
+	outs := files.New(c.Bool("force"))
+	outF := outs.File(out, "OUT")
+	jsonF := outs.File(c.String("json-file"), "--json-file")
+	if err := outs.Begin(); err != nil {
 		return err
 	}
-	defer outs.cleanup()
+	defer outs.Cleanup()
 	var cfg synth.Config
 	if c.String("preset") == "demo" {
 		// Deep enough that merging shows a plan, small enough to be instant.
@@ -71,16 +96,16 @@ func runSynth(c *cli.Context) error {
 	if err := synth.Write(outF.Tmp, cfg); err != nil {
 		return err
 	}
-	sum, err := fileSHA256(outF.Tmp)
+	sum, err := files.SHA256(outF.Tmp)
 	if err != nil {
 		return err
 	}
 	res := synthResult{Output: out, OutputSHA256: sum, Arch: cfg.Arch, Blocks: cfg.Blocks, Embd: cfg.Embd,
 		Type: cfg.Type.String(), Bytes: synth.Size(cfg), Seed: cfg.Seed}
-	if err := outs.commitReport(c.Context, jsonF, res); err != nil {
+	if err := outs.CommitJSON(c.Context, jsonF, res); err != nil {
 		return err
 	}
-	fmt.Fprintf(textOut(c), "wrote %s: %s, %d blocks, embd %d, %s weights, %s (random weights)\n", out, cfg.Arch, cfg.Blocks, cfg.Embd, cfg.Type, human(uint64(synth.Size(cfg))))
+	fmt.Fprintf(textOut(c), "wrote %s: %s, %d blocks, embd %d, %s weights, %s (random weights)\n", out, cfg.Arch, cfg.Blocks, cfg.Embd, cfg.Type, files.Human(uint64(synth.Size(cfg))))
 	return printJSONIf(c, res)
 }
 

@@ -1,247 +1,162 @@
 package main
 
-// One place that validates every number and choice of a command before any
-// work: validateFlags runs as each command's Before (after flag parsing,
-// before the action), checks the flags the command has against the ranges
-// below, and checks what depends on the model (its training context, its
-// block count) from the GGUF metadata, before anything is loaded or
-// calibrated. Every message states the valid range.
+// One place that validates the flags of a command before any work:
+// validateFlags runs as each command's Before (after flag parsing, before
+// the action). merge, compare and bench turn their flags into the
+// library's Options and call its checks, which also read what depends on
+// the model (its training context, its block count) from the GGUF
+// metadata; the other commands' few numbers are checked here. Every
+// message states the valid range.
 
 import (
+	"errors"
 	"fmt"
-	"math"
 	"os"
 	"runtime"
-	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/mka-gguf/mka-gguf/gguf"
-	"github.com/mka-gguf/mka-gguf/quant"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/usage"
 )
-
-// intRule is the valid range of an integer flag: at least min. onlySet
-// flags have a default meaning for their zero value ("all", "a quarter")
-// and are checked only when given.
-type intRule struct {
-	name    string
-	min     int
-	what    string
-	onlySet bool
-}
-
-var intRules = []intRule{
-	{"ctx", 8, "tokens", false},
-	{"eval-ctx", 8, "tokens", false},
-	{"samples", 1, "samples", false},
-	{"candidates", 1, "candidates per removed block scored on held-back text", false},
-	{"align-samples", 1, "calibration samples per alignment pass", false},
-	{"batch", 1, "tokens per decode", false},
-	{"windows", 1, "windows", true},
-	{"threads", 1, "threads", true},
-	{"remove", 1, "blocks", true},
-	{"blocks", 1, "blocks", true},
-	{"rounds", 1, "rounds", false},
-}
-
-// enumRule lists the values of a choice flag.
-type enumRule struct {
-	name   string
-	values []string
-}
-
-var enumRules = []enumRule{
-	{"method", methods},
-	{"order", []string{"greedy", "back-to-front"}},
-	{"norms", []string{"weighted", "first"}},
-	{"imatrix-from", []string{"merged", "original", "none"}},
-	{"kernel", []string{"median", "paper"}},
-	{"rep", []string{"mean", "last"}},
-	{"align-target", []string{"merged", "original"}},
-	{"preset", synthPresets},
-	{"arch", []string{"llama", "qwen2", "qwen3"}},
-}
-
-// synthPresets are synth's --preset values.
-var synthPresets = []string{"tiny", "demo", "1gb"}
-
-// manifoldMin is the fewest samples a layer manifold (diffusion map) is
-// computed from.
-const manifoldMin = 8
 
 // validateFlags checks every flag of the command c before any work; see
 // the file comment.
 func validateFlags(c *cli.Context) error {
-	flag := func(name string) cli.Flag {
-		for _, f := range c.Command.Flags {
-			if slices.Contains(f.Names(), name) {
-				return f
-			}
+	err := checkThreads(c)
+	if err == nil {
+		switch c.Command.Name {
+		case "merge":
+			err = checkOptions(c, 2, mergeOptions)
+		case "compare":
+			err = checkOptions(c, 1, compareOptions)
+		case "bench":
+			err = benchOptions(c).Validate()
+		case "analyze", "imatrix":
+			err = checkCalib(c)
+		case "eval":
+			err = checkEval(c)
+		case "synth":
+			err = checkSynth(c)
 		}
+	}
+	return usageFor(c, err)
+}
+
+// usageFor turns a *usage.Error (a refused option) into the command's
+// usage error; other errors pass.
+func usageFor(c *cli.Context, err error) error {
+	var ue *usage.Error
+	if errors.As(err, &ue) {
+		return usageError(c, "%s", ue.Error())
+	}
+	return err
+}
+
+// checker is a library's Options: Check validates them and what depends
+// on the model, and returns the warnings to show.
+type checker interface {
+	Check() ([]string, error)
+}
+
+// checkOptions builds the command's Options from its flags and checks
+// them, printing the warnings, when the command has its args file
+// arguments (else the action says what is wrong with them).
+func checkOptions[T checker](c *cli.Context, args int, build func(*cli.Context) (T, error)) error {
+	if len(posArgs(c)) != args {
 		return nil
 	}
-	has := func(name string) bool { return flag(name) != nil }
-	for _, r := range intRules {
-		if _, ok := flag(r.name).(*cli.IntFlag); !ok || (r.onlySet && !c.IsSet(r.name)) {
-			continue
-		}
-		if v := c.Int(r.name); v < r.min {
-			return usageError(c, "--%s %d is out of range: want an integer ≥ %d (%s)", r.name, v, r.min, r.what)
-		}
+	o, err := build(c)
+	if err != nil {
+		return err
 	}
-	if needsManifold(c) && c.Int("samples") < manifoldMin {
-		return usageError(c, "--samples %d is out of range: want ≥ %d (points of each layer's manifold)", c.Int("samples"), manifoldMin)
+	warnings, err := o.Check()
+	for _, w := range warnings {
+		warnf("%s", w)
 	}
-	for _, r := range enumRules {
-		if !has(r.name) || (!c.IsSet(r.name) && c.String(r.name) == "") {
-			continue
-		}
-		if v := c.String(r.name); !slices.Contains(r.values, v) {
-			return usageError(c, "--%s %q is not one of %s", r.name, v, strings.Join(r.values, ", "))
-		}
+	return err
+}
+
+// checkThreads refuses a given --threads below 1 and lowers one above the
+// CPUs this process may use, with a warning.
+func checkThreads(c *cli.Context) error {
+	if !c.IsSet("threads") {
+		return nil
 	}
-	if has("methods") {
-		for _, m := range strings.Split(c.String("methods"), ",") {
-			if !slices.Contains(methods, m) {
-				return usageError(c, "--methods: %q is not one of %s", m, strings.Join(methods, ", "))
-			}
-		}
+	n, most := c.Int("threads"), runtime.NumCPU()
+	if err := usage.AtLeast("threads", n, 1, "threads"); err != nil {
+		return err
 	}
-	if has("lambda") {
-		switch l := c.String("lambda"); l {
-		case "search", "paper", "code":
-		default:
-			if v, err := strconv.ParseFloat(l, 64); err != nil || !(v >= 0 && v <= 1) {
-				return usageError(c, "--lambda %q is not search, paper, code or a number in [0, 1]", l)
-			}
-		}
+	if n > most {
+		warnf("--threads %d is more than the %d CPUs this process may use; using %d", n, most, most)
+		return c.Set("threads", strconv.Itoa(most))
 	}
-	if has("align") {
-		for _, a := range strings.Split(c.String("align"), ",") {
-			if a != "ls" && a != "none" {
-				return usageError(c, "--align %q is not one of ls, none", a)
-			}
-		}
+	return nil
+}
+
+// checkCalib checks analyze's and imatrix's calibration flags and warns
+// of a given --ctx above the model's training context.
+func checkCalib(c *cli.Context) error {
+	analyze := c.Command.Name == "analyze"
+	if err := calibSpec(c).Validate(analyze); err != nil {
+		return err
 	}
-	if has("rho") {
-		if _, err := rhoFlag(c); err != nil {
+	if analyze {
+		if _, err := analysisOptions(c); err != nil {
 			return err
 		}
 	}
-	if has("holdout") {
-		if h := c.Float64("holdout"); !(h > 0 && h <= 0.9) {
-			return usageError(c, "--holdout %g is out of range: want a fraction in (0, 0.9]", h)
-		}
-	}
-	if has("ratio") && c.IsSet("ratio") {
-		if r := c.Float64("ratio"); !(r > 0 && r < 1) {
-			return usageError(c, "--ratio %g is out of range: want a fraction in (0, 1) (blocks removed / blocks)", r)
-		}
-		if c.IsSet("remove") {
-			return usageError(c, "give --remove or --ratio, not both")
-		}
-	}
-	if has("quant") && c.String("quant") != "" {
-		if _, err := quant.Parse(c.String("quant")); err != nil {
-			return usageError(c, "--quant: %v", err)
-		}
-	}
-	if has("type") && c.String("type") != "" {
-		if t := strings.ToUpper(c.String("type")); !slices.Contains([]string{"F32", "F16", "BF16"}, t) {
-			return usageError(c, "--type %q is not one of F32, F16, BF16 (synth writes float weights; quantize the model afterwards)", c.String("type"))
-		}
-	}
-	if has("threads") && c.IsSet("threads") {
-		if n, most := c.Int("threads"), runtime.NumCPU(); n > most {
-			warnf("--threads %d is more than the %d CPUs this process may use; using %d", n, most, most)
-			if err := c.Set("threads", strconv.Itoa(most)); err != nil {
-				return err
-			}
-		}
-	}
-	return validateModel(c, has)
+	return ctxWarnings(c, "ctx")
 }
 
-// needsManifold reports whether the command computes layer manifolds
-// from its calibration samples.
-func needsManifold(c *cli.Context) bool {
-	switch c.Command.Name {
-	case "analyze", "compare":
-		return true
-	case "merge":
-		return c.String("method") != "prune-reverse"
+// checkEval checks eval's options.
+func checkEval(c *cli.Context) error {
+	if c.IsSet("windows") {
+		if err := usage.AtLeast("windows", c.Int("windows"), 1, "windows"); err != nil {
+			return err
+		}
 	}
-	return false
+	if err := evalOptions(c).Validate(); err != nil {
+		return err
+	}
+	return ctxWarnings(c, "ctx")
 }
 
-// validateModel checks what depends on the model from its GGUF metadata,
-// before it is loaded: --ctx and --eval-ctx are capped at the training
-// context (with one warning line when the value was given), and the block
-// counts to remove must leave at least one block.
-func validateModel(c *cli.Context, has func(string) bool) error {
-	switch c.Command.Name {
-	case "merge", "analyze", "eval", "compare", "imatrix":
-	default:
-		return nil
-	}
+// ctxWarnings warns of each given flag of names above the model's
+// training context (the work uses the training context then).
+func ctxWarnings(c *cli.Context, names ...string) error {
 	args := posArgs(c)
 	if len(args) == 0 {
 		return nil // the action reports the missing argument
 	}
-	path := args[0]
-	f, err := gguf.Open(path)
+	h, err := shrink.ReadHeader(args[0])
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	arch := f.Arch()
-	if train, ok := f.Uint(arch + ".context_length"); ok && train > 0 {
-		for _, name := range []string{"ctx", "eval-ctx"} {
-			if !has(name) || uint64(c.Int(name)) <= train {
-				continue
-			}
-			if c.IsSet(name) {
-				warnf("--%s %d is above %s's training context of %d tokens; using %d", name, c.Int(name), path, train, train)
-			}
-			if err := c.Set(name, strconv.FormatUint(train, 10)); err != nil {
-				return err
-			}
-		}
-	}
-	blocks, ok := f.Uint(arch + ".block_count")
-	if !ok {
-		return nil // arch.Inspect names what is missing
-	}
-	L := int(blocks)
-	switch c.Command.Name {
-	case "merge":
-		if c.IsSet("ratio") {
-			r := c.Float64("ratio")
-			if n := int(math.Round(r * float64(L))); n < 1 || n > L-1 {
-				return usageError(c, "--ratio %g removes %d of %s's %d blocks; want 1 to %d (a ratio in [%.3g, %.3g])",
-					r, n, path, L, L-1, 0.5/float64(L), (float64(L)-1.5)/float64(L))
-			}
-		}
-		if n := c.Int("remove"); c.IsSet("remove") && n > L-1 {
-			return usageError(c, "--remove %d is out of range for %s's %d blocks: want 1 to %d", n, path, L, L-1)
-		}
-		if L < 2 {
-			return fmt.Errorf("%s: %d block: nothing can be removed", path, L)
-		}
-	case "compare":
-		counts, err := parseInts(c.String("remove"))
-		if err != nil {
-			return usageError(c, "--remove: %v", err)
-		}
-		for _, n := range counts {
-			if n > L-1 {
-				return usageError(c, "--remove %d is out of range for %s's %d blocks: want 1 to %d", n, path, L, L-1)
-			}
+	for _, name := range names {
+		if w := shrink.CtxWarning(name, c.Int(name), args[0], h); w != "" && c.IsSet(name) {
+			warnf("%s", w)
 		}
 	}
 	return nil
+}
+
+// givenFlags names the command's flags given on the command line.
+func givenFlags(c *cli.Context) map[string]bool {
+	given := map[string]bool{}
+	for _, f := range c.Command.Flags {
+		if n := f.Names()[0]; c.IsSet(n) {
+			given[n] = true
+		}
+	}
+	return given
+}
+
+// calibSpec reads the calibration flags.
+func calibSpec(c *cli.Context) calib.Spec {
+	return calib.Spec{File: c.String("calib"), Samples: c.Int("samples"), Ctx: c.Int("ctx"), Seed: c.Uint64("seed"), Batch: c.Int("batch")}
 }
 
 // warnf prints one warning line on stderr.

@@ -8,8 +8,15 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"testing"
 )
+
+// TB is what RunChild needs of a test or benchmark (testing.TB has it).
+// The package does not import testing: the mka-gguf binary's bench
+// command uses CopyFile, and a binary that imports testing links it.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
 
 // childMarker starts the line a child process reports its result on.
 const childMarker = "BENCHENV_CHILD"
@@ -29,7 +36,7 @@ func PrintChildResult(fields map[string]int64) {
 // child process with env ("KEY=value") added, so that a benchmark case has
 // a peak RSS of its own, and returns the fields the child printed with
 // PrintChildResult. It fails tb when the child fails or prints none.
-func RunChild(tb testing.TB, test string, env ...string) map[string]int64 {
+func RunChild(tb TB, test string, env ...string) map[string]int64 {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
 	cmd.Env = append(os.Environ(), env...)

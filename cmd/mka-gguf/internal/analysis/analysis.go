@@ -10,19 +10,72 @@ import (
 	"gonum.org/v1/gonum/mat"
 
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/usage"
 	"github.com/mka-gguf/mka-gguf/merge"
 )
 
 // Options selects how representations are compared.
 type Options struct {
-	// Rep is "mean" (default: each sample's mean over its tokens) or
-	// "last" (its last token) for the manifolds and CKA.
-	Rep string
-	// Kernel is "median" (default) or "paper" (the published code's
-	// exp(-sqrt(D/8))).
-	Kernel string
+	// Rep is the representation of a sample (RepMean when empty).
+	Rep Rep
+	// Kernel is the diffusion kernel's bandwidth (KernelMedian when empty).
+	Kernel Kernel
 	// Dims is the number of diffusion coordinates (0: merge.DefaultDims).
 	Dims int
+}
+
+// Rep is how a sample is represented for the manifolds and CKA (--rep).
+type Rep string
+
+const (
+	RepMean Rep = "mean" // each sample's mean over its tokens
+	RepLast Rep = "last" // its last token
+)
+
+// Reps are the Rep values.
+var Reps = []Rep{RepMean, RepLast}
+
+// ParseRep parses --rep.
+func ParseRep(s string) (Rep, error) { return usage.Choice("rep", s, Reps) }
+
+// Kernel is the diffusion kernel's bandwidth (--kernel).
+type Kernel string
+
+const (
+	KernelMedian Kernel = "median" // the median heuristic
+	KernelPaper  Kernel = "paper"  // the published code's exp(-sqrt(D/8))
+)
+
+// Kernels are the Kernel values.
+var Kernels = []Kernel{KernelMedian, KernelPaper}
+
+// ParseKernel parses --kernel.
+func ParseKernel(s string) (Kernel, error) { return usage.Choice("kernel", s, Kernels) }
+
+// Validate checks the choices (empty ones are the defaults).
+func (o Options) Validate() error {
+	if o.Rep != "" {
+		if _, err := ParseRep(string(o.Rep)); err != nil {
+			return err
+		}
+	}
+	if o.Kernel != "" {
+		if _, err := ParseKernel(string(o.Kernel)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// withDefaults checks the choices and fills the empty ones.
+func (o Options) withDefaults() (Options, error) {
+	if o.Rep == "" {
+		o.Rep = RepMean
+	}
+	if o.Kernel == "" {
+		o.Kernel = KernelMedian
+	}
+	return o, o.Validate()
 }
 
 // Analysis holds every measure. Matrices are indexed by representation:
@@ -75,28 +128,17 @@ func rows(m mat.Matrix) [][]float64 {
 // Compute runs the diffusion maps, NPIB, CKA and angular distances on a
 // calibration result.
 func Compute(res *calib.Result, opt Options) (*Analysis, error) {
-	if opt.Rep == "" {
-		opt.Rep = "mean"
+	opt, err := opt.withDefaults()
+	if err != nil {
+		return nil, err
 	}
-	if opt.Kernel == "" {
-		opt.Kernel = "median"
-	}
-	dopt := merge.DiffusionOptions{Dims: opt.Dims}
-	switch opt.Kernel {
-	case "median":
-		dopt.Kernel = merge.KernelMedian
-	case "paper":
+	dopt := merge.DiffusionOptions{Dims: opt.Dims, Kernel: merge.KernelMedian}
+	if opt.Kernel == KernelPaper {
 		dopt.Kernel = merge.KernelPaper
-	default:
-		return nil, fmt.Errorf("unknown kernel %q (want median or paper)", opt.Kernel)
 	}
 	src := res.Mean
-	switch opt.Rep {
-	case "mean":
-	case "last":
+	if opt.Rep == RepLast {
 		src = res.Last
-	default:
-		return nil, fmt.Errorf("unknown representation %q (want mean or last)", opt.Rep)
 	}
 	n, d := res.Samples, res.Embd
 	reps := make([]*mat.Dense, len(src))
@@ -119,7 +161,7 @@ func Compute(res *calib.Result, opt Options) (*Analysis, error) {
 		dims = merge.DefaultDims
 	}
 	return &Analysis{
-		Blocks: res.Blocks, Rep: opt.Rep, Kernel: opt.Kernel, Dims: dims,
+		Blocks: res.Blocks, Rep: string(opt.Rep), Kernel: string(opt.Kernel), Dims: dims,
 		Estimator: "gaussian-copula normalised MI (noise δ=0.01)",
 		Layers:    LayerNames(res.Blocks),
 		NPIB:      rows(npib), CKA: rows(cka), Angular: rows(ang), BI: res.BlockInfluence(),

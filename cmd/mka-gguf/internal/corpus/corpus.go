@@ -292,3 +292,12 @@ func IsTooShort(err error) bool {
 	var t *TooShortError
 	return errors.As(err, &t)
 }
+
+// Texts returns the samples' texts.
+func Texts(s []Sample) []string {
+	out := make([]string, len(s))
+	for i := range s {
+		out[i] = s[i].Text
+	}
+	return out
+}

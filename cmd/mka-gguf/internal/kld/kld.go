@@ -364,3 +364,13 @@ func (s Summary) Line() string {
 	return fmt.Sprintf("mean KLD %.4f ± %.4f, same top token %.2f ± %.2f %% (%d tokens)",
 		s.KLD, s.KLDErr, s.SameTop, s.SameTopErr, s.Tokens)
 }
+
+// TopK is how many of a base distribution's most probable tokens to keep:
+// top, or every token (0) for vocabularies of up to 4096 tokens, where the
+// whole distribution costs little.
+func TopK(vocab, top int) int {
+	if vocab <= 4096 {
+		return 0
+	}
+	return top
+}

@@ -1,10 +1,12 @@
-package main
+package plots
 
 import (
 	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/compare"
 )
 
 // TestNiceLogTicks: the range of the issue (5.8–91, where the old plot
@@ -47,21 +49,21 @@ func TestComparePlots(t *testing.T) {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	res := compareResults{Text: "heldout.txt", Choices: "cloze.jsonl",
-		Original: compareRow{Method: "original", PPL: 6.24, StdErr: 0.09, qualityFigures: qualityFigures{SameTop: 100, AccNorm: 52, AccNormErr: 2.8}}}
+	res := compare.Results{Text: "heldout.txt", Choices: "cloze.jsonl",
+		Original: compare.Row{Method: "original", PPL: 6.24, StdErr: 0.09, Figures: compare.Figures{SameTop: 100, AccNorm: 52, AccNormErr: 2.8}}}
 	ppl := map[string][]float64{"mka": {7.31, 9.94, 15.05, 37.55}, "prune-bi": {7.31, 9.94, 17.91, 61.41}, "prune-reverse": {10.8, 16.36, 24.96, 91.2}}
 	for m, v := range ppl {
 		for i, p := range v {
 			n := []int{1, 2, 3, 5}[i]
-			res.Rows = append(res.Rows, compareRow{Method: m, Removed: n, PPL: p, StdErr: p / 60,
-				qualityFigures: qualityFigures{KLD: p / 20, KLDErr: p / 800, SameTop: 100 - 6*p/10, AccNorm: 52 - p/2, AccNormErr: 2.8}})
+			res.Rows = append(res.Rows, compare.Row{Method: m, Removed: n, PPL: p, StdErr: p / 60,
+				Figures: compare.Figures{KLD: p / 20, KLDErr: p / 800, SameTop: 100 - 6*p/10, AccNorm: 52 - p/2, AccNormErr: 2.8}})
 		}
 	}
 	paths := map[string]string{}
 	for _, f := range []string{"ppl.png", "kld.png", "accuracy.png"} {
 		paths[f] = filepath.Join(dir, f)
 	}
-	if err := writeComparePlots(paths, res, []string{"mka", "prune-reverse", "prune-bi"}, "test"); err != nil {
+	if err := Compare(paths, &res, []string{"mka", "prune-reverse", "prune-bi"}, "test"); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"ppl.png", "kld.png", "accuracy.png"} {

@@ -1,71 +1,44 @@
-package main
+// Package plots draws the PNG pictures of the results: compare's metrics
+// against blocks removed and analyze's NPIB heatmap.
+package plots
 
 import (
 	"fmt"
 	"image/color"
-	"io"
 	"math"
-	"path/filepath"
 	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/compare"
+	"github.com/mka-gguf/mka-gguf/gguf"
 )
 
-func printCompareTable(w io.Writer, res compareResults, counts []int, ms []string) {
-	o := res.Original
-	fmt.Fprintf(w, "Quality on %s (n_ctx %d) against %s; original %d blocks, %s: PPL %.3f ± %.3f\n\n",
-		filepath.Base(res.Text), res.EvalCtx, filepath.Base(res.Base), o.Blocks, human(uint64(o.Bytes)), o.PPL, o.StdErr)
-	acc := res.Choices != ""
-	head, sep := "| method | removed | size | PPL | mean KLD | same top |", "|---|---:|---:|---:|---:|---:|"
-	if acc {
-		head, sep = head+" cloze acc (norm) |", sep+"---:|"
-	}
-	fmt.Fprintln(w, head)
-	fmt.Fprintln(w, sep)
-	line := func(r compareRow) {
-		l := fmt.Sprintf("| %s | %d | %s | %.2f | %.4f ± %.4f | %.2f %% |", r.Method, r.Removed, human(uint64(r.Bytes)), r.PPL, r.KLD, r.KLDErr, r.SameTop)
-		if acc {
-			l += fmt.Sprintf(" %.1f ± %.1f %% |", r.AccNorm, r.AccNormErr)
-		}
-		fmt.Fprintln(w, l)
-	}
-	line(o)
-	for _, m := range ms {
-		for _, n := range counts {
-			for _, r := range res.Rows {
-				if r.Method == m && r.Removed == n {
-					line(r)
-				}
-			}
-		}
-	}
-}
-
-// writeComparePlots draws each metric against blocks removed: ppl.png
+// Compare draws each metric against blocks removed: ppl.png
 // (log axis), kld.png and, with --choices, accuracy.png, each with the
 // original as a reference line and standard errors as error bars. paths
 // maps each file name to the path it is written to (a declared output's
 // temporary file); names not in it are not drawn.
-func writeComparePlots(paths map[string]string, res compareResults, ms []string, title string) error {
+func Compare(paths map[string]string, res *compare.Results, ms []string, title string) error {
 	type metric struct {
 		file, title, axis string
 		log               bool
-		value             func(r compareRow) (v, err float64)
+		value             func(r compare.Row) (v, err float64)
 		refLabel          string
 	}
 	o := res.Original
 	metrics := []metric{
 		{"ppl.png", "Perplexity", "perplexity (held-out text)", true,
-			func(r compareRow) (float64, float64) { return r.PPL, r.StdErr }, fmt.Sprintf("original (%.2f)", o.PPL)},
+			func(r compare.Row) (float64, float64) { return r.PPL, r.StdErr }, fmt.Sprintf("original (%.2f)", o.PPL)},
 		{"kld.png", "Mean KL divergence from the original", "mean KLD (nats per token)", false,
-			func(r compareRow) (float64, float64) { return r.KLD, r.KLDErr }, "original (0)"},
+			func(r compare.Row) (float64, float64) { return r.KLD, r.KLDErr }, "original (0)"},
 	}
 	if res.Choices != "" {
 		metrics = append(metrics, metric{"accuracy.png", "Cloze accuracy (per-token mean)", "accuracy, %", false,
-			func(r compareRow) (float64, float64) { return r.AccNorm, r.AccNormErr }, fmt.Sprintf("original (%.1f %%)", o.AccNorm)})
+			func(r compare.Row) (float64, float64) { return r.AccNorm, r.AccNormErr }, fmt.Sprintf("original (%.1f %%)", o.AccNorm)})
 	}
 	for _, mt := range metrics {
 		path, ok := paths[mt.file]
@@ -272,7 +245,7 @@ func (niceLogTicks) Ticks(lo, hi float64) []plot.Tick {
 
 // savePNG writes p as a w×h PNG, atomically.
 func savePNG(p *plot.Plot, path string, w, h vg.Length) error {
-	af, err := createAtomic(path)
+	af, err := gguf.CreateAtomic(path)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package main
+package compare
 
 import (
 	"context"
@@ -6,22 +6,12 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/urfave/cli/v2"
-
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/choice"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
 )
-
-// compareQualityFlags are compare's flags for KL divergence and multiple
-// choice.
-var compareQualityFlags = []cli.Flag{
-	&cli.StringFlag{Name: "base", Usage: "model the KL divergence is measured against (default: IN)"},
-	&cli.IntFlag{Name: "base-top", Value: 1024, Usage: "keep the N most probable tokens of each base distribution and their tail mass (0: all; vocabularies of up to 4096 tokens are always kept whole)"},
-	&cli.StringFlag{Name: "choices", Usage: "multiple-choice tasks (see eval --choices) scored for every model"},
-	&cli.IntFlag{Name: "tasks", Usage: "with --choices: score at most the first N tasks"},
-}
 
 // quality measures a model against the base: one decode of the text gives
 // its PPL, KLD and same-top share (the base's distributions are saved once
@@ -34,11 +24,12 @@ type quality struct {
 	basePPL  [2]float64 // the base's PPL and its standard error
 	threads  int
 	batch    int
+	mp       cgo.ModelParams
 }
 
-// qualityFigures are a model's quality numbers beside its PPL in
+// Figures are a model's quality numbers beside its PPL in
 // compare's results (the original's KLD is 0 and same top 100 %).
-type qualityFigures struct {
+type Figures struct {
 	KLD        float64      `json:"kld"`
 	KLDErr     float64      `json:"kld_stderr"`
 	SameTop    float64      `json:"same_top_pct"`
@@ -53,45 +44,46 @@ type qualityFigures struct {
 // measured is one model's PPL and quality figures.
 type measured struct {
 	PPL, StdErr float64
-	qualityFigures
+	Figures
 }
 
 // newQuality saves the base's distributions on text's windows of n tokens
-// (at most windows of them) into a hidden file in dir and loads --choices.
-func newQuality(c *cli.Context, in, dir, text string, n, windows, threads, batch int) (*quality, error) {
-	q := &quality{ctx: c.Context, basePath: in, threads: threads, batch: batch}
-	if b := c.String("base"); b != "" {
-		q.basePath = b
+// (at most windows of them) into a hidden file in o.Dir and loads
+// o.Choices.
+func newQuality(ctx context.Context, o *Options, text string, n int) (*quality, error) {
+	q := &quality{ctx: ctx, basePath: o.Merge.In, threads: o.Merge.Threads, batch: o.Merge.Calib.Batch, mp: o.Merge.Load}
+	if o.Base != "" {
+		q.basePath = o.Base
 	}
-	if f := c.String("choices"); f != "" {
+	if o.Choices != "" {
 		var err error
-		if q.tasks, err = choice.Load(f); err != nil {
+		if q.tasks, err = choice.Load(o.Choices); err != nil {
 			return nil, err
 		}
-		if t := c.Int("tasks"); t > 0 && t < len(q.tasks) {
+		if t := o.Tasks; t > 0 && t < len(q.tasks) {
 			q.tasks = q.tasks[:t]
 		}
 	}
-	if err := checkModel(q.basePath, false); err != nil {
+	if err := shrink.CheckModel(q.basePath, false); err != nil {
 		return nil, err
 	}
-	m, err := cgo.LoadModel(q.basePath, modelParams())
+	m, err := cgo.LoadModel(q.basePath, q.mp)
 	if err != nil {
 		return nil, err
 	}
 	defer m.Close()
-	chunks, err := kld.Windows(m, text, min(n, m.NCtxTrain()), windows)
+	chunks, err := kld.Windows(m, text, min(n, m.NCtxTrain()), o.Windows)
 	if err != nil {
 		return nil, err
 	}
-	k := baseTopK(c, m.NVocab())
-	f, err := os.CreateTemp(dir, ".mka-base-*.kld")
+	k := kld.TopK(m.NVocab(), o.BaseTop)
+	f, err := os.CreateTemp(o.Dir, ".mka-base-*.kld")
 	if err != nil {
 		return nil, err
 	}
 	q.file = f.Name()
 	bar := progress.New("base distributions", len(chunks), "windows")
-	q.basePPL[0], q.basePPL[1], err = kld.Save(f, m, chunks, kld.Options{Context: c.Context, First: len(chunks[0]) / 2, Threads: threads, BatchTokens: batch, TopK: k,
+	q.basePPL[0], q.basePPL[1], err = kld.Save(f, m, chunks, kld.Options{Context: ctx, First: len(chunks[0]) / 2, Threads: q.threads, BatchTokens: q.batch, TopK: k,
 		Progress: func(done, _ int) { bar.Set(done, "") }})
 	bar.Done()
 	if cerr := f.Close(); err == nil {
@@ -116,20 +108,20 @@ func (q *quality) original(in string) (measured, error) {
 	if in != q.basePath {
 		return q.measure(in)
 	}
-	f := measured{PPL: q.basePPL[0], StdErr: q.basePPL[1], qualityFigures: qualityFigures{SameTop: 100}}
+	f := measured{PPL: q.basePPL[0], StdErr: q.basePPL[1], Figures: Figures{SameTop: 100}}
 	if len(q.tasks) == 0 {
 		return f, nil
 	}
-	m, err := cgo.LoadModel(in, modelParams())
+	m, err := cgo.LoadModel(in, q.mp)
 	if err != nil {
 		return f, err
 	}
 	defer m.Close()
-	err = q.choices(m, &f.qualityFigures)
+	err = q.choices(m, &f.Figures)
 	return f, err
 }
 
-func (q *quality) choices(m *cgo.Model, f *qualityFigures) error {
+func (q *quality) choices(m *cgo.Model, f *Figures) error {
 	bar := progress.New("choices", len(q.tasks), "tasks")
 	r, err := choice.Score(m, q.tasks, choice.Options{Context: q.ctx, Threads: q.threads, Progress: func(done, _ int) { bar.Set(done, "") }})
 	bar.Done()
@@ -143,7 +135,7 @@ func (q *quality) choices(m *cgo.Model, f *qualityFigures) error {
 // measure returns the PPL and quality figures of the model at path.
 func (q *quality) measure(path string) (measured, error) {
 	var f measured
-	m, err := cgo.LoadModel(path, modelParams())
+	m, err := cgo.LoadModel(path, q.mp)
 	if err != nil {
 		return f, err
 	}
@@ -160,10 +152,10 @@ func (q *quality) measure(path string) (measured, error) {
 	if err != nil {
 		return f, err
 	}
-	f = measured{PPL: s.PPL, StdErr: s.PPLErr, qualityFigures: qualityFigures{KLD: s.KLD, KLDErr: s.KLDErr,
+	f = measured{PPL: s.PPL, StdErr: s.PPLErr, Figures: Figures{KLD: s.KLD, KLDErr: s.KLDErr,
 		SameTop: s.SameTop, SameTopErr: s.SameTopErr, KLDFull: &s}}
 	if len(q.tasks) > 0 {
-		err = q.choices(m, &f.qualityFigures)
+		err = q.choices(m, &f.Figures)
 	}
 	return f, err
 }

@@ -1,4 +1,4 @@
-package main
+package plots
 
 import (
 	"fmt"
@@ -14,6 +14,7 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/analysis"
+	"github.com/mka-gguf/mka-gguf/gguf"
 )
 
 // grid is a square matrix as a plotter.GridXYZ; row 0 is drawn at the top.
@@ -47,12 +48,12 @@ func (t layerTicks) Ticks(min, max float64) []plot.Tick {
 // cells.
 const heatmapCellValues = 16
 
-// writeHeatmap draws the NPIB matrix with labelled layer axes and a colour
+// Heatmap draws the NPIB matrix with labelled layer axes and a colour
 // scale, as a PNG. The colours span the off-diagonal values (the diagonal,
 // always 1, is drawn grey), so that the similarities that decide a merge
 // are told apart; matrices of up to heatmapCellValues layers have their
 // values printed in the cells.
-func writeHeatmap(path string, a *analysis.Analysis, title string) error {
+func Heatmap(path string, a *analysis.Analysis, title string) error {
 	cm := moreland.SmoothBlueRed()
 	lo, hi := offDiagonalRange(a.NPIB)
 	cm.SetMin(lo)
@@ -95,7 +96,7 @@ func writeHeatmap(path string, a *analysis.Analysis, title string) error {
 	p.Draw(left)
 	bar.Draw(right)
 
-	af, err := createAtomic(path)
+	af, err := gguf.CreateAtomic(path)
 	if err != nil {
 		return err
 	}

@@ -1,10 +1,13 @@
-package main
+// Package files is where commands write: one mechanism for every output
+// (Set) and the small file helpers beside it (temporary names, atomic
+// writes, JSON, SHA-256, sizes for people).
+package files
 
 // One mechanism for every path a command writes: the command declares its
-// outputs up front (newOutputs, file, dir), begin checks them all before any
+// outputs up front (New, File, Dir), Begin checks them all before any
 // work, the command builds each one in a temporary file beside it (Tmp), and
-// commit renames them into place only when everything succeeded. cleanup,
-// deferred right after begin, removes every temporary and, when the command
+// Commit renames them into place only when everything succeeded. Cleanup,
+// deferred right after Begin, removes every temporary and, when the command
 // did not commit, the folders it created: a failed or interrupted command
 // leaves none of its outputs.
 
@@ -17,27 +20,25 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-
-	"github.com/urfave/cli/v2"
 )
 
-// outputSet is the set of files (and folders) one command writes.
-type outputSet struct {
+// Set is the set of files (and folders) one command writes.
+type Set struct {
 	force     bool
-	inputs    []namedPath
-	files     []*outFile
-	dirs      []*outDir
+	inputs    []Input
+	files     []*File
+	dirs      []*Dir
 	begun     bool
 	committed bool
 }
 
-// namedPath is a path and what the command line calls it ("IN",
+// Input is a path and what the command line calls it ("IN",
 // "--calib").
-type namedPath struct{ what, path string }
+type Input struct{ What, Path string }
 
-// outFile is one declared output file: the command writes Tmp, commit
+// File is one declared output file: the command writes Tmp, Commit
 // renames it to Path.
-type outFile struct {
+type File struct {
 	Path    string // where the output appears when the command succeeds
 	Tmp     string // where the command builds it
 	what    string // how the command line names it: "OUT", "--report"
@@ -45,62 +46,61 @@ type outFile struct {
 	renamed bool
 }
 
-// outDir is a declared output folder (compare --out).
-type outDir struct {
+// Dir is a declared output folder (compare --out).
+type Dir struct {
 	path    string
 	what    string
-	created bool // made by begin, removed by cleanup unless committed
+	created bool // made by Begin, removed by Cleanup unless committed
 }
 
-// tmpTag marks the temporary files of declared outputs: ".<name>.mka-out".
-const tmpTag = "mka-out"
+// TmpTag marks the temporary files of declared outputs: ".<name>.mka-out".
+const TmpTag = "mka-out"
 
-// newOutputs starts the output set of a command. Inputs are the files the
+// New starts the output set of a command. Inputs are the files the
 // command reads, with their names on the command line; empty paths are
-// ignored. --force (when the command has it) allows replacing existing
-// files.
-func newOutputs(c *cli.Context, inputs ...namedPath) *outputSet {
-	s := &outputSet{force: c.Bool("force")}
+// ignored. force (--force) allows replacing existing files.
+func New(force bool, inputs ...Input) *Set {
+	s := &Set{force: force}
 	for _, in := range inputs {
-		if in.path != "" {
+		if in.Path != "" {
 			s.inputs = append(s.inputs, in)
 		}
 	}
 	return s
 }
 
-// file declares an output file; an empty path (an output not asked for)
+// File declares an output file; an empty path (an output not asked for)
 // gives nil.
-func (s *outputSet) file(path, what string) *outFile {
+func (s *Set) File(path, what string) *File {
 	if path == "" {
 		return nil
 	}
-	f := &outFile{Path: path, Tmp: tempBeside(path, tmpTag), what: what}
+	f := &File{Path: path, Tmp: TempBeside(path, TmpTag), what: what}
 	s.files = append(s.files, f)
 	return f
 }
 
-// dir declares an output folder; it may exist (then only the files in it
-// are outputs) or not (then begin creates it and a failure removes it).
-func (s *outputSet) dir(path, what string) *outDir {
-	d := &outDir{path: path, what: what}
+// Dir declares an output folder; it may exist (then only the files in it
+// are outputs) or not (then Begin creates it and a failure removes it).
+func (s *Set) Dir(path, what string) *Dir {
+	d := &Dir{path: path, what: what}
 	s.dirs = append(s.dirs, d)
 	return d
 }
 
-// begin checks every declared output, then creates the declared folders
+// Begin checks every declared output, then creates the declared folders
 // that do not exist yet. Checks: an output is no input and no other
 // output (same absolute path or the same file), is not a folder or a
 // special file, exists only with --force, and its folder exists (or is a
 // declared one) and is writable.
-func (s *outputSet) begin() error {
+func (s *Set) Begin() error {
 	if err := s.check(); err != nil {
 		return err
 	}
 	for _, d := range s.dirs {
 		if _, err := os.Stat(d.path); errors.Is(err, os.ErrNotExist) {
 			if err := os.Mkdir(d.path, 0o755); err != nil {
-				s.cleanup()
+				s.Cleanup()
 				return fmt.Errorf("%s: %s: %w", d.path, d.what, err)
 			}
 			d.created = true
@@ -111,7 +111,7 @@ func (s *outputSet) begin() error {
 	return nil
 }
 
-func (s *outputSet) check() error {
+func (s *Set) check() error {
 	declared := map[string]bool{}
 	for _, d := range s.dirs {
 		abs, err := filepath.Abs(d.path)
@@ -144,8 +144,8 @@ func (s *outputSet) check() error {
 			return fmt.Errorf("%s: %s: %w", f.Path, f.what, err)
 		}
 		for _, in := range s.inputs {
-			if samePath(f.Path, in.path) {
-				return fmt.Errorf("%s: %s is the input file (%s); choose another file", f.Path, f.what, in.what)
+			if samePath(f.Path, in.Path) {
+				return fmt.Errorf("%s: %s is the input file (%s); choose another file", f.Path, f.what, in.What)
 			}
 		}
 		for _, g := range s.files[:i] {
@@ -210,20 +210,19 @@ func writable(dir string) error {
 	return syscall.Access(dir, 0x2) // W_OK
 }
 
-// commitReport writes v as the JSON report into f's temporary file (nil:
-// no report asked for) and then commits every output: a command's last
-// step.
-func (s *outputSet) commitReport(ctx context.Context, f *outFile, v any) error {
-	if err := writeJSONTo(f, v); err != nil {
+// CommitJSON writes v as JSON into f's temporary file (nil: no report
+// asked for) and then commits every output: a command's last step.
+func (s *Set) CommitJSON(ctx context.Context, f *File, v any) error {
+	if err := WriteJSON(f, v); err != nil {
 		return err
 	}
-	return s.commit(ctx)
+	return s.Commit(ctx)
 }
 
-// commit renames every temporary file to its output, in the order
+// Commit renames every temporary file to its output, in the order
 // declared, unless ctx was cancelled. If a rename fails, the outputs
 // renamed so far are removed again, so that none of them is left.
-func (s *outputSet) commit(ctx context.Context) error {
+func (s *Set) Commit(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -247,12 +246,12 @@ func (s *outputSet) commit(ctx context.Context) error {
 	return nil
 }
 
-// cleanup removes every temporary file and, unless the set was committed,
-// the folders begin created. It is safe to call more than once.
-func (s *outputSet) cleanup() {
+// Cleanup removes every temporary file and, unless the set was committed,
+// the folders Begin created. It is safe to call more than once.
+func (s *Set) Cleanup() {
 	unregister(s)
 	for _, f := range s.files {
-		removeTemps(f)
+		RemoveTemps(f)
 	}
 	if !s.committed {
 		for i := len(s.dirs) - 1; i >= 0; i-- {
@@ -264,30 +263,30 @@ func (s *outputSet) cleanup() {
 	}
 }
 
-// removeTemps removes f's temporary file and the temporary files that
+// RemoveTemps removes f's temporary file and the temporary files that
 // writers made beside it from that name (".<tmp>.mka-tmp",
 // "..<tmp>.mka-tmp.tmp-*": the names "<dots><name>.mka-out*" with one to
 // three leading dots).
-func removeTemps(f *outFile) {
+func RemoveTemps(f *File) {
 	os.Remove(f.Tmp)
 	dir, name := filepath.Split(f.Path)
 	for _, dots := range []string{".", "..", "..."} {
-		m, _ := filepath.Glob(filepath.Join(dir, dots+name+"."+tmpTag+"*"))
+		m, _ := filepath.Glob(filepath.Join(dir, dots+name+"."+TmpTag+"*"))
 		for _, p := range m {
 			os.Remove(p)
 		}
 	}
 }
 
-// The sets of running commands, for cleanupAll on a second signal, and the
+// The sets of running commands, for CleanupAll on a second signal, and the
 // temporary paths of every declared output, for displayPaths.
 var (
 	activeMu sync.Mutex
-	active   = map[*outputSet]bool{}
+	active   = map[*Set]bool{}
 	tmpNames = map[string]string{}
 )
 
-func register(s *outputSet) {
+func register(s *Set) {
 	activeMu.Lock()
 	defer activeMu.Unlock()
 	active[s] = true
@@ -296,29 +295,29 @@ func register(s *outputSet) {
 	}
 }
 
-func unregister(s *outputSet) {
+func unregister(s *Set) {
 	activeMu.Lock()
 	defer activeMu.Unlock()
 	delete(active, s)
 }
 
-// cleanupAll removes the temporaries of every running command; main calls
+// CleanupAll removes the temporaries of every running command; main calls
 // it before exiting at once on a second signal.
-func cleanupAll() {
+func CleanupAll() {
 	activeMu.Lock()
-	sets := make([]*outputSet, 0, len(active))
+	sets := make([]*Set, 0, len(active))
 	for s := range active {
 		sets = append(sets, s)
 	}
 	activeMu.Unlock()
 	for _, s := range sets {
-		s.cleanup()
+		s.Cleanup()
 	}
 }
 
-// displayPaths replaces the temporary paths of declared outputs in msg by
+// DisplayPaths replaces the temporary paths of declared outputs in msg by
 // the outputs' own paths, so that an error names the file the user gave.
-func displayPaths(msg string) string {
+func DisplayPaths(msg string) string {
 	activeMu.Lock()
 	defer activeMu.Unlock()
 	for tmp, path := range tmpNames {

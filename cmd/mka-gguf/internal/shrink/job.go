@@ -1,0 +1,180 @@
+package shrink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/analysis"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/corpus"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/pipeline"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
+	"github.com/mka-gguf/mka-gguf/gguf"
+)
+
+// Job holds what merges of one model need: the file, its blocks and, when
+// a method needs them, the loaded model, the calibration pass and its
+// analysis. compare makes many merges from one Job.
+type Job struct {
+	o      Options
+	ctx    context.Context // cancelled by Ctrl-C
+	file   *gguf.File
+	blocks *Blocks
+	model  *cgo.Model // loaded only when calibration is needed
+	res    *calib.Result
+	an     *analysis.Analysis
+	source string    // the calibration text's name in messages
+	held   [][]int32 // held-back chunks for the λ search
+	align  [][]int32 // calibration chunks for the alignment passes
+	// prefill is the search's first alignment pass, made during the
+	// calibration pass (nil when the method has no search or no alignment).
+	prefill *pipeline.Prefill
+	// statsBytes bounds the alignment statistics of one pass: one block in
+	// float32, at least minStatsBytes. The memory budget beyond the model
+	// is two blocks in float32 and 256 MiB (issue 11); the other block is
+	// the weight edits' working set and the alignments kept.
+	statsBytes int64
+	ref        *kld.Reference // IN's distributions for the quality check (keepReference)
+	// checkQuality: the closing quality check runs (OUT is written and
+	// CheckQuality is set); the search may make it (Shrink).
+	checkQuality bool
+}
+
+// Needs says what Prepare does beyond opening IN.
+type Needs struct {
+	Calib   bool // the calibration pass and its analysis
+	Held    bool // held-back chunks for the λ search (Options.Holdout of the text)
+	Edit    bool // the model loaded with writable weights, alignment chunks
+	Prefill bool // the search's first alignment pass made during the calibration pass
+}
+
+// needs is what the merge of o needs.
+func (o *Options) needs() Needs {
+	search := o.Method == MKA && o.Lambda == LambdaSearch
+	return Needs{Calib: o.calibrates(), Held: search, Edit: o.edits(), Prefill: search && o.align()}
+}
+
+// Close releases the model and the file.
+func (j *Job) Close() {
+	j.prefill.Close()
+	j.model.Close()
+	if j.file != nil {
+		j.file.Close()
+	}
+}
+
+// Blocks returns the number of decoder blocks of IN.
+func (j *Job) Blocks() int { return j.blocks.Count }
+
+// Size returns IN's size in bytes.
+func (j *Job) Size() int64 { return j.file.Size }
+
+// Calibration returns the calibration pass's result (nil without one).
+func (j *Job) Calibration() *calib.Result { return j.res }
+
+// CtxTrain returns the loaded model's training context.
+func (j *Job) CtxTrain() int { return j.model.NCtxTrain() }
+
+// minStatsBytes is the least the alignment statistics may take (of the
+// 256 MiB beyond the model that the memory budget allows), so that small
+// models give every candidate statistics.
+const minStatsBytes = 64 << 20
+
+// blockF32Bytes returns the size of block 0's tensors in float32.
+func blockF32Bytes(f *gguf.File) int64 {
+	var n int64
+	for _, t := range f.Tensors {
+		if strings.HasPrefix(t.Name, "blk.0.") {
+			n += int64(t.Elements()) * 4
+		}
+	}
+	return n
+}
+
+// Prepare opens o.In, checks its structure and does what need asks for:
+// the calibration pass and its analysis, with the model loaded with
+// writable weights when the in-memory search and alignment edit it, the
+// alignment chunks, the held-back chunks and the prefilled first
+// alignment pass.
+func Prepare(ctx context.Context, o Options, need Needs) (*Job, error) {
+	f, blocks, err := Open(o.In)
+	if err != nil {
+		return nil, err
+	}
+	j := &Job{o: o, ctx: ctx, file: f, blocks: blocks}
+	j.statsBytes = max(blockF32Bytes(f), minStatsBytes)
+	if !need.Calib {
+		return j, nil
+	}
+	if err := j.calibrate(need); err != nil {
+		j.Close()
+		return nil, err
+	}
+	return j, nil
+}
+
+// calibrate loads IN and runs the calibration pass of Prepare.
+func (j *Job) calibrate(need Needs) error {
+	o := &j.o
+	samples, source, err := o.Calib.Load()
+	if err != nil {
+		return err
+	}
+	j.source = source
+	var held []corpus.Sample
+	if need.Held {
+		samples, held = corpus.Split(samples, o.Holdout, o.Calib.Seed)
+	}
+	mp := o.Load
+	mp.NoMmap = need.Edit
+	if j.model, err = cgo.LoadModel(o.In, mp); err != nil {
+		return err
+	}
+	var observe func(t, n int) *calib.Observer
+	if need.Prefill && need.Edit {
+		observe = func(t, n int) *calib.Observer {
+			j.prefill = pipeline.NewPrefill(j.model, t, n, o.AlignSamples, runner.SeqsPerDecode(t, o.Calib.Batch), o.Threads, j.statsBytes, o.Candidates)
+			return &calib.Observer{Capture: j.prefill.Capture, Before: j.prefill.Before}
+		}
+	}
+	var chunks [][]int32
+	if j.res, chunks, err = o.Calib.Pass(j.ctx, j.model, corpus.Texts(samples), source, o.Threads, observe); err != nil {
+		return err
+	}
+	if j.an, err = analysis.Compute(j.res, o.Analysis); err != nil {
+		return err
+	}
+	if need.Edit {
+		// The alignment passes decode the first AlignSamples calibration
+		// chunks.
+		j.align = chunks[:max(1, min(o.AlignSamples, len(chunks)))]
+		if j.prefill != nil {
+			j.align = j.prefill.AlignChunks(chunks)
+		}
+	}
+	if !need.Held {
+		return nil
+	}
+	t := j.res.Ctx
+	n := 16
+	var short *calib.TooShortError
+	for ; n >= 2; n /= 2 {
+		if j.held, err = calib.Tokens(j.model, corpus.Texts(held), n, t, o.Calib.Seed); !errors.As(err, &short) {
+			break
+		}
+	}
+	if err != nil {
+		if errors.As(err, &short) {
+			return fmt.Errorf("%s: held-back text for the λ search: %w (raise --holdout or give more text)", source, err)
+		}
+		return fmt.Errorf("%s: held-back text for the λ search: %w", source, err)
+	}
+	return nil
+}
+
+// Version returns the version the job's files record.
+func (j *Job) Version() string { return j.o.Version }

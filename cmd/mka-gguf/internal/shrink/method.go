@@ -1,0 +1,177 @@
+package shrink
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/pipeline"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+	"github.com/mka-gguf/mka-gguf/merge"
+)
+
+// Result is what a method decided: the plan, the alignment folded into
+// each output block that has one, and the search's steps.
+type Result struct {
+	Plan  *merge.Plan
+	Align map[int]*merge.Alignment
+	// Quality is the merged model against IN on the held-back chunks, from
+	// the search's own decodes (pipeline.Config.Quality; nil without).
+	Quality *kld.Summary
+	Steps   []pipeline.StepReport
+	Method  Method
+	// AlignMethod is "ls" or "none"; Seconds is the search and alignment
+	// time (after calibration).
+	AlignMethod string
+	Seconds     float64
+}
+
+// mka returns the options of merge.PlanMKA: Order and a rule-based Lambda
+// (the search plans with the paper's λ).
+func (o *Options) mka() merge.MKAOptions {
+	m := merge.MKAOptions{Order: merge.OrderGreedy, Lambda: merge.LambdaPaper}
+	if o.Order == OrderBackToFront {
+		m.Order = merge.OrderBackToFront
+	}
+	switch o.Lambda {
+	case LambdaSearch, LambdaPaper:
+	case LambdaCode:
+		m.Lambda = merge.LambdaCode
+	default:
+		v, _ := strconv.ParseFloat(string(o.Lambda), 64) // checked by Validate
+		m.Lambda, m.Fixed = merge.LambdaFixed, v
+	}
+	return m
+}
+
+// Shrink plans the removal of n blocks with method. mka with the λ search
+// and the aligned baselines run on the loaded model (pipeline); the
+// rule-based λ of mka and the unaligned baselines only plan.
+func (j *Job) Shrink(method Method, align bool, n int) (*Result, error) {
+	o := &j.o
+	var err error
+	r := &Result{Method: method, AlignMethod: "none"}
+	if !NeedsEdit(method, o.Lambda, align) {
+		if r.Plan, err = j.plan(method, n); err != nil {
+			return nil, err
+		}
+		if align && method == MKA {
+			progress.Printf("note: --align ls applies to --lambda search and the pruning methods; --lambda %s fuses without it\n", o.Lambda)
+		}
+		return r, nil
+	}
+	if align {
+		r.AlignMethod = "ls"
+	}
+	start := time.Now()
+	e, err := pipeline.NewEditor(j.model, j.file, j.blocks, Codec())
+	if err != nil {
+		return nil, err
+	}
+	defer e.Reset()
+	var sim func(a, b int) float64
+	if j.an != nil {
+		m := j.an.BlockSimilarity()
+		sim = func(a, b int) float64 { return m.At(a, b) }
+	}
+	var orig *cgo.Model
+	if o.AlignTarget == TargetOriginal {
+		if orig, err = cgo.LoadModel(o.In, o.Load); err != nil {
+			return nil, err
+		}
+		defer orig.Close()
+	}
+	cfg := pipeline.Config{
+		Original: orig,
+		Context:  j.ctx, Threads: o.Threads, Align: align, Rho: o.Rho,
+		Candidates: o.Candidates, ScoreAll: o.ScoreAll, Race: o.Race, Similarity: sim,
+		MaxStatsBytes: j.statsBytes,
+		// The closing quality check, from the search's decodes: its
+		// held-back chunks are the check's (qualityChunks). A quantized
+		// OUT is not the model the search scored.
+		Quality:     method == MKA && j.checkQuality && o.Quant == "",
+		QualityTopK: referenceTopK(j.model.NVocab()),
+	}
+	if j.res != nil {
+		cfg.InitialBI = j.res.BlockInfluence()
+		if j.res.Samples > 0 {
+			cfg.ChunkSeconds = j.res.Seconds / float64(j.res.Samples)
+		}
+	}
+	if method == MKA && align {
+		cfg.Prefill, j.prefill = j.prefill, nil // the first search only
+	}
+	s, err := pipeline.NewSearcher(e, j.align, j.held, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	var res *pipeline.Result
+	planner := string(MKA)
+	if method == MKA {
+		res, err = s.Search(n)
+	} else {
+		var p *merge.Plan
+		if p, err = j.plan(method, n); err != nil {
+			return nil, err
+		}
+		planner = p.Method
+		res, err = s.Apply(p)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.In, err)
+	}
+	res.Plan.Method = planner
+	r.Plan, r.Align, r.Steps, r.Seconds = res.Plan, res.Align, res.Steps, time.Since(start).Seconds()
+	r.Quality = res.Quality
+	return r, nil
+}
+
+// plan builds the plan of one method.
+func (j *Job) plan(method Method, n int) (*merge.Plan, error) {
+	L := j.blocks.Count
+	switch method {
+	case PruneReverse:
+		return merge.PlanPruneReverse(L, n)
+	case PruneBI:
+		return merge.PlanPruneBI(j.an.BI, n)
+	case PruneAngular:
+		return merge.PlanPruneAngular(j.an.AngularMatrix(), L, n)
+	case MKA:
+		return merge.PlanMKA(j.an.BlockSimilarity(), n, j.o.mka())
+	}
+	_, err := ParseMethod(string(method))
+	return nil, err
+}
+
+// Describe returns the search's steps for people (every step drops a
+// block), one line each, e.g.
+//
+//	step 1: drop blk 4, blk 3 aligned (residual 0.376, 0.477 without), held-back loss 1.874
+func (r *Result) Describe() string {
+	var b strings.Builder
+	for _, st := range r.Steps {
+		fmt.Fprintf(&b, "  step %d: drop blk %d", st.Step, st.Drop)
+		if r.AlignMethod != "none" && st.Drop > 0 {
+			fmt.Fprintf(&b, ", blk %d aligned (residual %.3f, %.3f without, ρ_rel=%g, %d tokens)", st.Drop-1, st.Residual, st.Unaligned, st.Rho, st.Tokens)
+		}
+		if !math.IsNaN(st.HeldNLL) && st.HeldNLL != 0 {
+			fmt.Fprintf(&b, ", held-back loss %.4f", st.HeldNLL)
+		}
+		b.WriteString("\n")
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// referenceTopK is how many tokens of IN's distributions the quality
+// check keeps (all of them for vocabularies up to 4096).
+func referenceTopK(vocab int) int {
+	if vocab <= 4096 {
+		return 0
+	}
+	return 1024
+}
