@@ -152,7 +152,7 @@ func mergeDefault(name string) float64 {
 // mergePart measures, on the model at path: (a) the calibration pass
 // exactly as merge runs it (merge's --samples, --ctx, --seed, --holdout and
 // --batch defaults, the built-in set), (b) a streaming rewrite removing
-// MergeRemove blocks (merge.Rewrite of a reverse-pruning plan), (c)
+// MergeRemove blocks (edit.Rewrite of a reverse-pruning plan), (c)
 // "mka-gguf merge IN OUT --remove N" with default settings in a child
 // process and (a) once more; then the ratios and the projection.
 func mergePart(ctx context.Context, o *Options, rep *Report, path, dir string) error {
@@ -211,7 +211,7 @@ func mergePart(ctx context.Context, o *Options, rep *Report, path, dir string) e
 		Note: fmt.Sprintf("calibration pass as merge runs it: %d × %d tokens, %.0f tok/s; mean of %.1f s before and %.1f s after the merge",
 			int(mergeDefault("samples")), bm.Ctx, float64(bm.CalibTokens)/bm.CalibSeconds, bm.CalibRuns[0], bm.CalibRuns[len(bm.CalibRuns)-1])})
 	rep.add(Result{Name: "merge.rewrite", Value: bm.RewriteSeconds, Unit: "s",
-		Note: fmt.Sprintf("merge.Rewrite without %d blocks, %.0f MB written/s", MergeRemove, float64(bm.RewriteBytes)/1e6/bm.RewriteSeconds)})
+		Note: fmt.Sprintf("edit.Rewrite without %d blocks, %.0f MB written/s", MergeRemove, float64(bm.RewriteBytes)/1e6/bm.RewriteSeconds)})
 	rep.add(Result{Name: "merge.wall", Value: bm.WallSeconds, Unit: "s", BaselineName: "calibrate+rewrite", BaselineValue: base,
 		Goal: benchMergeWallGoal, AtMost: true, Note: fmt.Sprintf("mka-gguf merge --remove %d, default settings, child process", MergeRemove)})
 	rep.add(Result{Name: "merge.written", Value: float64(bm.WrittenBytes) / 1e6, Unit: "MB", BaselineName: "output", BaselineValue: float64(bm.OutputBytes) / 1e6,
