@@ -346,10 +346,20 @@ var representTolerance = map[string]float64{"llama": 0, "granite": 0, "internlm2
 
 // compareRepresented writes the llama model at path as every architecture
 // of synth.RepresentArchs and checks that each gives llama's logits on
-// toks within representTolerance. With ropeFreqs (the model has
+// archText within representTolerance. With ropeFreqs (the model has
 // rope_freqs.weight) the architectures without RoPE factors must refuse
 // it.
-func compareRepresented(t *testing.T, path string, toks []int32, ropeFreqs bool) {
+func compareRepresented(t *testing.T, path string, ropeFreqs bool) {
+	t.Helper()
+	m, err := LoadModel(path, ModelParams{VocabOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, err := m.Tokenize(archText, true, false)
+	m.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	base := fileLogits(t, path, toks)
 	var scale float64
 	for _, row := range base {
@@ -388,17 +398,7 @@ func compareRepresented(t *testing.T, path string, toks []int32, ropeFreqs bool)
 func TestRepresentTrained(t *testing.T) {
 	for _, name := range []string{"tinystories-deep12.gguf", "stories15M-f16.gguf"} {
 		t.Run(name, func(t *testing.T) {
-			path := shared.Model(t, name)
-			m, err := LoadModel(path, ModelParams{VocabOnly: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			toks, err := m.Tokenize(archText, true, false)
-			m.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			compareRepresented(t, path, toks, false)
+			compareRepresented(t, shared.Model(t, name), false)
 		})
 	}
 }
@@ -419,16 +419,7 @@ func TestRepresentLlama3(t *testing.T) {
 			if err := synth.Write(path, cfg); err != nil {
 				t.Fatal(err)
 			}
-			m, err := LoadModel(path, ModelParams{VocabOnly: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			toks, err := m.Tokenize(archText, true, false)
-			m.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			compareRepresented(t, path, toks, true)
+			compareRepresented(t, path, true)
 		})
 	}
 }
