@@ -66,8 +66,8 @@ var blockTensor = regexp.MustCompile(`^blk\.(\d+)\.(.+)$`)
 
 // Represent writes the llama model in to out (atomically) as architecture
 // arch (one of RepresentArchs), computing the same function: the same
-// logits up to float rounding (granite and internlm2 bit for bit), so the
-// same perplexity. Tensor data is copied as bytes, row by row, so F32, F16
+// logits up to float rounding (granite and internlm2 run llama's graph op
+// for op: bit for bit), so the same perplexity. Tensor data is copied as bytes, row by row, so F32, F16
 // and quantized models keep their values exactly; nothing larger than a
 // row is held in memory. It fails, writing nothing, on a model that is not
 // a plain dense llama or that arch cannot hold (Llama 3's rope_freqs in
@@ -91,7 +91,10 @@ func Represent(in, arch, out string) error {
 	if err != nil {
 		return fail(err)
 	}
-	return gguf.WriteFile(out, f.Version, kvs, 0, tensors)
+	if err := gguf.WriteFile(out, f.Version, kvs, 0, tensors); err != nil {
+		return fail(err)
+	}
+	return nil
 }
 
 // rewrite is one Represent in progress.
