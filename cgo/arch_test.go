@@ -13,8 +13,6 @@ import (
 	"github.com/mka-gguf/mka-gguf/internal/shared"
 )
 
-// The facts these tests prove are in /work/notes/arch-facts.md.
-
 // namesFFNInput lists the architectures whose graph names the residual
 // stream before a block's FFN "ffn_inp-<i>"; gemma, gemma2 and gemma3 name
 // it "sa_out-<i>" and phi3 leaves it unnamed, which the capture hook

@@ -11,7 +11,7 @@ import (
 
 // The architectures, as llama.cpp (ollama v0.17.4's copy) loads them:
 // tensor names and shapes from llama-model.cpp's load_tensors, metadata
-// from its load_hparams. /work/notes/arch-facts.md has the citations.
+// from its load_hparams, and what the graphs in src/models do with them.
 
 // dim is a tensor dimension in terms of the config.
 type dim int

@@ -13,7 +13,7 @@ import (
 )
 
 // recipe rewrites a llama model as another architecture whose llama.cpp
-// graph computes the same function (see /work/notes/arch-facts.md).
+// graph (src/models/<arch>.cpp) computes the same function.
 type recipe struct {
 	// neox reorders the q and k rows of every head to 0, 2, 4, …, 1, 3, …:
 	// NEOX RoPE rotates the pairs (j, j + d/2) that NORM RoPE (llama)
