@@ -1,18 +1,23 @@
-// Package synth generates llama-architecture GGUF models with random
-// weights that stock llama.cpp loads: for tests, benchmarks and demos on a
-// fresh clone, without downloading a model.
+// Package synth generates GGUF models with random weights that stock
+// llama.cpp loads: for tests, benchmarks and demos on a fresh clone,
+// without downloading a model. Represent rewrites a trained llama model as
+// another architecture computing the same function.
 //
-// The models have the llama.cpp tensor names and shapes of the "llama",
-// "qwen2" (q/k/v biases) or "qwen3" (per-head q/k norms) architectures, the
-// metadata llama.cpp needs, and a small SentencePiece-style tokenizer (byte
-// fallback plus English words; Config.NoByteFallback leaves the byte tokens
-// out). Weights are drawn from N(0, 0.02²) with a
+// The models have llama.cpp's exact tensor names and shapes and the
+// metadata it needs for each architecture of Archs (llama with Llama 3's
+// options, qwen2, qwen3, phi3, gemma, gemma2, gemma3, granite, olmo2,
+// smollm3, internlm2, exaone), and a small SentencePiece-style tokenizer
+// (byte fallback plus English words; Config.NoByteFallback leaves the byte
+// tokens out). Norm weights are 1 (gemma's converter stores 1 + the
+// checkpoint's weight, so 1 is its neutral norm too); weights and biases
+// are drawn from N(0, 0.02²) with a
 // deterministic generator seeded by Config.Seed and the tensor name, so a
 // config always gives the same bytes. Data is generated while it is written:
 // a 1 GB model needs no 1 GB buffer.
 package synth
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -26,8 +31,7 @@ import (
 
 // Config describes a model to generate.
 type Config struct {
-	// Arch is "llama" (the default when empty), "qwen2" (adds attention
-	// q/k/v biases) or "qwen3" (adds attn_q_norm and attn_k_norm per head).
+	// Arch is one of Archs; empty means "llama".
 	Arch string
 	// Blocks is the number of decoder blocks.
 	Blocks int
@@ -49,7 +53,16 @@ type Config struct {
 	// Seed selects the random weights.
 	Seed int64
 	// TiedEmbeddings omits output.weight; llama.cpp then uses token_embd.
+	// gemma and gemma2 need it, olmo2 and internlm2 refuse it.
 	TiedEmbeddings bool
+	// RopeFreqs adds Llama 3.1's rope_freqs.weight (llama and exaone).
+	RopeFreqs bool
+	// RopeBase is rope.freq_base; 0 takes the architecture's usual one
+	// (10000; gemma3 1e6, whose sliding-window blocks use 10000).
+	RopeBase float32
+	// SlidingWindow is gemma2's and gemma3's attention window in tokens;
+	// 0 means DefaultSlidingWindow.
+	SlidingWindow int
 	// NoByteFallback writes a vocabulary without the 256 byte tokens
 	// <0x00>..<0xFF>: it holds tab, newline and printable ASCII as single
 	// characters instead, so ASCII text tokenizes and any other character
@@ -87,10 +100,11 @@ func (c *Config) check() error {
 	}
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	switch c.Arch {
-	case "llama", "qwen2", "qwen3":
-	default:
-		bad("arch %q, want llama, qwen2 or qwen3", c.Arch)
+	for _, why := range c.checkArch() {
+		bad("%s", why)
+	}
+	if c.SlidingWindow < 0 {
+		bad("SlidingWindow %d, want 0 or more", c.SlidingWindow)
 	}
 	for _, f := range []struct {
 		name string
@@ -137,19 +151,12 @@ func fileType(t gguf.Type) uint32 {
 func (c Config) kvs() []gguf.KV {
 	a := c.Arch
 	tokens, scores, types := vocab(c.Vocab, c.NoByteFallback)
-	return []gguf.KV{
+	kvs := []gguf.KV{
 		{Key: "general.architecture", Value: gguf.String(a)},
-		{Key: "general.name", Value: gguf.String(fmt.Sprintf("synth-%s-%dx%d", a, c.Blocks, c.Embd))},
+		{Key: "general.name", Value: gguf.String(fmt.Sprintf("synth-%s-%dx%d", cmp.Or(archs[a].name, a), c.Blocks, c.Embd))},
 		{Key: "general.file_type", Value: gguf.Uint32(fileType(c.Type))},
-		{Key: a + ".block_count", Value: gguf.Uint32(uint32(c.Blocks))},
-		{Key: a + ".context_length", Value: gguf.Uint32(uint32(c.Ctx))},
-		{Key: a + ".embedding_length", Value: gguf.Uint32(uint32(c.Embd))},
-		{Key: a + ".feed_forward_length", Value: gguf.Uint32(uint32(c.FFN))},
-		{Key: a + ".attention.head_count", Value: gguf.Uint32(uint32(c.Heads))},
-		{Key: a + ".attention.head_count_kv", Value: gguf.Uint32(uint32(c.KVHeads))},
-		{Key: a + ".attention.layer_norm_rms_epsilon", Value: gguf.Float32(1e-5)},
-		{Key: a + ".rope.freq_base", Value: gguf.Float32(10000)},
-		{Key: a + ".rope.dimension_count", Value: gguf.Uint32(uint32(c.Embd / c.Heads))},
+	}
+	return append(append(kvs, c.archKVs()...), []gguf.KV{
 		{Key: "tokenizer.ggml.model", Value: gguf.String("llama")},
 		{Key: "tokenizer.ggml.tokens", Value: gguf.Strings(tokens)},
 		{Key: "tokenizer.ggml.scores", Value: gguf.Float32s(scores)},
@@ -159,64 +166,18 @@ func (c Config) kvs() []gguf.KV {
 		{Key: "tokenizer.ggml.unknown_token_id", Value: gguf.Uint32(0)},
 		{Key: "tokenizer.ggml.add_bos_token", Value: gguf.Bool(true)},
 		{Key: "tokenizer.ggml.add_eos_token", Value: gguf.Bool(false)},
-	}
+	}...)
 }
 
 // tensor is one tensor to generate: its info and how to fill it.
 type tensor struct {
-	info gguf.TensorInfo
-	fill float32 // constant value, or 0 for random N(0, std²)
+	info   gguf.TensorInfo
+	fill   float32   // constant value, or 0 for random N(0, std²)
+	values []float32 // the data itself (rope_freqs), when set
 }
 
 // weightStd is the standard deviation of random weights and biases.
 const weightStd = 0.02
-
-// tensors returns the tensors in llama.cpp's order.
-func (c Config) tensors() []tensor {
-	e, f, v := uint64(c.Embd), uint64(c.FFN), uint64(c.Vocab)
-	hd := e / uint64(c.Heads)
-	kv := hd * uint64(c.KVHeads)
-	var ts []tensor
-	weight := func(name string, dims ...uint64) {
-		ts = append(ts, tensor{info: gguf.TensorInfo{Name: name, Dims: dims, Type: c.Type}})
-	}
-	vec := func(name string, n uint64, fill float32) {
-		ts = append(ts, tensor{info: gguf.TensorInfo{Name: name, Dims: []uint64{n}, Type: gguf.TypeF32}, fill: fill})
-	}
-	weight("token_embd.weight", e, v)
-	vec("output_norm.weight", e, 1)
-	if !c.TiedEmbeddings {
-		weight("output.weight", e, v)
-	}
-	for b := range c.Blocks {
-		p := fmt.Sprintf("blk.%d.", b)
-		vec(p+"attn_norm.weight", e, 1)
-		weight(p+"attn_q.weight", e, e)
-		switch c.Arch {
-		case "qwen2":
-			vec(p+"attn_q.bias", e, 0)
-		case "qwen3":
-			vec(p+"attn_q_norm.weight", hd, 1)
-		}
-		weight(p+"attn_k.weight", e, kv)
-		switch c.Arch {
-		case "qwen2":
-			vec(p+"attn_k.bias", kv, 0)
-		case "qwen3":
-			vec(p+"attn_k_norm.weight", hd, 1)
-		}
-		weight(p+"attn_v.weight", e, kv)
-		if c.Arch == "qwen2" {
-			vec(p+"attn_v.bias", kv, 0)
-		}
-		weight(p+"attn_output.weight", e, e)
-		vec(p+"ffn_norm.weight", e, 1)
-		weight(p+"ffn_gate.weight", e, f)
-		weight(p+"ffn_down.weight", f, e)
-		weight(p+"ffn_up.weight", e, f)
-	}
-	return ts
-}
 
 // Write generates the model described by cfg and writes it to path
 // atomically (through gguf.WriteFile), GGUF v3 with the default alignment.
@@ -331,7 +292,9 @@ type chunkBuf struct {
 func (g *gen) fill(i uint64, b *chunkBuf) []byte {
 	start := i * chunk
 	v := b.vals[:min(chunk, g.n-start)]
-	if g.t.fill != 0 {
+	if g.t.values != nil {
+		copy(v, g.t.values[start:])
+	} else if g.t.fill != 0 {
 		for j := range v {
 			v[j] = g.t.fill
 		}

@@ -1,9 +1,11 @@
 package synth
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -21,15 +23,87 @@ func small(arch string, typ gguf.Type, tied bool) Config {
 	return c
 }
 
+// tiedChoices are the output layouts an architecture allows.
+func tiedChoices(arch string) []bool {
+	switch arch {
+	case "gemma", "gemma2":
+		return []bool{true}
+	case "olmo2", "internlm2":
+		return []bool{false}
+	}
+	return []bool{false, true}
+}
+
 func TestWrite(t *testing.T) {
-	for _, arch := range []string{"llama", "qwen2", "qwen3"} {
-		for _, typ := range []gguf.Type{gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16} {
-			for _, tied := range []bool{false, true} {
+	for _, arch := range Archs() {
+		types := []gguf.Type{gguf.TypeF32, gguf.TypeF16}
+		if arch == "llama" || arch == "qwen2" || arch == "qwen3" {
+			types = append(types, gguf.TypeBF16)
+		}
+		for _, typ := range types {
+			for _, tied := range tiedChoices(arch) {
 				cfg := small(arch, typ, tied)
 				t.Run(fmt.Sprintf("%s-%s-tied=%v", arch, typ, tied), func(t *testing.T) { checkModel(t, cfg) })
 			}
 		}
 	}
+	if len(Archs()) != 12 {
+		t.Errorf("archs %v", Archs())
+	}
+}
+
+// blockLayout is each architecture's block as llama.cpp's load_tensors
+// (llama-model.cpp) creates it, transcribed by hand: shapes in terms of e
+// (embedding length = heads × head size), kv (KV heads × head size), hd
+// (head size) and f (feed-forward length).
+func blockLayout(arch string, e, kv, hd, f uint64) map[string][]uint64 {
+	llama := map[string][]uint64{"attn_norm.weight": {e}, "attn_q.weight": {e, e}, "attn_k.weight": {e, kv},
+		"attn_v.weight": {e, kv}, "attn_output.weight": {e, e}, "ffn_norm.weight": {e}, "ffn_gate.weight": {e, f},
+		"ffn_down.weight": {f, e}, "ffn_up.weight": {e, f}}
+	type layout = map[string][]uint64
+	with := func(add []layout, drop ...string) layout {
+		out := maps.Clone(llama)
+		for _, a := range add {
+			maps.Copy(out, a)
+		}
+		for _, d := range drop {
+			delete(out, d)
+		}
+		return out
+	}
+	post := layout{"post_attention_norm.weight": {e}, "post_ffw_norm.weight": {e}}
+	headNorms := layout{"attn_q_norm.weight": {hd}, "attn_k_norm.weight": {hd}}
+	switch arch {
+	case "qwen2":
+		return with([]layout{{"attn_q.bias": {e}, "attn_k.bias": {kv}, "attn_v.bias": {kv}}})
+	case "qwen3":
+		return with([]layout{headNorms})
+	case "phi3":
+		return with([]layout{{"attn_qkv.weight": {e, e + 2*kv}, "ffn_up.weight": {e, 2 * f}}},
+			"attn_q.weight", "attn_k.weight", "attn_v.weight", "ffn_gate.weight")
+	case "gemma2":
+		return with([]layout{post})
+	case "gemma3":
+		return with([]layout{post, headNorms})
+	case "olmo2":
+		return with([]layout{post, {"attn_q_norm.weight": {e}, "attn_k_norm.weight": {kv}}}, "attn_norm.weight", "ffn_norm.weight")
+	}
+	return llama // llama, gemma, granite, smollm3, internlm2, exaone
+}
+
+// archKeys are the metadata an architecture needs beyond the common keys,
+// with their values.
+func archKeys(cfg Config) map[string]float64 {
+	switch cfg.Arch {
+	case "gemma2":
+		return map[string]float64{"attention.sliding_window": DefaultSlidingWindow, "attn_logit_softcapping": 50, "final_logit_softcapping": 30}
+	case "gemma3":
+		return map[string]float64{"attention.sliding_window": DefaultSlidingWindow, "rope.freq_base": 1e6}
+	case "granite":
+		return map[string]float64{"logit_scale": 8, "residual_scale": float64(float32(0.22)), "embedding_scale": 12,
+			"attention.scale": 1 / float64(cfg.Embd/cfg.Heads)}
+	}
+	return map[string]float64{"rope.freq_base": float64(cmp.Or(cfg.RopeBase, 10000))}
 }
 
 func checkModel(t *testing.T, cfg Config) {
@@ -67,8 +141,13 @@ func checkModel(t *testing.T, cfg Config) {
 	if v, _ := f.Float(a + ".attention.layer_norm_rms_epsilon"); float32(v) != 1e-5 {
 		t.Errorf("rms epsilon %v", v)
 	}
-	if v, _ := f.Float(a + ".rope.freq_base"); v != 10000 {
-		t.Errorf("rope freq base %v", v)
+	for key, want := range archKeys(cfg) {
+		if v, ok := f.Float(a + "." + key); !ok || float32(v) != float32(want) {
+			t.Errorf("%s = %v (%v), want %v", key, v, ok, want)
+		}
+	}
+	if name, _ := f.String("general.name"); strings.Contains(name, "phi3") {
+		t.Errorf("general.name %q holds phi3: llama.cpp then looks for Phi-3's special tokens", name)
 	}
 	kv, _ := f.KV("tokenizer.ggml.tokens")
 	tokens := kv.Value.V.(gguf.Array).Values.([]string)
@@ -82,54 +161,40 @@ func checkModel(t *testing.T, cfg Config) {
 		t.Errorf("tokens: %d, %q", len(tokens), tokens[:4])
 	}
 
-	// Tensor list: count, names and shapes.
-	perBlock := 9 + map[string]int{"llama": 0, "qwen2": 3, "qwen3": 2}[a]
-	global := 3
-	if cfg.TiedEmbeddings {
-		global = 2
-	}
-	if want := global + cfg.Blocks*perBlock; len(f.Tensors) != want {
-		t.Fatalf("%d tensors, want %d", len(f.Tensors), want)
-	}
+	// Tensor list: exactly the names and shapes llama.cpp loads.
 	e, v, kvd := uint64(cfg.Embd), uint64(cfg.Vocab), uint64(hd*cfg.KVHeads)
-	shapes := map[string][]uint64{
-		"token_embd.weight": {e, v}, "output_norm.weight": {e},
-		"blk.1.attn_norm.weight": {e}, "blk.1.attn_q.weight": {e, e}, "blk.1.attn_k.weight": {e, kvd},
-		"blk.1.attn_v.weight": {e, kvd}, "blk.1.attn_output.weight": {e, e}, "blk.1.ffn_norm.weight": {e},
-		"blk.1.ffn_gate.weight": {e, uint64(cfg.FFN)}, "blk.1.ffn_down.weight": {uint64(cfg.FFN), e},
-		"blk.1.ffn_up.weight": {e, uint64(cfg.FFN)},
-	}
+	shapes := map[string][]uint64{"token_embd.weight": {e, v}, "output_norm.weight": {e}}
 	if !cfg.TiedEmbeddings {
 		shapes["output.weight"] = []uint64{e, v}
 	}
-	switch a {
-	case "qwen2":
-		shapes["blk.1.attn_q.bias"], shapes["blk.1.attn_k.bias"], shapes["blk.1.attn_v.bias"] = []uint64{e}, []uint64{kvd}, []uint64{kvd}
-	case "qwen3":
-		shapes["blk.1.attn_q_norm.weight"], shapes["blk.1.attn_k_norm.weight"] = []uint64{uint64(hd)}, []uint64{uint64(hd)}
+	if cfg.RopeFreqs {
+		shapes["rope_freqs.weight"] = []uint64{uint64(hd / 2)}
 	}
-	for name, dims := range shapes {
-		i, ok := f.Tensor(name)
-		if !ok {
-			t.Errorf("no tensor %s", name)
-			continue
+	for b := range cfg.Blocks {
+		for name, dims := range blockLayout(a, e, kvd, uint64(hd), uint64(cfg.FFN)) {
+			shapes[fmt.Sprintf("blk.%d.%s", b, name)] = dims
 		}
-		ti := f.Tensors[i]
+	}
+	if len(f.Tensors) != len(shapes) {
+		t.Errorf("%d tensors, want %d", len(f.Tensors), len(shapes))
+	}
+	for _, ti := range f.Tensors {
+		dims, ok := shapes[ti.Name]
 		wantType := cfg.Type
 		if len(dims) == 1 {
 			wantType = gguf.TypeF32
 		}
-		if !reflect.DeepEqual(ti.Dims, dims) || ti.Type != wantType {
-			t.Errorf("%s: %v %s, want %v %s", name, ti.Dims, ti.Type, dims, wantType)
+		if !ok || !reflect.DeepEqual(ti.Dims, dims) || ti.Type != wantType {
+			t.Errorf("%s: %v %s, want %v %s (expected: %v)", ti.Name, ti.Dims, ti.Type, dims, wantType, ok)
 		}
-	}
-	if _, ok := f.Tensor("output.weight"); ok == cfg.TiedEmbeddings {
-		t.Errorf("output.weight present = %v with tied = %v", ok, cfg.TiedEmbeddings)
 	}
 
 	// Data: norms are 1, weights have mean ~0 and std ~0.02.
-	norm := readFloats(t, f, "blk.0.attn_norm.weight")
-	for _, x := range norm {
+	normName := "blk.0.attn_norm.weight"
+	if a == "olmo2" {
+		normName = "blk.0.post_ffw_norm.weight"
+	}
+	for _, x := range readFloats(t, f, normName) {
 		if x != 1 {
 			t.Fatalf("norm value %v", x)
 		}

@@ -30,8 +30,8 @@ const letters = "abcdefghijklmnopqrstuvwxyz"
 // normalTokens lists every normal token candidate in vocabulary order,
 // without duplicates: "▁", the letters with and without "▁", the prefixes
 // of each word with "▁" (so SentencePiece merges can build the word),
-// digits and punctuation, then letter pairs and triples with and without
-// "▁".
+// digits and punctuation, then letter pairs, triples and quadruples with
+// and without "▁" (up to maxNormalTokens).
 var normalTokens = sync.OnceValue(func() []string {
 	var out []string
 	seen := map[string]bool{}
@@ -71,8 +71,18 @@ var normalTokens = sync.OnceValue(func() []string {
 			}
 		}
 	}
+	// Letter quadruples, as many as a Llama-3-sized vocabulary needs.
+	for i := 0; len(out) < maxNormalTokens; i++ {
+		q := string([]byte{letters[i/17576], letters[i/676%26], letters[i/26%26], letters[i%26]})
+		add(sp + q)
+		add(q)
+	}
 	return out
 })
+
+// maxNormalTokens bounds the normal token candidates: enough for a
+// 128,256-token (Llama 3) vocabulary and some more.
+const maxNormalTokens = 150000
 
 // maxVocab returns the largest vocabulary: every token candidate.
 func maxVocab(noByteFallback bool) int {
