@@ -225,10 +225,25 @@ func TestRepresentErrors(t *testing.T) {
 		info := gguf.TensorInfo{Name: "blk.0.attn_v.weight", Dims: []uint64{64, 32}, Type: gguf.TypeF16}
 		return e.ReplaceTensor(info.Name, info, bytes.NewReader(make([]byte, info.Size())))
 	})
-	bias := edited("bias.gguf", func(e *gguf.Edit) error {
+	// An extra tensor: the llama file with blk.0.attn_output.bias added.
+	bias := filepath.Join(t.TempDir(), "bias.gguf")
+	{
+		f, err := gguf.Open(llama)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var outs []gguf.OutTensor
+		for i := range f.Tensors {
+			outs = append(outs, f.OutTensor(i))
+		}
 		info := gguf.TensorInfo{Name: "blk.0.attn_output.bias", Dims: []uint64{64}, Type: gguf.TypeF32}
-		return e.AddTensor(info, bytes.NewReader(make([]byte, info.Size())))
-	})
+		outs = append(outs, gguf.OutTensor{Info: info, Src: bytes.NewReader(make([]byte, info.Size()))})
+		err = gguf.WriteFile(bias, f.Version, f.KVs, f.Alignment, outs)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, c := range []struct{ in, arch, want string }{
 		{llama, "gemma", "unknown architecture"},
 		{qwen, "phi3", `architecture "qwen2", want llama`},
