@@ -119,7 +119,7 @@ func Measure(m *cgo.Model, text string, opt Options) (Result, error) {
 	var acc Accumulator
 	first := n / 2
 	st, err := runner.Run(m, chunks, runner.Options{
-		Ctx: opt.Context, Threads: opt.Threads, BatchTokens: opt.BatchTokens, Logits: true,
+		Ctx: opt.Context, Threads: opt.Threads, BatchTokens: opt.BatchTokens, Logits: true, LogitsFrom: first,
 		Progress: func(done int, _ float64) {
 			if opt.Progress != nil {
 				opt.Progress(done, windows)
