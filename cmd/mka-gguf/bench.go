@@ -38,6 +38,10 @@ same model, and printed as a ratio (never as an absolute-time check):
 
   decode   calibration tokens/s (llama.cpp decode + the capture hook) against
            the same decodes with no hook (goal: ratio >= 0.95)
+  llamacpp eval's perplexity loop and the calibration pass against llama.cpp's
+           own llama-perplexity (PATH or $MKA_LLAMA_PERPLEXITY; skipped
+           without it): tokens/s on the same model, generated text,
+           256-token windows and threads (goal: ratio >= 0.9)
   simd     each Go kernel's selected implementation against the pure-Go one
   rewrite  merge rewrite MB/s (one fusion; one pruned block) against a copy
   quant    llama.cpp quantization MB/s (Q8_0, Q4_K_M) against a copy
@@ -81,7 +85,7 @@ temporary folder unless --model names one.`,
 }
 
 // benchParts are the parts of a bench run, in the order they run.
-var benchParts = []string{"decode", "simd", "rewrite", "quant", "merge"}
+var benchParts = []string{"decode", "llamacpp", "simd", "rewrite", "quant", "merge"}
 
 // benchSize is a generated model and its default decode tokens.
 type benchSize struct {
@@ -274,7 +278,7 @@ func runBench(c *cli.Context) error {
 	}
 
 	// The model: generated in the work folder, or --model.
-	needModel := parts["decode"] || parts["rewrite"] || parts["quant"] || parts["merge"]
+	needModel := parts["decode"] || parts["llamacpp"] || parts["rewrite"] || parts["quant"] || parts["merge"]
 	dir := c.String("dir")
 	if needModel || dir != "" {
 		if dir == "" {
@@ -305,6 +309,11 @@ func runBench(c *cli.Context) error {
 	ctx := c.Context
 	if parts["decode"] {
 		if err := benchDecode(ctx, rep, path, n, tokens, rounds, c.Bool("capture-only"), against); err != nil {
+			return err
+		}
+	}
+	if parts["llamacpp"] {
+		if err := benchLlamaCpp(ctx, rep, path, dir, n, rounds); err != nil {
 			return err
 		}
 	}
