@@ -560,7 +560,7 @@ func benchDecode(ctx context.Context, rep *benchReport, path string, threads, to
 	bareRun := func() (float64, error) {
 		c := decodeClock{t: t}
 		_, err := runner.Run(m, chunks, runner.Options{Ctx: ctx, Threads: threads, BatchTokens: benchBatchTokens, Logits: true,
-			Progress: func(done int, _ float64) { c.tick(done) }}, nil)
+			PlainAttention: true, Progress: func(done int, _ float64) { c.tick(done) }}, nil)
 		if err != nil {
 			return 0, err
 		}
@@ -638,7 +638,7 @@ func benchDecode(ctx context.Context, rep *benchReport, path string, threads, to
 		rep.add(benchResult{Name: "decode.capture", Value: best(capture), Unit: "tok/s", Samples: capture, Note: captureNote})
 	} else {
 		rep.add(benchResult{Name: "decode.bare", Value: best(bare), Unit: "tok/s", Samples: bare,
-			Note: "llama.cpp decode with logits, no capture"})
+			Note: "llama.cpp decode with logits, no capture, plain attention as calibration"})
 		rep.add(benchResult{Name: "decode.hook", Value: best(hook), Unit: "tok/s", Samples: hook,
 			BaselineName: "decode.bare", BaselineValue: best(bare), Goal: 0.95, Note: "capture hook on the same graph, logits too"})
 		rep.add(benchResult{Name: "decode.capture", Value: best(capture), Unit: "tok/s", Samples: capture,

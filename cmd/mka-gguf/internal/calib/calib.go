@@ -7,6 +7,11 @@
 // (the token embeddings, "inp_embd"), layer i (1..L) the output of block
 // i−1 ("l_out-<i−1>"). Memory is O(N·(L+1)·d): per token, values are folded
 // into sums inside the hook and never stored.
+//
+// Attention runs as separate matrix products, not flash attention
+// (runner.Options.PlainAttention): on the CPU the pass is several times
+// faster, and the merge search's decodes (runner.Session) run the same
+// graph, so that every decode of a merge rounds alike.
 package calib
 
 import (
@@ -193,7 +198,7 @@ func Run(m *cgo.Model, chunks [][]int32, opt Options) (*Result, error) {
 
 	st, err := runner.Run(m, chunks, runner.Options{
 		Ctx: opt.Context, Threads: opt.Threads, BatchTokens: opt.BatchTokens, Capture: capture, CaptureInput: true, SkipLogits: !opt.KeepLogits,
-		CaptureFFNInput: opt.Observe != nil,
+		CaptureFFNInput: opt.Observe != nil, PlainAttention: true,
 		Before: func(f, c int) {
 			first, count, next = f, c, 0
 			if opt.ObserveBefore != nil {
