@@ -185,38 +185,6 @@ import (
 	"unsafe"
 )
 
-// Tensor is one captured graph tensor: Rows token rows of Cols floats.
-// Layer is the decoder block whose output it is ("l_out-<Layer>"), or -1
-// for the input of block 0 ("inp_embd"); with Kind FFNInput it is the
-// residual stream of block Layer before its FFN ("ffn_inp-<Layer>"). Data
-// aliases memory owned by llama.cpp and is valid only during the
-// CaptureFunc call: copy what you keep.
-type Tensor struct {
-	Layer      int
-	Kind       TensorKind
-	Rows, Cols int
-	Data       []float32
-}
-
-// TensorKind says which graph tensor of a block was captured.
-type TensorKind int
-
-const (
-	// BlockOutput is a block's output "l_out-<i>" (or the block-0 input).
-	BlockOutput TensorKind = iota
-	// FFNInput is "ffn_inp-<i>": the residual stream after block i's
-	// attention, before its FFN. Block i's FFN output is then
-	// l_out-<i> − ffn_inp-<i>.
-	FFNInput
-)
-
-// CaptureFunc receives captured tensors in graph order during Decode. The
-// rows are the batch's tokens in batch order (the last block's rows only
-// for tokens that asked for output, so ask for output on every token you
-// want to see). Returning false stops the current graph split early;
-// the caller should record why and report it after Decode.
-type CaptureFunc func(t Tensor) bool
-
 // ContextParams configures NewContext. Zero values take llama.cpp's
 // defaults, except NUBatch, which defaults to NBatch so that one Decode is
 // one graph evaluation and captured rows match the batch.
@@ -252,15 +220,26 @@ type ContextParams struct {
 	// turned off for it (a resumed decode runs another graph on an input
 	// of the same shape), so every Decode builds its graph anew.
 	Resumable bool
-}
 
-// MatMulFunc receives the input of one multiplication by the weight named
-// weight: rows activation rows of cols floats (cols is the weight's ne0),
-// row-major. data aliases memory owned by llama.cpp and is valid only during
-// the call: copy what you keep. Returning false makes llama.cpp skip the
-// rest of the current graph split (it does not report an error), so the
-// decode's results are then meaningless; return true normally.
-type MatMulFunc func(weight string, cols, rows int, data []float32) bool
+	// PerSeqKV gives each of the NSeqMax sequences a KV cache of its own,
+	// NCtx/NSeqMax cells (llama.cpp's kv_unified off; otherwise one cache
+	// for all), so that a token's attention runs over its own sequence's
+	// cells only. A batch must then hold each sequence's tokens together,
+	// sequences in increasing order, no token in two of them; llama.cpp
+	// takes the sequences one after the other into a ubatch, so captured
+	// rows still come in batch order. With flash attention the logits are
+	// the same bits as with one cache.
+	PerSeqKV bool
+	// FlashAttention leaves attention to llama.cpp's default, flash
+	// attention ("auto": on wherever the device supports it). Without it,
+	// every context computes attention as softmax(K·Q)·V with separate
+	// matrix products (llama.cpp's -fa off): the pinned ggml's CPU flash
+	// attention walks one query and one cached token at a time and sums
+	// softmax·V in half precision, so for windows of a few hundred tokens
+	// the products are several times faster on the CPU and sum in float32;
+	// the two differ by a few 1e-4 of the values.
+	FlashAttention bool
+}
 
 // Context is a llama.cpp inference context.
 type Context struct {
@@ -301,10 +280,14 @@ func NewContext(m *Model, cp ContextParams) (*Context, error) {
 		p.n_threads_batch = C.int32_t(cp.Threads)
 	}
 	p.no_perf = C.bool(true)
-	// One KV stream for all sequences: llama.cpp then splits a batch into
-	// ubatches in batch order (split_simple), so captured rows line up with
-	// the tokens as they were added.
-	p.kv_unified = C.bool(true)
+	// One KV stream for all sequences unless PerSeqKV: llama.cpp then
+	// splits a batch into ubatches in batch order (split_simple), so
+	// captured rows line up with the tokens as they were added, also when
+	// a token is in several sequences.
+	p.kv_unified = C.bool(!cp.PerSeqKV)
+	if !cp.FlashAttention {
+		p.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+	}
 	c := &Context{model: m, nvocab: m.NVocab(), resumable: cp.Resumable}
 	if cp.Capture != nil || cp.MatMulInputs != nil {
 		c.hook = (*C.mka_hook)(C.calloc(1, C.size_t(unsafe.Sizeof(C.mka_hook{}))))

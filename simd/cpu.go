@@ -128,6 +128,7 @@ func selectKernels() {
 	selectBF16(active)
 	selectAxpy(active)
 	selectDot(active)
+	selectSumExp(active)
 }
 
 // kernel identifies one dispatched kernel, for Kernels and Speedup.
@@ -142,6 +143,7 @@ const (
 	kAxpy
 	kDot
 	kSqDist
+	kSumExp
 	numKernels
 )
 
@@ -154,6 +156,7 @@ var kernelNames = [numKernels]string{
 	kAxpy:      "Axpy",
 	kDot:       "Dot",
 	kSqDist:    "SqDist",
+	kSumExp:    "SumExp",
 }
 
 // kernelImpl names the implementation each kernel uses now; the select

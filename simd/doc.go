@@ -10,8 +10,9 @@
 //	BF16ToF32, F32ToBF16  bfloat16 <-> float32, ggml's GGML_FP32_TO_BF16 rule
 //	Lerp, Axpy            dst = lambda*a + (1-lambda)*b; dst += alpha*x
 //	Dot, SqDist           sum a*b; sum (a-b)^2, float32 accumulation
+//	SumExp                sum exp(x-m) in float64, in order (log-sum-exp)
 //
-// The conversions, Lerp and Axpy give the same bits in every
+// The conversions, Lerp, Axpy and SumExp give the same bits in every
 // implementation (apart from which NaN payload an arithmetic NaN carries),
 // so results never depend on the machine. Dot and SqDist accumulate in
 // several float32 lanes and differ between implementations in the last

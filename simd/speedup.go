@@ -16,6 +16,9 @@ type benchCase struct {
 // sink keeps the reductions' results alive.
 var sink float32
 
+// sinkF64 keeps SumExp's results alive.
+var sinkF64 float64
+
 // newBenchCase binds kernel (one of the names Kernels lists) to fresh,
 // deterministic buffers of n elements. selected calls the exported
 // function, so it includes the length check and the dispatch.
@@ -69,6 +72,13 @@ func newBenchCase(kernel string, n int) (benchCase, bool) {
 	case "SqDist":
 		a, b := f32(), f32()
 		return benchCase{func() { sink += SqDist(a, b) }, func() { sink += sqDistGeneric(a, b) }, 8 * n64}, true
+	case "SumExp":
+		// Logits-like values below m = 0: every element takes the fast path.
+		a := f32()
+		for i := range a {
+			a[i] = -float32(math.Abs(float64(a[i]))) / 10
+		}
+		return benchCase{func() { sinkF64 += SumExp(a, 0) }, func() { sinkF64 += sumExpGeneric(a, 0) }, 4 * n64}, true
 	}
 	return benchCase{}, false
 }
@@ -80,7 +90,7 @@ const speedupWork = 1 << 22
 // Go one on slices of n elements and returns generic time / selected time
 // (so 1 means no gain, and it is 1 when the generic code is selected).
 // kernel is one of the names [Kernels] lists: F16ToF32, F32ToF16,
-// BF16ToF32, F32ToBF16, Lerp, Axpy, Dot, SqDist. Each implementation
+// BF16ToF32, F32ToBF16, Lerp, Axpy, Dot, SqDist, SumExp. Each implementation
 // processes at least 2^22 elements per round (repeating the call as
 // needed), and the best of 5 rounds counts, so a call takes roughly 10-100
 // ms. Speedup returns 0 for an unknown kernel or n < 1. It must not run

@@ -23,6 +23,10 @@ same model, and printed as a ratio (never as an absolute-time check):
 
   decode   calibration tokens/s (llama.cpp decode + the capture hook) against
            the same decodes with no hook (goal: ratio >= 0.95)
+  llamacpp eval's perplexity loop and the calibration pass against llama.cpp's
+           own llama-perplexity (PATH or $MKA_LLAMA_PERPLEXITY; skipped
+           without it): tokens/s on the same model, generated text,
+           256-token windows and threads (goal: ratio >= 0.9)
   simd     each Go kernel's selected implementation against the pure-Go one
   rewrite  merge rewrite MB/s (one fusion; one pruned block) against a copy
   quant    llama.cpp quantization MB/s (Q8_0, Q4_K_M) against a copy

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -143,5 +144,27 @@ func TestBenchErrors(t *testing.T) {
 	} {
 		stdout, stderr, code := run(t, tc.args...)
 		wantOneLineError(t, stdout, stderr, code, tc.wants...)
+	}
+}
+
+// TestBenchLlamaCppSkipped checks that without llama-perplexity the part
+// is one row that says it was skipped and why, and the run succeeds.
+func TestBenchLlamaCppSkipped(t *testing.T) {
+	t.Setenv("MKA_LLAMA_PERPLEXITY", filepath.Join(t.TempDir(), "no-such-llama-perplexity"))
+	out := filepath.Join(t.TempDir(), "bench.json")
+	args := []string{"bench", "--size", "tiny", "--only", "llamacpp", "--json-file", out}
+	stdout, stderr, code := run(t, args...)
+	wantOK(t, args, stdout, stderr, code)
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r bench.Report
+	if err := json.Unmarshal(data, &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Results) != 1 || r.Results[0].Name != "llamacpp.eval" || r.Results[0].Value != 0 ||
+		!strings.HasPrefix(r.Results[0].Note, "skipped: llama-perplexity not found") {
+		t.Errorf("results %+v, want one llamacpp.eval row saying it was skipped", r.Results)
 	}
 }

@@ -161,7 +161,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		Threads: o.Threads, Rounds: o.Rounds, Results: []Result{},
 	}
 	parts := s.parts
-	needModel := parts["decode"] || parts["rewrite"] || parts["quant"] || parts["merge"]
+	needModel := parts["decode"] || parts["llamacpp"] || parts["rewrite"] || parts["quant"] || parts["merge"]
 	dir := o.Dir
 	if needModel || dir != "" {
 		if dir == "" {
@@ -186,6 +186,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	mp, n := o.Load, o.Threads
 	if parts["decode"] {
 		if err := decode(ctx, rep, mp, path, n, s.tokens, o.Rounds, o.CaptureOnly, s.against); err != nil {
+			return nil, err
+		}
+	}
+	if parts["llamacpp"] {
+		if err := llamaCppPart(ctx, rep, mp, path, dir, n, o.Rounds); err != nil {
 			return nil, err
 		}
 	}
@@ -226,7 +231,7 @@ func (o *Options) model(z size, dir string) (string, error) {
 }
 
 // Parts are the parts of a bench run, in the order they run.
-var Parts = []string{"decode", "simd", "rewrite", "quant", "merge"}
+var Parts = []string{"decode", "llamacpp", "simd", "rewrite", "quant", "merge"}
 
 // size is a generated model and its default decode tokens.
 type size struct {

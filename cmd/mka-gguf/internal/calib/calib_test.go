@@ -74,7 +74,8 @@ func TestRunShapesAndStats(t *testing.T) {
 		}
 	}
 
-	// Independent check of sample 3 at the last layer with a direct capture.
+	// Independent check of sample 3 at the last layer with a direct capture
+	// (on the calibration's graph: plain attention).
 	var rows []float32
 	ctx, err := cgo.NewContext(m, cgo.ContextParams{NCtx: 64, NBatch: 64, Threads: 2, Capture: func(tn cgo.Tensor) bool {
 		if tn.Layer == m.NLayer()-1 {

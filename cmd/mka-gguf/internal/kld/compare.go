@@ -45,7 +45,7 @@ func newDecoder(m *cgo.Model, t, k int, opt Options) (*decoder, error) {
 	if th <= 0 {
 		th = runtime.NumCPU()
 	}
-	ctx, err := cgo.NewContext(m, cgo.ContextParams{NCtx: k * t, NBatch: k * t, NSeqMax: k, Threads: th})
+	ctx, err := cgo.NewContext(m, cgo.ContextParams{NCtx: k * t, NBatch: k * t, NSeqMax: k, Threads: th, PerSeqKV: true})
 	if err != nil {
 		return nil, err
 	}

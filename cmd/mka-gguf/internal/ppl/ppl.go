@@ -12,6 +12,7 @@ import (
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
+	"github.com/mka-gguf/mka-gguf/simd"
 )
 
 // Result is a perplexity measurement.
@@ -58,7 +59,8 @@ func (a *Accumulator) Result() (ppl, stderr float64) {
 }
 
 // LogSumExp returns ln Σ exp(logits) in float64, computed as
-// max + ln Σ exp(v − max), and top, the index of the largest logit (the
+// max + ln Σ exp(v − max) (the sum in order, with math.Exp's bits:
+// simd.SumExp), and top, the index of the largest logit (the
 // first of equals). NLL and the kld package's scores all use it, so that
 // the same logits give the same losses bit for bit wherever they are
 // computed.
@@ -69,11 +71,7 @@ func LogSumExp(logits []float32) (lse float64, top int) {
 		}
 	}
 	mx := float64(logits[top])
-	var s float64
-	for _, v := range logits {
-		s += math.Exp(float64(v) - mx)
-	}
-	return mx + math.Log(s), top
+	return mx + math.Log(simd.SumExp(logits, mx)), top
 }
 
 // NLL returns −log softmax(logits)[next] in nats, in float64:
@@ -121,7 +119,7 @@ func Measure(m *cgo.Model, text string, opt Options) (Result, error) {
 	var acc Accumulator
 	first := n / 2
 	st, err := runner.Run(m, chunks, runner.Options{
-		Ctx: opt.Context, Threads: opt.Threads, BatchTokens: opt.BatchTokens, Logits: true,
+		Ctx: opt.Context, Threads: opt.Threads, BatchTokens: opt.BatchTokens, Logits: true, LogitsFrom: first,
 		Progress: func(done int, _ float64) {
 			if opt.Progress != nil {
 				opt.Progress(done, windows)

@@ -24,8 +24,16 @@ type Options struct {
 	// BatchTokens bounds the tokens of one decode (0: 512); at least one
 	// whole chunk is always decoded at once.
 	BatchTokens int
-	// Logits asks for logits of every token (needed for losses).
+	// Logits asks for logits of every token from LogitsFrom on in each
+	// chunk (needed for losses).
 	Logits bool
+	// LogitsFrom is the first position of each chunk whose logits Logits
+	// asks for (0: every token). llama.cpp computes the output layer, and
+	// the last block after its attention, only for tokens that ask for
+	// output, so a perplexity window that scores its second half costs
+	// that much less; the logits it returns are the same bits. Capture and
+	// MatMulInputs always have every token ask.
+	LogitsFrom int
 	// Capture, when set, receives hidden states during each decode. Rows
 	// are the decode's tokens in order: chunk c of the decode occupies rows
 	// [c·T, (c+1)·T).
@@ -50,7 +58,8 @@ type Options struct {
 }
 
 // Decoded describes one decode: which chunks it held. Logits(i, j) returns
-// the logits of token j of the i-th chunk of this decode (Options.Logits).
+// the logits of token j of the i-th chunk of this decode (Options.Logits;
+// nil before Options.LogitsFrom).
 type Decoded struct {
 	First, Count int // chunk indices [First, First+Count)
 	ctx          *cgo.Context
@@ -103,8 +112,10 @@ func Run(m *cgo.Model, chunks [][]int32, opt Options, after func(d *Decoded) err
 		threads = runtime.NumCPU()
 	}
 	k := min(SeqsPerDecode(t, opt.BatchTokens), len(chunks))
+	// Every chunk is a sequence of its own in a KV cache of its own: a
+	// token's attention runs over its chunk only.
 	ctx, err := cgo.NewContext(m, cgo.ContextParams{
-		NCtx: k * t, NBatch: k * t, NSeqMax: k, Threads: threads,
+		NCtx: k * t, NBatch: k * t, NSeqMax: k, Threads: threads, PerSeqKV: true,
 		Capture: opt.Capture, CaptureInput: opt.CaptureInput, CaptureFFNInput: opt.CaptureFFNInput, SkipLogits: opt.SkipLogits, MatMulInputs: opt.MatMulInputs,
 	})
 	if err != nil {
@@ -127,9 +138,10 @@ func Run(m *cgo.Model, chunks [][]int32, opt Options, after func(d *Decoded) err
 		}
 		n := min(k, len(chunks)-first)
 		b.Clear()
+		every := opt.Capture != nil || opt.MatMulInputs != nil
 		for s := range n {
 			for j, tok := range chunks[first+s] {
-				b.Add(tok, j, s, opt.Logits || opt.Capture != nil || opt.MatMulInputs != nil)
+				b.Add(tok, j, s, every || opt.Logits && j >= opt.LogitsFrom)
 			}
 		}
 		ctx.ClearMemory()
