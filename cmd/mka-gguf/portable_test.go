@@ -129,9 +129,12 @@ func TestPortableVariantsAgree(t *testing.T) {
 		if len(r.npib) != len(ref.npib) {
 			t.Fatalf("%s: NPIB matrix %d×, native %d×", name, len(r.npib), len(ref.npib))
 		}
+		// NPIB goes through k-nearest-neighbour graphs: float32 rounding
+		// of the kernels (SIMD or not) may swap a neighbour and move a
+		// block's row by about 0.01. A wrong kernel moves it by far more.
 		for i := range ref.npib {
 			for j := range ref.npib[i] {
-				if d := math.Abs(r.npib[i][j] - ref.npib[i][j]); d > 1e-3 {
+				if d := math.Abs(r.npib[i][j] - ref.npib[i][j]); d > 0.03 {
 					t.Errorf("%s: NPIB[%d][%d] = %.5f, native %.5f", name, i, j, r.npib[i][j], ref.npib[i][j])
 				}
 			}
