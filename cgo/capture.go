@@ -2,10 +2,11 @@ package cgo
 
 // Tensor is one captured graph tensor: Rows token rows of Cols floats.
 // Layer is the decoder block whose output it is ("l_out-<Layer>"), or -1
-// for the input of block 0 ("inp_embd"); with Kind FFNInput it is the
-// residual stream of block Layer before its FFN ("ffn_inp-<Layer>"). Data
-// aliases memory owned by llama.cpp and is valid only during the
-// CaptureFunc call: copy what you keep.
+// for the input of block 0 (CaptureNames.Input); with Kind FFNInput it is
+// the residual stream of block Layer before its FFN ("ffn_inp-<Layer>"),
+// with Kind FFNOutput the FFN's contribution to it. Data aliases memory
+// owned by llama.cpp and is valid only during the CaptureFunc call: copy
+// what you keep.
 type Tensor struct {
 	Layer      int
 	Kind       TensorKind
@@ -23,7 +24,40 @@ const (
 	// attention, before its FFN. Block i's FFN output is then
 	// l_out-<i> − ffn_inp-<i>.
 	FFNInput
+	// FFNOutput is the FFN's contribution to block i's stream in a graph
+	// that leaves the stream before the FFN unnamed (phi3's "ffn_out-<i>"):
+	// that stream is then l_out-<i> minus it.
+	FFNOutput
 )
+
+// CaptureNames are the graph names (llama.cpp's cb names, "<name>-<i>"
+// for block i) a capture hook reports; they differ between
+// architectures' graphs (merge/arch's table lists them). Empty fields
+// take llama's names.
+type CaptureNames struct {
+	// Input is block 0's input ("inp_embd"; gemma's graphs scale it and
+	// name the result "inp_scaled").
+	Input string
+	// FFNInput is the prefix of the residual stream before block i's FFN
+	// ("ffn_inp-"; gemma's "sa_out-").
+	FFNInput string
+	// FFNOutput, when set without FFNInput, is the prefix of the FFN's
+	// contribution to the stream, captured instead where the graph leaves
+	// that stream unnamed (phi3: "ffn_out-").
+	FFNOutput string
+}
+
+// names returns the names with llama's defaults filled in.
+func (n CaptureNames) names() (input, ffnInput, ffnOutput string) {
+	input, ffnInput = n.Input, n.FFNInput
+	if input == "" {
+		input = "inp_embd"
+	}
+	if ffnInput == "" && n.FFNOutput == "" {
+		ffnInput = "ffn_inp-"
+	}
+	return input, ffnInput, n.FFNOutput
+}
 
 // CaptureFunc receives captured tensors in graph order during Decode. The
 // rows are the batch's tokens in batch order (the last block's rows only

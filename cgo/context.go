@@ -1,6 +1,7 @@
 package cgo
 
 /*
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
@@ -16,7 +17,10 @@ extern _Bool mkaGoMatMul(uintptr_t handle, char *weight, float *data, int64_t ne
 typedef struct {
 	uintptr_t handle;    // CaptureFunc, 0 when block outputs are not captured
 	int want_inp;
-	int want_ffn_inp;  // also capture "ffn_inp-<i>" (the residual stream before block i's FFN)
+	int want_ffn_inp;  // also capture the FFN's input stream (f_name) or contribution (x_name) of every block
+	char inp_name[32]; // the block-0 input's graph name ("inp_embd")
+	char f_name[32];   // prefix of the residual stream before block i's FFN ("ffn_inp-"), "" when unnamed
+	char x_name[32];   // prefix of the FFN's contribution to the stream ("ffn_out-" for phi3), "" when not captured
 	uintptr_t mm_handle; // MatMulFunc, 0 when matmul inputs are not captured
 	void *scratch;     // device-to-host copies and type conversions
 	size_t scratch_size;
@@ -25,19 +29,35 @@ typedef struct {
 	int n_map;
 } mka_hook;
 
-// mka_layer_of returns the block index of an "l_out-<i>" tensor (kind 0) or,
-// when wanted, of an "ffn_inp-<i>" tensor (kind 1), -1 for the block-0 input
-// "inp_embd" (when wanted) and -2 for anything else.
-static int mka_layer_of(const char *name, int want_inp, int want_ffn_inp, int *kind) {
+// mka_indexed returns i when name is prefix followed by a block index i,
+// else -2.
+static int mka_indexed(const char *name, const char *prefix) {
+	const size_t n = strlen(prefix);
+	if (n == 0 || strncmp(name, prefix, n) != 0 || name[n] < '0' || name[n] > '9') {
+		return -2;
+	}
+	return atoi(name + n);
+}
+
+// mka_layer_of returns the block index of an "l_out-<i>" tensor (kind 0)
+// or, when wanted, of the FFN's input stream f_name<i> (kind 1) or
+// contribution x_name<i> (kind 2), -1 for the block-0 input inp_name (when
+// wanted) and -2 for anything else.
+static int mka_layer_of(const mka_hook *h, const char *name, int *kind) {
+	int i;
 	*kind = 0;
-	if (strncmp(name, "l_out-", 6) == 0) {
-		return atoi(name + 6);
+	if ((i = mka_indexed(name, "l_out-")) >= 0) {
+		return i;
 	}
-	if (want_ffn_inp && strncmp(name, "ffn_inp-", 8) == 0) {
+	if (h->want_ffn_inp && (i = mka_indexed(name, h->f_name)) >= 0) {
 		*kind = 1;
-		return atoi(name + 8);
+		return i;
 	}
-	if (want_inp && strcmp(name, "inp_embd") == 0) {
+	if (h->want_ffn_inp && (i = mka_indexed(name, h->x_name)) >= 0) {
+		*kind = 2;
+		return i;
+	}
+	if (h->want_inp && strcmp(name, h->inp_name) == 0) {
 		return -1;
 	}
 	return -2;
@@ -139,7 +159,7 @@ static bool mka_cb_eval(struct ggml_tensor *t, bool ask, void *ud) {
 		return !ask;
 	}
 	int kind;
-	int layer = mka_layer_of(t->name, h->want_inp, h->want_ffn_inp, &kind);
+	int layer = mka_layer_of(h, t->name, &kind);
 	if (ask) {
 		return layer >= -1;
 	}
@@ -167,6 +187,12 @@ static void mka_set_hook(struct llama_context_params *p, mka_hook *h) {
 }
 
 static void mka_hook_stop_after(mka_hook *h, int layer) { h->stop_layer = layer; }
+
+static void mka_hook_names(mka_hook *h, const char *inp, const char *f, const char *x) {
+	snprintf(h->inp_name, sizeof h->inp_name, "%s", inp);
+	snprintf(h->f_name, sizeof h->f_name, "%s", f);
+	snprintf(h->x_name, sizeof h->x_name, "%s", x);
+}
 static void mka_hook_map(mka_hook *h, const int32_t *map, int n) { h->layer_map = map, h->n_map = n; }
 
 static void mka_hook_free(mka_hook *h) {
@@ -199,9 +225,15 @@ type ContextParams struct {
 	// CaptureInput) the block-0 input during Decode.
 	Capture      CaptureFunc
 	CaptureInput bool
-	// CaptureFFNInput also captures every block's "ffn_inp-<i>", handed to
-	// Capture before that block's output, with Kind FFNInput.
+	// CaptureFFNInput also captures every block's residual stream before
+	// its FFN ("ffn_inp-<i>"), handed to Capture before that block's
+	// output with Kind FFNInput, or, in a graph that leaves that stream
+	// unnamed, the FFN's contribution to it (Kind FFNOutput), as
+	// CaptureNames says.
 	CaptureFFNInput bool
+	// CaptureNames are the graph names the hook looks for; the zero value
+	// is llama's.
+	CaptureNames CaptureNames
 	// SkipLogits stops every Decode once Capture has the last block's
 	// output: the output norm and the logits, unused in calibration, are
 	// not computed (a large-vocabulary model spends a fifth or more of its
@@ -300,6 +332,10 @@ func NewContext(m *Model, cp ContextParams) (*Context, error) {
 			if cp.CaptureFFNInput {
 				c.hook.want_ffn_inp = 1
 			}
+			if err := cp.CaptureNames.set(c.hook); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("%s: %w", m.path, err)
+			}
 		}
 		c.hook.stop_layer = -2
 		if cp.SkipLogits && cp.MatMulInputs == nil {
@@ -338,6 +374,22 @@ func NewContext(m *Model, cp ContextParams) (*Context, error) {
 		C.llama_attach_threadpool(c.p, pool, pool)
 	}
 	return c, nil
+}
+
+// set gives the hook the names (each shorter than 32 bytes).
+func (n CaptureNames) set(h *C.mka_hook) error {
+	in, f, x := n.names()
+	for _, s := range []string{in, f, x} {
+		if len(s) >= 32 {
+			return fmt.Errorf("capture name %q is too long", s)
+		}
+	}
+	cin, cf, cx := C.CString(in), C.CString(f), C.CString(x)
+	defer C.free(unsafe.Pointer(cin))
+	defer C.free(unsafe.Pointer(cf))
+	defer C.free(unsafe.Pointer(cx))
+	C.mka_hook_names(h, cin, cf, cx)
+	return nil
 }
 
 //export mkaGoTensor

@@ -20,19 +20,58 @@
 #include "pool.h"
 #include "resume.h"
 
-extern "C" int mka_resume_check(const struct llama_model *m) {
+// The architectures whose graphs compute, in a decode of some blocks,
+// what each block computes in the whole model (merge/arch's table says
+// the same: TestResumeAgrees). Other graphs derive something from the
+// block index or scale the input again. What the graph derives from the
+// index through hparams.swa_layers (gemma2, gemma3 and olmo2 with a
+// sliding window) and smollm3's NoPE step are checked per decode
+// (mka_pattern_kept).
+extern "C" int mka_resume_check(const struct llama_model *m, bool embd) {
     switch (m->arch) {
     case LLM_ARCH_LLAMA:
     case LLM_ARCH_QWEN2:
     case LLM_ARCH_QWEN3:
+    case LLM_ARCH_PHI3:
+    case LLM_ARCH_INTERNLM2:
+    case LLM_ARCH_EXAONE:
+    case LLM_ARCH_OLMO2:
+    case LLM_ARCH_SMOLLM3:
+    case LLM_ARCH_GEMMA3: // its input scale is for token batches only
+        break;
+    case LLM_ARCH_GRANITE: // embedding_scale: tokens and embeddings
+    case LLM_ARCH_GEMMA:   // × sqrt(n_embd): tokens and embeddings
+    case LLM_ARCH_GEMMA2:
+        if (embd && m->arch != LLM_ARCH_GRANITE) {
+            return 2;
+        }
         break;
     default:
         return 1;
     }
-    if (m->hparams.f_embedding_scale != 0.0f) {
+    const float s = m->hparams.f_embedding_scale;
+    if (embd && s != 0.0f && s != 1.0f) {
         return 2;
     }
     return 0;
+}
+
+// mka_pattern_kept reports whether graph block i of a decode of blocks ids
+// is what loaded block ids[i] is in the whole model, as far as the graph
+// derives it from the block index: its sliding-window flag (the iswa KV
+// cache is split by it when the context is made) and smollm3's NoPE.
+static bool mka_pattern_kept(const llama_model &m, const int32_t *ids, int k) {
+    const llama_hparams &hp = m.hparams;
+    const uint32_t step = hp.n_no_rope_layer_step;
+    for (int i = 0; i < k; i++) {
+        if (hp.swa_layers[ids[i]] != hp.swa_layers[i]) {
+            return false;
+        }
+        if (m.arch == LLM_ARCH_SMOLLM3 && step > 0 && ((ids[i] + 1) % step == 0) != ((i + 1) % step == 0)) {
+            return false;
+        }
+    }
+    return true;
 }
 
 namespace {
@@ -89,6 +128,9 @@ extern "C" int32_t mka_decode_layers(struct llama_context *c, struct llama_model
             return -3;
         }
         seen[ids[i]] = true;
+    }
+    if (!mka_pattern_kept(*m, ids, k)) {
+        return -4;
     }
     mka_pool_enter();
     int32_t r = mka_guard<int32_t>(e, -1, [&] {

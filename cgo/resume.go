@@ -35,22 +35,30 @@ import (
 // it has made identities.
 
 // ErrNoResume means the model's graph cannot start in the middle.
-var ErrNoResume = errors.New("decodes of some blocks need a llama, qwen2 or qwen3 graph without an embedding scale")
+var ErrNoResume = errors.New("decodes of some blocks are not exact for this graph")
 
-// CanResume returns nil when Context.DecodeFrom and DecodeLayers work for m, or an
-// error that says why not (the caller then decodes the whole model).
-func (m *Model) CanResume() error {
+// CanResume returns nil when Context.DecodeFrom and DecodeLayers, on
+// token and on embedding batches, work for m, or an error that says why
+// not (the caller then decodes the whole model).
+func (m *Model) CanResume() error { return m.resumeCheck(true) }
+
+// CanDecodeLayers returns nil when Context.DecodeLayers works for m on
+// token batches (its graph may still scale embedding batches again:
+// CanResume), or an error that says why not.
+func (m *Model) CanDecodeLayers() error { return m.resumeCheck(false) }
+
+func (m *Model) resumeCheck(embd bool) error {
 	if m == nil || m.p == nil {
 		return ErrClosed
 	}
-	switch C.mka_resume_check(m.p) {
+	switch C.mka_resume_check(m.p, C.bool(embd)) {
 	case 0:
 		return nil
 	case 1:
 		arch, _ := m.Meta("general.architecture")
 		return fmt.Errorf("%s: %w (architecture %s)", m.path, ErrNoResume, arch)
 	default:
-		return fmt.Errorf("%s: %w (it scales embeddings)", m.path, ErrNoResume)
+		return fmt.Errorf("%s: %w (it scales embedding batches again)", m.path, ErrNoResume)
 	}
 }
 
@@ -110,8 +118,11 @@ func (c *Context) DecodeFrom(b *Batch, first int) error {
 // blocks too. The result is that of the whole model when every block left
 // out before ids[0] was already applied to b's input and every other one
 // left out adds nothing to the stream (a block whose output tensors are
-// zero), with the same kernels on the same data. The context must be
-// Resumable and the model CanResume; DecodeLayers reorders the model's
+// zero), with the same kernels on the same data, and every block keeps its
+// place in what the graph derives from the block index (sliding window,
+// NoPE: a run of removed blocks as long as the pattern's period). The
+// context must be Resumable and the model CanDecodeLayers (CanResume for
+// an embedding batch); DecodeLayers reorders the model's
 // block list for the length of the call, so no other context may decode
 // the same model meanwhile.
 func (c *Context) DecodeLayers(b *Batch, ids []int) error {
@@ -128,7 +139,7 @@ func (c *Context) DecodeLayers(b *Batch, ids []int) error {
 	if len(ids) == 0 || len(ids) > n {
 		return fmt.Errorf("cgo: DecodeLayers: %d blocks of %d", len(ids), n)
 	}
-	if err := c.model.CanResume(); err != nil {
+	if err := c.model.resumeCheck(b.embd != 0); err != nil {
 		return err
 	}
 	if err := c.abort.err(); err != nil {
@@ -149,8 +160,11 @@ func (c *Context) DecodeLayers(b *Batch, ids []int) error {
 	c.setLayerMap(c.ids, len(ids))
 	defer c.setLayerMap(nil, 0)
 	r := C.mka_decode_layers(c.p, c.model.p, b.c, c.ids, C.int(len(ids)), &exc)
-	if r == -3 {
+	switch r {
+	case -3:
 		return fmt.Errorf("cgo: DecodeLayers: blocks %v are not distinct blocks of %d", ids, n)
+	case -4:
+		return fmt.Errorf("cgo: DecodeLayers: blocks %v would move in the graph's index-derived pattern (sliding window, NoPE)", ids)
 	}
 	return c.decodeStatus(b, r, &exc)
 }

@@ -154,6 +154,10 @@ type Alignment struct {
 	Stream, StreamUnaligned float64
 	// Tokens is the number of calibration tokens the fit used.
 	Tokens int
+	// Diagonal says that T is diagonal (SolveDiagonal): the alignment
+	// then also folds into a vector of d weights by which a block's
+	// output is multiplied (a post-norm's weight, w ← t ⊙ w).
+	Diagonal bool
 }
 
 // Solve returns the alignment with ridge ρ = rhoRel · tr(XᵀX)/d (a scale-free
@@ -256,13 +260,70 @@ func (s *AlignStats) Solve(rhoRel float64) (*Alignment, error) {
 	return a, nil
 }
 
+// SolveDiagonal returns the best diagonal alignment T = diag(t), the
+// same fit as Solve restricted to diagonal T, in closed form per
+// dimension from the diagonals of XᵀX and XᵀY:
+//
+//	t_i = (Σ x_i y_i + ρ) / (Σ x_i² + ρ),   ρ = rhoRel · tr(XᵀX)/d
+//
+// (the ridge pulls t towards 1, as Solve's pulls T towards I; rhoRel = 0
+// leaves a dimension whose x is zero at t_i = 1). The residuals are
+// exact: ‖X diag(t) − Y‖² = Σ_i (t_i² (XᵀX)_ii − 2 t_i (XᵀY)_ii) + ‖Y‖².
+// A post-norm block (RMS norm after the FFN: X = w ⊙ z/rms(z)) can fold
+// only such a T exactly (w ← t ⊙ w).
+func (s *AlignStats) SolveDiagonal(rhoRel float64) (*Alignment, error) {
+	d := s.D
+	if s.Tokens == 0 || s.YtY == 0 {
+		return nil, fmt.Errorf("%w: no calibration tokens (or a zero target)", ErrAlign)
+	}
+	if rhoRel < 0 || math.IsNaN(rhoRel) {
+		return nil, fmt.Errorf("%w: ridge %v < 0", ErrAlign, rhoRel)
+	}
+	var tr float64
+	for i := 0; i < d; i++ {
+		tr += s.XtX[s.packed(i, i)]
+	}
+	if tr == 0 {
+		return nil, fmt.Errorf("%w: the surviving block's FFN output is zero", ErrAlign)
+	}
+	rho := rhoRel * tr / float64(d)
+	a := &Alignment{D: d, T: make([]float32, d*d), Rho: rho, RhoRel: rhoRel, Tokens: s.Tokens, Diagonal: true}
+	var res, un float64
+	for i := 0; i < d; i++ {
+		g, c := s.XtX[s.packed(i, i)], float64(s.XtY[i*d+i])
+		t := 1.0
+		if g+rho > 0 {
+			t = (c + rho) / (g + rho)
+		}
+		a.T[i*d+i] = float32(t)
+		res += t*t*g - 2*t*c
+		un += g - 2*c
+	}
+	a.Residual = math.Max((res+s.YtY)/s.YtY, 0)
+	a.Unaligned = math.Max((un+s.YtY)/s.YtY, 0)
+	if s.HH > 0 {
+		a.Stream, a.StreamUnaligned = a.Residual*s.YtY/s.HH, a.Unaligned*s.YtY/s.HH
+	}
+	return a, nil
+}
+
 // Identity returns the alignment T = I of dimension d (no change).
 func Identity(d int) *Alignment {
 	t := make([]float32, d*d)
 	for i := 0; i < d; i++ {
 		t[i*d+i] = 1
 	}
-	return &Alignment{D: d, T: t}
+	return &Alignment{D: d, T: t, Diagonal: true}
+}
+
+// IsDiagonal reports whether every entry of T off the diagonal is zero.
+func (a *Alignment) IsDiagonal() bool {
+	for i, v := range a.T {
+		if v != 0 && i/a.D != i%a.D {
+			return false
+		}
+	}
+	return true
 }
 
 // Then returns the alignment that applies a and then b: x ↦ (x Ta) Tb,
@@ -276,6 +337,7 @@ func (a *Alignment) Then(b *Alignment) *Alignment {
 	B := blas32.General{Rows: d, Cols: d, Stride: d, Data: b.T}
 	C := blas32.General{Rows: d, Cols: d, Stride: d, Data: out.T}
 	blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, A, B, 0, C)
+	out.Diagonal = a.Diagonal && b.Diagonal
 	return &out
 }
 

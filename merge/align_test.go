@@ -275,3 +275,79 @@ func TestSolveColumns(t *testing.T) {
 		}
 	}
 }
+
+// The diagonal alignment is the per-dimension least-squares fit: it
+// recovers a diagonal T0 exactly, its residual is the one measured
+// directly, between the full alignment's and the unaligned one, and the
+// ridge pulls it towards 1.
+func TestSolveDiagonal(t *testing.T) {
+	const rows, d = 500, 16
+	r := rand.New(rand.NewPCG(3, 1))
+	x := make([]float32, rows*d)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	t0 := make([]float64, d)
+	for i := range t0 {
+		t0[i] = 0.5 + r.Float64()
+	}
+	yDiag := make([]float32, rows*d)
+	for i := range yDiag {
+		yDiag[i] = float32(float64(x[i]) * t0[i%d])
+	}
+	_, yFull, _ := alignData(rows, d, 0.1, 4) // another X: only the shapes matter
+	xFull, _, _ := alignData(rows, d, 0.1, 4)
+	stats := func(x, y []float32) *AlignStats {
+		s := NewAlignStats(d, nil)
+		if err := s.Add(x, y, rows); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a, err := stats(x, yDiag).SolveDiagonal(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Diagonal || !a.IsDiagonal() || a.Residual > 1e-6 {
+		t.Fatalf("diagonal target: diagonal %v/%v, residual %g", a.Diagonal, a.IsDiagonal(), a.Residual)
+	}
+	for i := range d {
+		if math.Abs(float64(a.T[i*d+i])-t0[i]) > 1e-5 {
+			t.Errorf("t[%d] = %v, want %v", i, a.T[i*d+i], t0[i])
+		}
+	}
+	s := stats(xFull, yFull)
+	full, err := s.Solve(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diag, err := s.SolveDiagonal(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ‖X diag(t) − Y‖² / ‖Y‖², measured.
+	var res, yy float64
+	for i := range yFull {
+		e := float64(xFull[i])*float64(diag.T[(i%d)*d+i%d]) - float64(yFull[i])
+		res += e * e
+		yy += float64(yFull[i]) * float64(yFull[i])
+	}
+	if math.Abs(res/yy-diag.Residual) > 1e-5 {
+		t.Errorf("diagonal residual %g, measured %g", diag.Residual, res/yy)
+	}
+	if !(full.Residual < diag.Residual && diag.Residual < diag.Unaligned) || math.Abs(diag.Unaligned-full.Unaligned) > 1e-12 {
+		t.Errorf("residuals: full %g, diagonal %g, unaligned %g (full's %g)", full.Residual, diag.Residual, diag.Unaligned, full.Unaligned)
+	}
+	ridged, err := s.SolveDiagonal(1e6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range d {
+		if v := ridged.T[i*d+i]; math.Abs(float64(v)-1) > 1e-3 {
+			t.Errorf("t[%d] = %v with a huge ridge, want 1", i, v)
+		}
+	}
+	if a.Then(ridged).Diagonal != true || full.Then(a).Diagonal {
+		t.Error("Then: a product of diagonal alignments is diagonal, one with a full one is not")
+	}
+}

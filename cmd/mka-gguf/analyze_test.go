@@ -304,7 +304,7 @@ func TestAnalyzeRefusesUnsupportedArch(t *testing.T) {
 		reason string
 	}{
 		{"mamba", "recurrent"},
-		{"gemma2", "sliding-window"},
+		{"cohere2", "sliding-window"},
 	} {
 		t.Run(c.arch, func(t *testing.T) {
 			path := filepath.Join(dir, c.arch+".gguf")

@@ -55,6 +55,7 @@ type inspectReport struct {
 	BlockTensors   []string          `json:"block_tensors"`
 	Mergeable      bool              `json:"mergeable"`
 	NotMergeable   string            `json:"not_mergeable_reason,omitempty"`
+	MergeNotes     []string          `json:"merge_notes,omitempty"`
 	Provenance     map[string]string `json:"mka,omitempty"`
 }
 
@@ -95,10 +96,16 @@ func inspect(path string) (*inspectReport, error) {
 		r.ByType = append(r.ByType, *tb)
 	}
 	sort.Slice(r.ByType, func(i, j int) bool { return r.ByType[i].Bytes > r.ByType[j].Bytes })
-	if _, err := shrink.Inspect(f); err != nil {
+	// Mergeable exactly when the default merge runs (its removal count
+	// included); the notes say what it does unlike a llama's.
+	b, err := shrink.Inspect(f)
+	if err == nil {
+		err = b.Mergeable()
+	}
+	if err != nil {
 		r.NotMergeable = strings.TrimPrefix(err.Error(), path+": ")
 	} else {
-		r.Mergeable = true
+		r.Mergeable, r.MergeNotes = true, b.Notes()
 	}
 	for _, kv := range f.KVs {
 		if strings.HasPrefix(kv.Key, "mka.") {
@@ -154,7 +161,9 @@ func runInspect(c *cli.Context) error {
 		row("  "+tb.Type, fmt.Sprintf("%d tensors, %s", tb.Tensors, files.Human(tb.Bytes)))
 	}
 	row("tensors of one block", strings.Join(r.BlockTensors, " "))
-	if r.Mergeable {
+	if r.Mergeable && len(r.MergeNotes) > 0 {
+		row("mergeable", "yes: "+strings.Join(r.MergeNotes, "; "))
+	} else if r.Mergeable {
 		row("mergeable", "yes")
 	} else {
 		row("mergeable", "no: "+r.NotMergeable)

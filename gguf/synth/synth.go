@@ -71,6 +71,19 @@ type Config struct {
 	NoByteFallback bool
 }
 
+// SetArch makes c a model of architecture a, tied to the token embedding
+// where a has no output.weight (gemma, gemma2) and untied where it needs
+// one (olmo2, internlm2).
+func (c *Config) SetArch(a string) {
+	c.Arch = a
+	switch archs[a].output {
+	case tiedOnly:
+		c.TiedEmbeddings = true
+	case untiedOnly:
+		c.TiedEmbeddings = false
+	}
+}
+
 // MinVocab is the smallest vocabulary: 3 special tokens, 256 byte tokens,
 // "▁" and the 26 letters with "▁".
 const MinVocab = 3 + 256 + 27

@@ -29,6 +29,7 @@ func BlockTensor(name string) (block int, suffix string, ok bool) {
 
 // Model describes a model's decoder blocks as stored in GGUF.
 type Model struct {
+	Path  string
 	Arch  *Row
 	Count int // <arch>.block_count
 	// Suffixes are the tensor names of one block after "blk.<i>.", in file
@@ -37,6 +38,17 @@ type Model struct {
 	// PerLayerKeys are the metadata arrays with one entry per block, which
 	// a rewrite slices.
 	PerLayerKeys []string
+	// Pattern is the row's index-derived pattern when this model has it
+	// (nil: none), and Period its period (1 without): a merge removes
+	// blocks in runs of Period (CheckRemoval, KeepsPattern).
+	Pattern *Pattern
+	Period  int
+	// Resume is which decodes of some blocks are exact for this model:
+	// the row's, less what its metadata or its Pattern rules out.
+	Resume Resume
+	// scaleByCount: llama.cpp's attention scale of this model depends on
+	// its block count (Row.ScaleBlocks with key_length ≠ n_embd/n_head).
+	scaleByCount bool
 }
 
 // Has reports whether the blocks have tensor suffix.
@@ -65,7 +77,7 @@ func Inspect(f *gguf.File) (*Model, error) {
 		return nil, fail("it is a mixture-of-experts model (%d experts)", n)
 	}
 	for _, kv := range f.KVs {
-		if strings.Contains(kv.Key, "sliding_window_pattern") || strings.HasSuffix(kv.Key, ".attention.sliding_window") {
+		if strings.Contains(kv.Key, "sliding_window_pattern") || (!row.Window && strings.HasSuffix(kv.Key, ".attention.sliding_window")) {
 			return nil, fail("it uses sliding-window attention (%s), which a merge would misalign", kv.Key)
 		}
 	}
@@ -73,7 +85,26 @@ func Inspect(f *gguf.File) (*Model, error) {
 	if !ok || count == 0 {
 		return nil, fail("no %s.block_count", name)
 	}
-	m := &Model{Arch: row, Count: int(count)}
+	m := &Model{Path: f.Path, Arch: row, Count: int(count), Period: 1, Resume: row.Resume}
+	if p := row.Pattern; p != nil {
+		if v, ok := f.Uint(name + "." + p.When); p.When == "" || ok && v > 0 {
+			m.Pattern, m.Period = p, p.Period
+		}
+	}
+	if m.Period > 1 && m.Resume == ResumeAll {
+		// A decode from the middle puts its first block at graph index 0,
+		// which moves it in the pattern (cgo refuses such a decode).
+		m.Resume = ResumeTokens
+	}
+	if s, ok := f.Float(name + ".embedding_scale"); ok && s != 0 && s != 1 && m.Resume == ResumeAll {
+		m.Resume = ResumeTokens // granite: a decode from the middle would scale its input again
+	}
+	if row.ScaleBlocks > 0 {
+		embd, _ := f.Uint(name + ".embedding_length")
+		heads, _ := f.Uint(name + ".attention.head_count")
+		key, ok := f.Uint(name + ".attention.key_length")
+		m.scaleByCount = ok && heads > 0 && embd/heads != key
+	}
 
 	// Every block must have the same tensors with the same shapes.
 	per := make([]map[string][]uint64, count)

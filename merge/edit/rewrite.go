@@ -36,7 +36,8 @@ type RewriteOptions struct {
 	Progress func(done, total int64)
 	// Align maps an output block to the alignment folded into the tensors
 	// its architecture row folds (arch.Row.Fold: ffn_down's weight and
-	// bias), after the fusion (Tensor).
+	// bias, or for a post-norm row post_ffw_norm's weight, which takes a
+	// diagonal alignment only), after the fusion (Tensor).
 	Align map[int]*merge.Alignment
 	// Product, when set, computes the folds' products Tᵀ W (for example
 	// cgo.Product on ggml's CPU device; nil: gonum), so that a file can
@@ -80,6 +81,14 @@ func Rewrite(ctx context.Context, f *gguf.File, m *arch.Model, plan *merge.Plan,
 	}
 	if plan.Original != m.Count {
 		return fmt.Errorf("%w: plan is for %d blocks, model has %d", merge.ErrPlan, plan.Original, m.Count)
+	}
+	if err := m.CheckPlan(plan); err != nil {
+		return err
+	}
+	for _, a := range opt.Align {
+		if err := m.Arch.CheckAlignment(a); err != nil {
+			return err
+		}
 	}
 	if codec == nil {
 		codec = FloatCodec{}

@@ -4,8 +4,9 @@
 // statistics the pruning baselines need.
 //
 // Layers are numbered as representations: layer 0 is the input of block 0
-// (the token embeddings, "inp_embd"), layer i (1..L) the output of block
-// i−1 ("l_out-<i−1>"). Memory is O(N·(L+1)·d): per token, values are folded
+// (the token embeddings, "inp_embd", as the graph scales them: gemma's
+// "inp_scaled"; merge/arch's Row.Input), layer i (1..L) the output of
+// block i−1 ("l_out-<i−1>"). Memory is O(N·(L+1)·d): per token, values are folded
 // into sums inside the hook and never stored.
 package calib
 
@@ -19,6 +20,7 @@ import (
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/merge"
+	"github.com/mka-gguf/mka-gguf/merge/arch"
 )
 
 // Options configures Run.
@@ -33,8 +35,9 @@ type Options struct {
 	// KeepLogits computes the logits, which calibration does not use
 	// (benchmarks compare the hook's cost with a plain decode).
 	KeepLogits bool
-	// Observe, when set, also receives every captured tensor, block
-	// inputs of the FFN (cgo.FFNInput) included, and ObserveBefore the
+	// Observe, when set, also receives every captured tensor, each
+	// block's stream before its FFN (cgo.FFNInput, or cgo.FFNOutput where
+	// the graph leaves it unnamed: Names) included, and ObserveBefore the
 	// chunks of each decode: another pass over the same decodes (the
 	// merge's first alignment pass, pipeline.Prefill). Observe returning
 	// false stops the calibration.
@@ -137,6 +140,16 @@ func head(s string, n int) string {
 	return s[:n] + "…"
 }
 
+// Names returns the capture hook's graph names for architecture name
+// (its merge/arch row; llama's for one the table does not accept).
+func Names(name string) cgo.CaptureNames {
+	r, ok := arch.Lookup(name)
+	if !ok || r.Refused != "" {
+		return cgo.CaptureNames{}
+	}
+	return cgo.CaptureNames{Input: r.Input, FFNInput: r.FFNInput, FFNOutput: r.FFNOutput}
+}
+
 // Run calibrates m on chunks (from Tokens).
 func Run(m *cgo.Model, chunks [][]int32, opt Options) (*Result, error) {
 	n := len(chunks)
@@ -167,7 +180,7 @@ func Run(m *cgo.Model, chunks [][]int32, opt Options) (*Result, error) {
 		hookErr error
 	)
 	capture := func(tn cgo.Tensor) bool {
-		if tn.Kind == cgo.FFNInput {
+		if tn.Kind != cgo.BlockOutput {
 			return opt.Observe == nil || opt.Observe(tn)
 		}
 		l := tn.Layer + 1
@@ -193,7 +206,7 @@ func Run(m *cgo.Model, chunks [][]int32, opt Options) (*Result, error) {
 
 	st, err := runner.Run(m, chunks, runner.Options{
 		Ctx: opt.Context, Threads: opt.Threads, BatchTokens: opt.BatchTokens, Capture: capture, CaptureInput: true, SkipLogits: !opt.KeepLogits,
-		CaptureFFNInput: opt.Observe != nil,
+		CaptureFFNInput: opt.Observe != nil, Names: Names(arch),
 		Before: func(f, c int) {
 			first, count, next = f, c, 0
 			if opt.ObserveBefore != nil {

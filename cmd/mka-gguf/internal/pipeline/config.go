@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
@@ -77,8 +78,11 @@ type Config struct {
 // signals and (for the best few) the held-back loss said about it.
 type Candidate struct {
 	// Drop is the current block removed; the block before it (Drop−1)
-	// survives and carries the alignment.
+	// survives and carries the alignment. Run, when set, is the number of
+	// blocks removed from Drop on (an architecture whose graph derives a
+	// pattern from the block index removes runs of its period).
 	Drop int `json:"drop"`
+	Run  int `json:"run,omitempty"`
 	// Residual is the alignment's in-sample relative residual
 	// ‖X T − (H − F)‖² / ‖H − F‖² (the filter's score with alignment).
 	Residual float64 `json:"residual"`
@@ -115,7 +119,8 @@ type Candidate struct {
 type StepReport struct {
 	Step       int         `json:"step"` // 1-based
 	Drop       int         `json:"drop"`
-	Survivor   int         `json:"survivor"` // -1 when block 0 was removed
+	Run        int         `json:"run,omitempty"` // blocks removed from Drop on, when more than one
+	Survivor   int         `json:"survivor"`      // -1 when block 0 was removed
 	Residual   float64     `json:"residual"`
 	Unaligned  float64     `json:"residual_unaligned"`
 	Rho        float64     `json:"rho"` // relative: ρ_rel of merge.AlignStats.Solve
@@ -151,4 +156,15 @@ type Result struct {
 	// Quality is the merged model against the loaded one before the
 	// search on the held-back chunks (Config.Quality; nil without it).
 	Quality *kld.Summary
+}
+
+// blocks returns the number of blocks the candidate removes.
+func (c *Candidate) blocks() int { return max(1, c.Run) }
+
+// blocksName names the blocks the candidate removes: "blk 4" or "blk 4..5".
+func (c *Candidate) blocksName() string {
+	if n := c.blocks(); n > 1 {
+		return fmt.Sprintf("blk %d..%d", c.Drop, c.Drop+n-1)
+	}
+	return fmt.Sprintf("blk %d", c.Drop)
 }

@@ -214,10 +214,14 @@ func (e *Editor) Drop(c int) error {
 }
 
 // Align folds a into current block c's output (the tensors of
-// arch.Row.Fold: ffn_down W ← Tᵀ W, and its bias), on top of what the
+// arch.Row.Fold: ffn_down W ← Tᵀ W, and its bias; or, for a post-norm
+// architecture, a diagonal a into post_ffw_norm, w ← t ⊙ w), on top of what the
 // block holds now, tentatively: the edit.Tensor of one part, the tensor's
 // current bytes, with the fold, computed as the rewrite computes it.
 func (e *Editor) Align(c int, a *merge.Alignment) error {
+	if err := e.arch.Arch.CheckAlignment(a); err != nil {
+		return err
+	}
 	var mm merge.MatMulTN
 	if e.product != nil {
 		mm = e.product.Compute
@@ -283,9 +287,9 @@ func (e *Editor) Restore() error {
 	return nil
 }
 
-// Commit keeps the pending changes; when dropped ≥ 0, current block dropped
-// (made an identity by Drop) stops being current.
-func (e *Editor) Commit(dropped int) {
+// Commit keeps the pending changes; current blocks first … first+n−1
+// (made identities by Drop; n = 0: none) stop being current.
+func (e *Editor) Commit(first, n int) {
 	for name, b := range e.pending {
 		delete(e.committed, name)
 		delete(e.inModel, name)
@@ -303,8 +307,8 @@ func (e *Editor) Commit(dropped int) {
 	clear(e.pendZero)
 	clear(e.pendDrop)
 	clear(e.backup)
-	if dropped >= 0 {
-		e.phys = append(e.phys[:dropped:dropped], e.phys[dropped+1:]...)
+	if n > 0 {
+		e.phys = append(e.phys[:first:first], e.phys[first+n:]...)
 	}
 }
 

@@ -14,17 +14,23 @@ import (
 // the capture hook of any decode of the calibration chunks (a session of
 // the search, or the calibration pass itself, see Prefill):
 //
-//   - for each candidate drop j with statistics (current blocks, j ≥ 1),
-//     the normal equations of aligning block j−1 to reproduce block j's
-//     output (merge.AlignStats), on the chunks [lo, hi);
+//   - for each candidate j with statistics (current blocks, j ≥ 1), the
+//     removal of the run of blocks j … j+run−1 (run: the architecture's
+//     period, 1 but for an index-derived pattern), the normal equations of
+//     aligning block j−1 to reproduce block j+run−1's output
+//     (merge.AlignStats), on the chunks [lo, hi);
 //   - for every current block j ≥ 1, the mean cosine between its input
 //     (block j−1's output) and its output, on the chunks [0, hi): its Block
 //     Influence and angular distance.
 //
-// The hook sees the blocks in order, so only the previous current block's
-// rows are kept: memory is the statistics plus a few blocks of rows.
+// The hook sees the blocks in order, so only the last run+1 current
+// blocks' rows are kept: memory is the statistics plus a few blocks of
+// rows. A block's stream before its FFN, F, is captured as the graph names
+// it (cgo.FFNInput), or where it is unnamed (phi3) from the FFN's
+// contribution X (cgo.FFNOutput): F = l_out − X.
 type pass struct {
 	d, t, skip int
+	run        int         // blocks removed per candidate
 	lo, hi     int         // chunk window of the statistics
 	phys       []int       // current block → loaded block
 	cur        map[int]int // loaded block → current block
@@ -34,19 +40,27 @@ type pass struct {
 	useOrig    bool              // the target H comes from origH
 	first      int
 	count      int
-	fLayer     int // loaded block whose ffn_inp f holds (−1: none in this decode)
-	prevValid  bool
-	f, prevF   []float32
-	out, prevO []float32
+	fLayer     int  // loaded block whose F (or X) slot[next].f holds (−1: none in this decode)
+	fromX      bool // slot[next].f holds X, not F
+	ring       []slot
 	x, y       []float32
 	err        error
 }
 
-// newPass starts a pass over current blocks phys with statistics for drops
-// (each taken from stats), on the chunks [lo, hi).
-func newPass(d, t, skip int, phys []int, lo, hi int) *pass {
-	p := &pass{d: d, t: t, skip: skip, lo: lo, hi: hi, phys: phys, cur: map[int]int{}, stats: map[int]*merge.AlignStats{},
+// slot holds one current block's rows in this decode: its stream before
+// the FFN and its output.
+type slot struct {
+	block  int // current block, −1: none
+	f, out []float32
+}
+
+// newPass starts a pass over current blocks phys with statistics for
+// candidates (each taken from stats) removing run blocks each, on the
+// chunks [lo, hi).
+func newPass(d, t, skip, run int, phys []int, lo, hi int) *pass {
+	p := &pass{d: d, t: t, skip: skip, run: max(run, 1), lo: lo, hi: hi, phys: phys, cur: map[int]int{}, stats: map[int]*merge.AlignStats{},
 		cos: make([][3]float64, len(phys)), fLayer: -1}
+	p.ring = make([]slot, p.run+1)
 	for c, ph := range phys {
 		p.cur[ph] = c
 	}
@@ -58,7 +72,10 @@ func (p *pass) deepest() int { return p.phys[len(p.phys)-1] }
 
 // before is the hook called before each decode of chunks [first, first+count).
 func (p *pass) before(first, count int) {
-	p.first, p.count, p.fLayer, p.prevValid = first, count, -1, false
+	p.first, p.count, p.fLayer = first, count, -1
+	for i := range p.ring {
+		p.ring[i].block = -1
+	}
 }
 
 // window returns the chunks of the current decode, as offsets within it,
@@ -87,6 +104,20 @@ func fitRows(data, dst []float32, d, t, skip, c0, c1 int) []float32 {
 	return dst
 }
 
+// slotOf returns the ring slot of current block c.
+func (p *pass) slotOf(c int) *slot { return &p.ring[c%len(p.ring)] }
+
+// seen returns current block c's rows when this decode captured them.
+func (p *pass) seen(c int) *slot {
+	if c < 0 {
+		return nil
+	}
+	if sl := p.slotOf(c); sl.block == c {
+		return sl
+	}
+	return nil
+}
+
 // capture is the capture hook.
 func (p *pass) capture(tn cgo.Tensor) bool {
 	if p.err != nil {
@@ -107,38 +138,50 @@ func (p *pass) capture(tn cgo.Tensor) bool {
 	if c1 == 0 {
 		return true
 	}
+	sl := p.slotOf(c)
 	switch tn.Kind {
-	case cgo.FFNInput:
-		p.f = p.rows(tn.Data, p.f, 0, c1)
-		p.fLayer = tn.Layer
+	case cgo.FFNInput, cgo.FFNOutput:
+		sl.f = p.rows(tn.Data, sl.f, 0, c1)
+		p.fLayer, p.fromX = tn.Layer, tn.Kind == cgo.FFNOutput
 	case cgo.BlockOutput:
-		p.out = p.rows(tn.Data, p.out, 0, c1)
-		if c > 0 && p.prevValid {
-			p.addCos(c)
-			if st := p.stats[c]; st != nil {
-				if err := p.addStats(st, tn.Layer); err != nil {
+		sl.out = p.rows(tn.Data, sl.out, 0, c1)
+		hasF := p.fLayer == tn.Layer
+		if hasF && p.fromX {
+			for i, o := range sl.out {
+				sl.f[i] = o - sl.f[i] // F = l_out − X
+			}
+		}
+		if !hasF {
+			sl.f = sl.f[:0]
+		}
+		sl.block = c
+		if prev := p.seen(c - 1); prev != nil {
+			p.addCos(c, prev.out, sl.out)
+		}
+		// The candidate whose run ends here: survivor c−run.
+		if j := c - p.run + 1; p.stats[j] != nil {
+			if sv := p.seen(j - 1); sv != nil {
+				if err := p.addStats(p.stats[j], sv, sl.out, tn.Layer); err != nil {
 					p.err = err
 					return false
 				}
 			}
 		}
-		if _, survivor := p.stats[c+1]; survivor && p.fLayer != tn.Layer {
-			p.err = fmt.Errorf("architecture graph does not name ffn_inp-%d: the alignment needs it (use --align none)", tn.Layer)
+		if _, survivor := p.stats[c+1]; survivor && !hasF {
+			p.err = fmt.Errorf("the architecture's graph does not name blk %d's stream before its FFN, which the alignment needs (use --align none)", tn.Layer)
 			return false
 		}
-		p.f, p.prevF = p.prevF, p.f
-		p.out, p.prevO = p.prevO, p.out
-		p.prevValid = true
 	}
 	return true
 }
 
-// addCos adds the cosines between current block c's input and output.
-func (p *pass) addCos(c int) {
+// addCos adds the cosines between current block c's input in and output
+// out.
+func (p *pass) addCos(c int, in, out []float32) {
 	d := p.d
 	acc := &p.cos[c]
-	for r := range len(p.out) / d {
-		a, b := p.prevO[r*d:(r+1)*d], p.out[r*d:(r+1)*d]
+	for r := range len(out) / d {
+		a, b := in[r*d:(r+1)*d], out[r*d:(r+1)*d]
 		var ab, aa, bb float64
 		for k := range a {
 			ab += float64(a[k]) * float64(b[k])
@@ -155,20 +198,20 @@ func (p *pass) addCos(c int) {
 	}
 }
 
-// addStats adds the decode's rows in [lo, hi) to the alignment of current
-// block c−1 (rows prevF, prevO) to the output of loaded block layer.
-func (p *pass) addStats(st *merge.AlignStats, layer int) error {
+// addStats adds the decode's rows in [lo, hi) to the alignment of the
+// survivor sv (its F and output) to out, the output of loaded block layer.
+func (p *pass) addStats(st *merge.AlignStats, sv *slot, out []float32, layer int) error {
 	s0, s1, _ := p.window()
 	if s1 <= s0 {
 		return nil
 	}
 	d, per := p.d, p.t-p.skip
 	a, b := s0*per*d, s1*per*d
-	h := p.out[a:b]
+	h := out[a:b]
 	if p.useOrig {
 		h = p.origH[layer][a:b]
 	}
-	f, prev := p.prevF[a:b], p.prevO[a:b]
+	f, prev := sv.f[a:b], sv.out[a:b]
 	p.x = slices.Grow(p.x[:0], len(h))[:len(h)]
 	p.y = slices.Grow(p.y[:0], len(h))[:len(h)]
 	for i := range h {
@@ -202,17 +245,22 @@ func (p *pass) signals() map[int][2]float64 {
 	return sig
 }
 
-// lowestBI returns the n candidates j ≥ 1 of lowest BI, in block order
-// (all of them when n ≥ their number).
-func lowestBI(bi []float64, n int) []int {
+// lowestBI returns the n candidates j ≥ 1 (runs of run blocks j …
+// j+run−1 within the blocks) of lowest BI, summed over the run, in block
+// order (all of them when n ≥ their number).
+func lowestBI(bi []float64, n, run int) []int {
 	var drops []int
-	for j := 1; j < len(bi); j++ {
+	score := map[int]float64{}
+	for j := 1; j+run <= len(bi); j++ {
 		drops = append(drops, j)
+		for k := j; k < j+run; k++ {
+			score[j] += bi[k]
+		}
 	}
 	if len(drops) <= n {
 		return drops
 	}
-	sort.SliceStable(drops, func(a, b int) bool { return bi[drops[a]] < bi[drops[b]] })
+	sort.SliceStable(drops, func(a, b int) bool { return score[drops[a]] < score[drops[b]] })
 	drops = drops[:n]
 	slices.Sort(drops)
 	return drops

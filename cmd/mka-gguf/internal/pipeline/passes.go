@@ -55,16 +55,17 @@ func (p *statsPool) release() {
 }
 
 // passStats runs one alignment pass over the model as it is now and
-// returns, for each candidate drop j (current blocks, j ≥ 1), the
-// statistics of aligning block j−1 to reproduce block j's output, and every
-// current block's BI and angular distance.
-func (s *Searcher) passStats(drops []int) (map[int]*merge.AlignStats, map[int][2]float64, error) {
+// returns, for each candidate j (current blocks, j ≥ 1) that removes the
+// run of blocks j … j+run−1, the statistics of aligning block j−1 to
+// reproduce block j+run−1's output, and every current block's BI and
+// angular distance.
+func (s *Searcher) passStats(drops []int, run int) (map[int]*merge.AlignStats, map[int][2]float64, error) {
 	e, cp := s.e, s.sess.cap
 	phys := make([]int, e.Blocks())
 	for c := range phys {
 		phys[c] = e.Phys(c)
 	}
-	p := newPass(s.d, len(s.align[0]), s.skip, phys, 0, len(s.align))
+	p := newPass(s.d, len(s.align[0]), s.skip, run, phys, 0, len(s.align))
 	pool := s.stats.take(len(drops))
 	for i, j := range drops {
 		p.stats[j] = pool[i]
@@ -84,7 +85,7 @@ func (s *Searcher) passStats(drops []int) (map[int]*merge.AlignStats, map[int][2
 	p.useOrig, p.origH = true, map[int][]float32{}
 	targets := map[int]bool{}
 	for _, j := range drops {
-		targets[e.Phys(j)] = true
+		targets[e.Phys(j+run-1)] = true
 	}
 	if err := orig.SetCapture(func(tn cgo.Tensor) bool {
 		if targets[tn.Layer] && tn.Kind == cgo.BlockOutput && tn.Cols == s.d {

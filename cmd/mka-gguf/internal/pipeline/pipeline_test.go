@@ -303,7 +303,7 @@ func TestEditorRestoresCommittedEdits(t *testing.T) {
 			if err := e.Drop(4); err != nil {
 				t.Fatal(err)
 			}
-			e.Commit(4)
+			e.Commit(4, 1)
 			w, _ := fx.m.Weight("blk.3.ffn_down.weight")
 			t.Logf("%s readable: %v, committed tensors kept as bytes: %d", w.Name, w.Readable(), len(e.committed))
 			if kept := len(e.committed); w.Readable() && !tc.keepBytes && kept != 0 {

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/merge"
+	"github.com/mka-gguf/mka-gguf/merge/arch"
 )
 
 // Prefill is the first step's alignment pass made inside the calibration
@@ -28,20 +29,21 @@ type Prefill struct {
 // the statistics budget does not hold them all.
 const prefillWarm = 8
 
-// NewPrefill prepares the pass for a calibration over chunks chunks of t
+// NewPrefill prepares the pass for a calibration of m (whose blocks b
+// describes) over chunks chunks of t
 // tokens decoded seqs at a time, with alignChunks alignment chunks and
 // statistics of at most maxStatsBytes (0: 1 GiB) but for at least
 // minCandidates candidates (Config.Candidates, as Searcher.maxCandidates),
 // their products on threads threads. Close frees it unless a search took
 // it over.
-func NewPrefill(m *cgo.Model, t, chunks, alignChunks, seqs, threads int, maxStatsBytes int64, minCandidates int) *Prefill {
-	d, L := m.NEmbd(), m.NLayer()
+func NewPrefill(m *cgo.Model, b *arch.Model, t, chunks, alignChunks, seqs, threads int, maxStatsBytes int64, minCandidates int) *Prefill {
+	d, L, run := m.NEmbd(), m.NLayer(), max(1, b.Period)
 	if maxStatsBytes <= 0 {
 		maxStatsBytes = 1 << 30
 	}
 	want := max(int(maxStatsBytes/merge.AlignStatsBytes(d)), minCandidates, 1)
 	lo := 0
-	if want < L-1 {
+	if want < L-run {
 		lo = (prefillWarm + seqs - 1) / seqs * seqs
 		if lo >= chunks {
 			lo = 0
@@ -56,7 +58,7 @@ func NewPrefill(m *cgo.Model, t, chunks, alignChunks, seqs, threads int, maxStat
 	for i := range phys {
 		phys[i] = i
 	}
-	pf := &Prefill{p: newPass(d, t, skip, phys, lo, lo+n), want: want, threads: threads}
+	pf := &Prefill{p: newPass(d, t, skip, run, phys, lo, lo+n), want: want, threads: threads}
 	if lo == 0 {
 		pf.choose()
 	}
@@ -66,7 +68,7 @@ func NewPrefill(m *cgo.Model, t, chunks, alignChunks, seqs, threads int, maxStat
 // choose gives statistics to the candidates of lowest BI so far.
 func (pf *Prefill) choose() {
 	pf.chosen = true
-	pf.drops = lowestBI(pf.p.bi(), pf.want)
+	pf.drops = lowestBI(pf.p.bi(), pf.want, pf.p.run)
 	pf.scratch, pf.gram = newScratch(pf.p.d, pf.threads)
 	for _, j := range pf.drops {
 		pf.p.stats[j] = merge.NewAlignStats(pf.p.d, pf.scratch)
@@ -88,7 +90,8 @@ func (pf *Prefill) Before(first, count int) {
 	pf.seen += max(s1-s0, 0)
 }
 
-// Capture is the calibration's capture hook (block outputs and ffn_inp).
+// Capture is the calibration's capture hook (block outputs and each
+// block's stream before its FFN).
 // It never stops the calibration: a failed prefill (Err) only means that
 // the first step makes its own pass.
 func (pf *Prefill) Capture(tn cgo.Tensor) bool {

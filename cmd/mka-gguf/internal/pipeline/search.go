@@ -11,7 +11,9 @@ import (
 	"github.com/mka-gguf/mka-gguf/merge"
 )
 
-// Search removes n blocks, one per step: an alignment pass over the model
+// Search removes n blocks, one per step (a run of the architecture's period
+// per step where the graph derives a pattern from the block index, so that
+// n must be a multiple of it): an alignment pass over the model
 // as merged so far gives every candidate's closed-form fit and signals, the
 // filter keeps the Candidates best (by the aligned residual relative to the
 // residual stream, ‖X T − (H − F)‖² / ‖H‖², or by the unaligned one
@@ -23,23 +25,29 @@ import (
 // model reproduce itself one block shorter, and needs only the one loaded
 // model.
 func (s *Searcher) Search(n int) (*Result, error) {
+	if n%s.run != 0 {
+		return nil, fmt.Errorf("pipeline: %d blocks cannot be removed in runs of %d", n, s.run)
+	}
 	res := &Result{}
 	var steps []merge.Step
+	n /= s.run
 	s.clock.last = n - 1
 	bar := progress.New("merge search", n, "steps")
 	defer bar.Done()
 	for step := range n {
-		if s.e.Blocks() < 2 {
-			return nil, fmt.Errorf("pipeline: cannot remove %d blocks", n)
+		if s.e.Blocks() < s.run+1 {
+			return nil, fmt.Errorf("pipeline: cannot remove %d blocks", n*s.run)
 		}
 		s.clock.step = step
 		rep, cand, err := s.step(step)
 		if err != nil {
 			return nil, err
 		}
-		steps = append(steps, merge.Step{Kind: merge.StepDrop, Blocks: [2]int{cand.Drop, cand.Drop}})
+		for range s.run {
+			steps = append(steps, merge.Step{Kind: merge.StepDrop, Blocks: [2]int{cand.Drop, cand.Drop}})
+		}
 		res.Steps = append(res.Steps, rep)
-		bar.Set(step+1, fmt.Sprintf("removed blk %d, held-back loss %.4f", cand.Drop, cand.HeldNLL))
+		bar.Set(step+1, fmt.Sprintf("removed %s, held-back loss %.4f", cand.blocksName(), cand.HeldNLL))
 	}
 	res.Quality = s.quality.sum
 	return s.finish(steps, res)
@@ -90,7 +98,7 @@ func (s *Searcher) step(step int) (StepReport, *Candidate, error) {
 	if err := s.commit(best); err != nil {
 		return StepReport{}, nil, err
 	}
-	rep := StepReport{Step: step + 1, Drop: best.Drop, Survivor: best.Drop - 1, Residual: best.Residual, Unaligned: best.Unaligned,
+	rep := StepReport{Step: step + 1, Drop: best.Drop, Run: best.Run, Survivor: best.Drop - 1, Residual: best.Residual, Unaligned: best.Unaligned,
 		HeldNLL: best.HeldNLL, AlignSeconds: alignSec, ScoreSeconds: time.Since(t1).Seconds(), Prefilled: prefilled,
 		HeldBlocks: s.work.heldBlocks - blocks0, HeldLogits: s.work.heldLogits - logits0, PassBlocks: passBlocks}
 	if s.cfg.Align {
@@ -107,8 +115,8 @@ func (s *Searcher) step(step int) (StepReport, *Candidate, error) {
 	if s.cfg.ScoreAll {
 		rep.FilterAgrees = agreement(cands)
 	}
-	progress.Printf("step %d: remove blk %d (residual %.4f aligned, %.4f without), held-back loss %.4f (%d of %d candidates scored)\n",
-		step+1, best.Drop, best.Residual, best.Unaligned, best.HeldNLL, len(final), len(cands))
+	progress.Printf("step %d: remove %s (residual %.4f aligned, %.4f without), held-back loss %.4f (%d of %d candidates scored)\n",
+		step+1, best.blocksName(), best.Residual, best.Unaligned, best.HeldNLL, len(final), len(cands))
 	return rep, best, nil
 }
 
@@ -131,7 +139,7 @@ func (s *Searcher) fit(step int) ([]*Candidate, bool, error) {
 		s.cfg.Prefill = nil
 	} else {
 		drops = s.candidates(s.bi)
-		if stats, sig, err = s.passStats(drops); err != nil {
+		if stats, sig, err = s.passStats(drops, s.run); err != nil {
 			return nil, false, err
 		}
 	}
@@ -146,12 +154,12 @@ func (s *Searcher) fit(step int) ([]*Candidate, bool, error) {
 	s.stats.release() // the pass's products and their buffers, before the solves'
 	var cands []*Candidate
 	for _, j := range drops {
-		a, err := stats[j].Solve(s.cfg.Rho)
+		a, err := s.solve(stats[j])
 		if err != nil {
 			return nil, false, fmt.Errorf("step %d, block %d: %w", step+1, j, err)
 		}
 		delete(stats, j)
-		c := &Candidate{Drop: j, Residual: a.Residual, Unaligned: a.Unaligned, Stream: a.Stream, StreamUnaligned: a.StreamUnaligned,
+		c := &Candidate{Drop: j, Run: runField(s.run), Residual: a.Residual, Unaligned: a.Unaligned, Stream: a.Stream, StreamUnaligned: a.StreamUnaligned,
 			BI: sig[j][0], Angular: sig[j][1], HeldNLL: math.NaN(), align: a}
 		if s.cfg.Similarity != nil {
 			c.NPIB = s.cfg.Similarity(s.e.Phys(j-1), s.e.Phys(j))
@@ -161,11 +169,30 @@ func (s *Searcher) fit(step int) ([]*Candidate, bool, error) {
 	return cands, prefilled, nil
 }
 
-// apply makes candidate c tentatively: block c.Drop an identity, and with
-// alignment the block before it aligned.
+// solve solves an alignment: diagonal or full as the architecture folds
+// it (Searcher.diag).
+func (s *Searcher) solve(st *merge.AlignStats) (*merge.Alignment, error) {
+	if s.diag {
+		return st.SolveDiagonal(s.cfg.Rho)
+	}
+	return st.Solve(s.cfg.Rho)
+}
+
+// runField is Candidate.Run for runs of n blocks: 0 for one.
+func runField(n int) int {
+	if n > 1 {
+		return n
+	}
+	return 0
+}
+
+// apply makes candidate c tentatively: its blocks identities, and with
+// alignment the block before them aligned.
 func (s *Searcher) apply(c *Candidate) error {
-	if err := s.e.Drop(c.Drop); err != nil {
-		return err
+	for k := range c.blocks() {
+		if err := s.e.Drop(c.Drop + k); err != nil {
+			return err
+		}
 	}
 	if s.cfg.Align && c.align != nil {
 		return s.e.Align(c.Drop-1, c.align)
@@ -185,11 +212,12 @@ func (s *Searcher) commit(c *Candidate) error {
 		}
 		s.alns[c.Drop-1] = prev.Then(c.align)
 	}
-	s.e.Commit(c.Drop)
+	n := c.blocks()
+	s.e.Commit(c.Drop, n)
 	freeMemory() // the round's transient weight copies (peak memory)
-	s.alns = append(s.alns[:c.Drop:c.Drop], s.alns[c.Drop+1:]...)
-	if c.Drop < len(s.bi) {
-		s.bi = append(s.bi[:c.Drop:c.Drop], s.bi[c.Drop+1:]...)
+	s.alns = append(s.alns[:c.Drop:c.Drop], s.alns[c.Drop+n:]...)
+	if c.Drop+n <= len(s.bi) {
+		s.bi = append(s.bi[:c.Drop:c.Drop], s.bi[c.Drop+n:]...)
 	}
 	return nil
 }
@@ -201,15 +229,15 @@ func (s *Searcher) maxCandidates() int {
 	return max(int(s.cfg.MaxStatsBytes/merge.AlignStatsBytes(s.d)), s.cfg.Candidates, 1)
 }
 
-// candidates returns the drops considered at this step: every current
-// block but block 0, the ones with the lowest BI first (bi: per current
-// block, from the last pass) when the statistics would not fit
-// MaxStatsBytes.
+// candidates returns the candidates considered at this step: every run of
+// Searcher.run current blocks but those with block 0, the ones with the
+// lowest BI first (bi: per current block, from the last pass) when the
+// statistics would not fit MaxStatsBytes.
 func (s *Searcher) candidates(bi []float64) []int {
 	if len(bi) != s.e.Blocks() {
 		bi = make([]float64, s.e.Blocks())
 	}
-	return lowestBI(bi, s.maxCandidates())
+	return lowestBI(bi, s.maxCandidates(), s.run)
 }
 
 // agreement says, for each cheap signal, whether its first choice is the
@@ -238,25 +266,33 @@ func agreement(cands []*Candidate) map[string]bool {
 
 // Apply removes the blocks of a plan made of drops (the pruning baselines),
 // in order, aligning the block before each one when Config.Align is set
-// (block 0 is removed without alignment). No held-back scoring.
+// (block 0 is removed without alignment). Where the architecture removes
+// blocks in runs (Searcher.run > 1), consecutive drops of the same current
+// block are one run, aligned once to reproduce its last block's output.
+// No held-back scoring.
 func (s *Searcher) Apply(p *merge.Plan) (*Result, error) {
 	res := &Result{}
-	for i, st := range p.Steps {
+	for i := 0; i < len(p.Steps); {
+		st := p.Steps[i]
 		if st.Kind != merge.StepDrop {
 			return nil, fmt.Errorf("pipeline: step %d is a %s; alignment of fusions with interior λ needs --align none", i+1, st.Kind)
 		}
 		t0 := time.Now()
-		j := st.Blocks[0]
-		c := &Candidate{Drop: j, HeldNLL: math.NaN()}
-		rep := StepReport{Step: i + 1, Drop: j, Survivor: j - 1}
+		j, n := st.Blocks[0], 1
+		for s.run > 1 && i+n < len(p.Steps) && p.Steps[i+n].Kind == merge.StepDrop && p.Steps[i+n].Blocks[0] == j {
+			n++
+		}
+		c := &Candidate{Drop: j, Run: runField(n), HeldNLL: math.NaN()}
+		rep := StepReport{Step: len(res.Steps) + 1, Drop: j, Run: c.Run, Survivor: j - 1}
+		i += n
 		if s.cfg.Align && j >= 1 {
-			stats, _, err := s.passStats([]int{j})
+			stats, _, err := s.passStats([]int{j}, n)
 			if err != nil {
 				return nil, err
 			}
-			a, err := stats[j].Solve(s.cfg.Rho)
+			a, err := s.solve(stats[j])
 			if err != nil {
-				return nil, fmt.Errorf("step %d, block %d: %w", i+1, j, err)
+				return nil, fmt.Errorf("step %d, block %d: %w", i, j, err)
 			}
 			c.align, c.Residual, c.Unaligned = a, a.Residual, a.Unaligned
 			rep.Residual, rep.Unaligned, rep.Rho, rep.Tokens = a.Residual, a.Unaligned, a.RhoRel, a.Tokens
@@ -267,7 +303,7 @@ func (s *Searcher) Apply(p *merge.Plan) (*Result, error) {
 		rep.AlignSeconds = time.Since(t0).Seconds()
 		res.Steps = append(res.Steps, rep)
 		if s.cfg.Align && j >= 1 {
-			progress.Printf("step %d: remove blk %d, align blk %d: residual %.4f (%.4f without)\n", i+1, j, j-1, rep.Residual, rep.Unaligned)
+			progress.Printf("step %d: remove %s, align blk %d: residual %.4f (%.4f without)\n", rep.Step, c.blocksName(), j-1, rep.Residual, rep.Unaligned)
 		}
 	}
 	return s.finish(p.Steps, res)

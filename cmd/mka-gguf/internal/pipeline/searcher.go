@@ -2,13 +2,16 @@ package pipeline
 
 import (
 	"fmt"
+	"os"
 	"runtime/debug"
 	"slices"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/merge"
+	"github.com/mka-gguf/mka-gguf/merge/arch"
 )
 
 // Searcher holds one loaded, editable model, its contexts and the state of
@@ -20,6 +23,8 @@ type Searcher struct {
 	held  [][]int32 // held-back chunks for the rounds
 	d     int       // n_embd
 	skip  int       // leading rows of each chunk left out of the fit (BOS)
+	run   int       // blocks removed per step: the architecture's period (arch.Model.Period)
+	diag  bool      // diagonal alignments (arch.AlignDiagonal, or forced: MKA_ALIGN_DIAGONAL)
 
 	// The search's state, per current block: its alignment so far and its
 	// Block Influence from the last pass.
@@ -41,6 +46,9 @@ type sessions struct {
 	// resume: held-back candidates are scored from their first changed
 	// block on (captureHeld, runner.Session.RunFrom).
 	resume bool
+	// layers: every decode leaves out the blocks made identities
+	// (runner.SessionOptions.Layers).
+	layers bool
 }
 
 // work counts the blocks the decodes ran so far, one per block and chunk:
@@ -55,7 +63,8 @@ func NewSearcher(e *Editor, align, held [][]int32, cfg Config) (*Searcher, error
 	if len(align) == 0 {
 		return nil, fmt.Errorf("pipeline: no alignment chunks")
 	}
-	s := &Searcher{e: e, cfg: cfg, align: align, held: held, d: e.m.NEmbd()}
+	s := &Searcher{e: e, cfg: cfg, align: align, held: held, d: e.m.NEmbd(), run: max(1, e.arch.Period),
+		diag: e.arch.Arch.Align == arch.AlignDiagonal || os.Getenv(forceDiagonal) == "1"}
 	if e.m.AddBOS() {
 		s.skip = 1
 	}
@@ -82,26 +91,34 @@ func NewSearcher(e *Editor, align, held [][]int32, cfg Config) (*Searcher, error
 	return s, nil
 }
 
+// forceDiagonal is the environment variable that makes every alignment
+// diagonal (test only: how much of a full alignment's gain a post-norm
+// architecture's diagonal keeps, measured on llama models).
+const forceDiagonal = "MKA_ALIGN_DIAGONAL"
+
 // newSessions opens the contexts of a search on e's model: one chunk per
 // decode (the context's output and compute buffers, logits of every token,
-// are half those of two, at the same speed), with resumed decodes when the
-// architecture allows them (arch.Row.Resume and cgo's check of the graph).
+// are half those of two, at the same speed), with the decodes of some
+// blocks the architecture allows (arch.Model.Resume, which cgo's check of
+// the graph must confirm).
 func newSessions(e *Editor, align, held [][]int32, cfg Config) (sessions, error) {
-	ss := sessions{resume: !cfg.WholeDecodes && e.arch.Arch.Resume && e.m.CanResume() == nil}
-	// With resumed decodes, every decode also leaves out the blocks the
-	// search has made identities (committed or pending drops): the same
-	// logits, fewer blocks run.
+	r := e.arch.Resume
+	ss := sessions{layers: !cfg.WholeDecodes && r >= arch.ResumeTokens && e.m.CanDecodeLayers() == nil}
+	ss.resume = ss.layers && r == arch.ResumeAll && e.m.CanResume() == nil
+	// Every decode leaves out the blocks the search has made identities
+	// (committed or pending drops): the same logits, fewer blocks run.
 	var live func() []int
-	if ss.resume {
+	if ss.layers {
 		live = e.Live
 	}
+	names := calib.Names(e.arch.Arch.Name)
 	t := len(align[0])
 	var err error
-	if ss.cap, err = runner.NewSession(e.m, runner.SessionOptions{T: t, Threads: cfg.Threads, BatchTokens: t, Capture: true, Resumable: ss.resume, Layers: live}); err != nil {
+	if ss.cap, err = runner.NewSession(e.m, runner.SessionOptions{T: t, Threads: cfg.Threads, BatchTokens: t, Capture: true, Names: names, Resumable: ss.layers, Layers: live}); err != nil {
 		return ss, err
 	}
 	if cfg.Original != nil {
-		if ss.orig, err = runner.NewSession(cfg.Original, runner.SessionOptions{T: t, Threads: cfg.Threads, BatchTokens: t, Capture: true}); err != nil {
+		if ss.orig, err = runner.NewSession(cfg.Original, runner.SessionOptions{T: t, Threads: cfg.Threads, BatchTokens: t, Capture: true, Names: names}); err != nil {
 			ss.close()
 			return ss, err
 		}
@@ -111,7 +128,7 @@ func newSessions(e *Editor, align, held [][]int32, cfg Config) (sessions, error)
 		ss.score = ss.cap // one context for both (memory)
 	case len(held) > 0:
 		n := len(held[0])
-		if ss.score, err = runner.NewSession(e.m, runner.SessionOptions{T: n, Threads: cfg.Threads, BatchTokens: n, Capture: ss.resume, Resumable: ss.resume, Layers: live}); err != nil {
+		if ss.score, err = runner.NewSession(e.m, runner.SessionOptions{T: n, Threads: cfg.Threads, BatchTokens: n, Capture: ss.resume, Names: names, Resumable: ss.layers, Layers: live}); err != nil {
 			ss.close()
 			return ss, err
 		}

@@ -43,6 +43,9 @@ type Options struct {
 	// CaptureFFNInput also captures every block's ffn_inp-<i>
 	// (cgo.FFNInput), before that block's output.
 	CaptureFFNInput bool
+	// Names are the graph's names of what is captured (merge/arch's row;
+	// zero: llama's).
+	Names cgo.CaptureNames
 	// SkipLogits stops each decode after the last block's capture, so the
 	// logits are not computed (cgo.ContextParams.SkipLogits).
 	SkipLogits bool
@@ -116,7 +119,7 @@ func Run(m *cgo.Model, chunks [][]int32, opt Options, after func(d *Decoded) err
 	// token's attention runs over its chunk only.
 	ctx, err := cgo.NewContext(m, cgo.ContextParams{
 		NCtx: k * t, NBatch: k * t, NSeqMax: k, Threads: threads, PerSeqKV: true,
-		Capture: opt.Capture, CaptureInput: opt.CaptureInput, CaptureFFNInput: opt.CaptureFFNInput, SkipLogits: opt.SkipLogits, MatMulInputs: opt.MatMulInputs,
+		Capture: opt.Capture, CaptureInput: opt.CaptureInput, CaptureFFNInput: opt.CaptureFFNInput, CaptureNames: opt.Names, SkipLogits: opt.SkipLogits, MatMulInputs: opt.MatMulInputs,
 	})
 	if err != nil {
 		return st, err

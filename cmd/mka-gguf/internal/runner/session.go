@@ -28,8 +28,10 @@ type SessionOptions struct {
 	Threads     int // 0: the number of CPUs
 	BatchTokens int // 0: 512
 	// Capture enables the capture hook (block outputs, the block-0 input
-	// and every ffn_inp-<i>); SetCapture chooses the function.
+	// and every block's stream before its FFN, by Names); SetCapture
+	// chooses the function.
 	Capture bool
+	Names   cgo.CaptureNames
 	// Resumable lets RunFrom decode from the middle of the model
 	// (cgo.ContextParams.Resumable).
 	Resumable bool
@@ -62,7 +64,7 @@ func NewSession(m *cgo.Model, opt SessionOptions) (*Session, error) {
 			}
 			return s.capture(t)
 		}
-		cp.CaptureInput, cp.CaptureFFNInput = true, true
+		cp.CaptureInput, cp.CaptureFFNInput, cp.CaptureNames = true, true, opt.Names
 	}
 	var err error
 	if s.ctx, err = cgo.NewContext(m, cp); err != nil {

@@ -106,6 +106,10 @@ func Prepare(ctx context.Context, o Options, need Needs) (*Job, error) {
 		return nil, err
 	}
 	j := &Job{o: o, ctx: ctx, file: f, blocks: blocks}
+	if _, err := o.removeCount(blocks); err != nil { // before any work
+		j.Close()
+		return nil, err
+	}
 	j.statsBytes = max(blockF32Bytes(f), minStatsBytes)
 	if !need.Calib {
 		return j, nil
@@ -137,7 +141,7 @@ func (j *Job) calibrate(need Needs) error {
 	var observe func(t, n int) *calib.Observer
 	if need.Prefill && need.Edit {
 		observe = func(t, n int) *calib.Observer {
-			j.prefill = pipeline.NewPrefill(j.model, t, n, o.AlignSamples, runner.SeqsPerDecode(t, o.Calib.Batch), o.Threads, j.statsBytes, o.Candidates)
+			j.prefill = pipeline.NewPrefill(j.model, j.blocks, t, n, o.AlignSamples, runner.SeqsPerDecode(t, o.Calib.Batch), o.Threads, j.statsBytes, o.Candidates)
 			return &calib.Observer{Capture: j.prefill.Capture, Before: j.prefill.Before}
 		}
 	}

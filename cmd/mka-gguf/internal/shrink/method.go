@@ -131,8 +131,14 @@ func (j *Job) Shrink(method Method, align bool, n int) (*Result, error) {
 	return r, nil
 }
 
-// plan builds the plan of one method.
-func (j *Job) plan(method Method, n int) (*merge.Plan, error) {
+// plan builds the plan of one method, which must keep what the
+// architecture derives from the block index (arch.Model.CheckPlan).
+func (j *Job) plan(method Method, n int) (p *merge.Plan, err error) {
+	defer func() {
+		if err == nil && p != nil {
+			err = j.blocks.CheckPlan(p)
+		}
+	}()
 	L := j.blocks.Count
 	switch method {
 	case PruneReverse:
@@ -144,7 +150,7 @@ func (j *Job) plan(method Method, n int) (*merge.Plan, error) {
 	case MKA:
 		return merge.PlanMKA(j.an.BlockSimilarity(), n, j.o.mka())
 	}
-	_, err := ParseMethod(string(method))
+	_, err = ParseMethod(string(method))
 	return nil, err
 }
 
@@ -156,6 +162,9 @@ func (r *Result) Describe() string {
 	var b strings.Builder
 	for _, st := range r.Steps {
 		fmt.Fprintf(&b, "  step %d: drop blk %d", st.Step, st.Drop)
+		if st.Run > 1 {
+			fmt.Fprintf(&b, "..%d", st.Drop+st.Run-1)
+		}
 		if r.AlignMethod != "none" && st.Drop > 0 {
 			fmt.Fprintf(&b, ", blk %d aligned (residual %.3f, %.3f without, ρ_rel=%g, %d tokens)", st.Drop-1, st.Residual, st.Unaligned, st.Rho, st.Tokens)
 		}

@@ -133,11 +133,11 @@ func TestRemoveCount(t *testing.T) {
 		{0, 0, 12, 3}, {0, 0, 3, 1}, {2, 0, 12, 2}, {0, 0.5, 12, 6}, {0, 0.05, 12, 1},
 	} {
 		o := Options{Remove: c.remove, Ratio: c.ratio}
-		if n, err := o.removeCount(c.blocks); err != nil || n != c.want {
+		if n, err := o.removeCount(&Blocks{Count: c.blocks, Period: 1}); err != nil || n != c.want {
 			t.Errorf("remove %d ratio %g of %d: %d, %v; want %d", c.remove, c.ratio, c.blocks, n, err, c.want)
 		}
 	}
-	if _, err := (&Options{Remove: 5}).removeCount(5); err == nil {
+	if _, err := (&Options{Remove: 5}).removeCount(&Blocks{Count: 5, Period: 1}); err == nil {
 		t.Error("remove 5 of 5: want an error")
 	}
 }

@@ -97,7 +97,7 @@ func Run(ctx context.Context, o Options, planned func(*Result)) (*Report, error)
 		// states; the search does not use them (memory).
 		j.res.Mean, j.res.Last = nil, nil
 	}
-	n, err := o.removeCount(j.blocks.Count)
+	n, err := o.removeCount(j.blocks)
 	if err != nil {
 		return nil, err
 	}

@@ -180,26 +180,35 @@ func (o *Options) Check() ([]string, error) {
 	return warnings, nil
 }
 
-// CheckRemove refuses removing n (> 0) of path's L blocks unless n ≤ L−1.
+// CheckRemove refuses removing n (> 0) of path's L blocks unless n ≤ L−1
+// and its architecture allows it (arch.Model.CheckRemoval).
 func CheckRemove(n int, path string, L int) error {
 	if n > L-1 {
 		return usage.Errorf("--remove %d is out of range for %s's %d blocks: want 1 to %d", n, path, L, L-1)
 	}
-	return nil
+	if n < 1 {
+		return nil
+	}
+	f, b, err := Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return b.CheckRemoval(n)
 }
 
-// removeCount is the number of blocks to remove from L: Remove, or Ratio
-// of them, or a quarter (at least 1).
-func (o *Options) removeCount(L int) (int, error) {
-	n := o.Remove
+// removeCount is the number of blocks to remove from b: Remove, or Ratio
+// of them, or the architecture's default (a quarter, at least 1).
+func (o *Options) removeCount(b *Blocks) (int, error) {
+	L, n := b.Count, o.Remove
 	if o.Ratio != 0 {
 		n = int(math.Round(o.Ratio * float64(L)))
 	}
 	if n == 0 {
-		n = max(1, L/4)
+		n = b.DefaultRemoval()
 	}
 	if n < 1 || n >= L {
 		return 0, usage.Errorf("cannot remove %d of %d blocks", n, L)
 	}
-	return n, nil
+	return n, b.CheckRemoval(n)
 }

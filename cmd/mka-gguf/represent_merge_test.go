@@ -1,0 +1,85 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mka-gguf/mka-gguf/gguf/synth"
+	"github.com/mka-gguf/mka-gguf/internal/shared"
+)
+
+// The default merge of a trained llama model re-presented exactly as
+// another architecture (synth.Represent: the same function in that
+// architecture's tensors, names and graph) gives the llama original's
+// held-out perplexity within 0.5 %: the architecture's row (capture
+// names, alignment fold, resumed decodes, rewrite) changes nothing but
+// the names. phi3 is the row whose graph leaves the stream before the FFN
+// unnamed (F = l_out − ffn_out); qwen2 and exaone permute q/k for NEOX
+// RoPE; granite and internlm2 run llama's graph op for op. Only the
+// calibration is smaller than the default (time).
+func TestRepresentedMerge(t *testing.T) {
+	model := shared.Model(t, "tinystories-deep12.gguf")
+	heldout := shared.Path(t, "data/tinystories-heldout.txt")
+	dir := t.TempDir()
+	type outcome struct {
+		ppl, orig float64
+		drops     []int
+	}
+	merge := func(arch, in string) outcome {
+		t.Helper()
+		out := filepath.Join(dir, arch+"-merged.gguf")
+		args := []string{"-q", "merge", in, out, "-n", "3", "--samples", "32", "--align-samples", "32", "-t", "2", "--no-check-quality", "--json"}
+		stdout, stderr, code := runBinFor(t, 10*time.Minute, bin, args...)
+		wantOK(t, args, stdout, stderr, code)
+		var rep struct {
+			Steps []struct {
+				Block int `json:"block"`
+			} `json:"steps"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+			t.Fatalf("%s: merge --json: %v", arch, err)
+		}
+		var o outcome
+		for _, s := range rep.Steps {
+			o.drops = append(o.drops, s.Block)
+		}
+		o.ppl, o.orig = heldPPL(t, out, heldout), heldPPL(t, in, heldout)
+		return o
+	}
+	ref := merge("llama", model)
+	t.Logf("llama: held-out PPL %.4f, merged (drops %v) %.4f", ref.orig, ref.drops, ref.ppl)
+	for _, arch := range []string{"qwen2", "phi3", "granite", "internlm2", "exaone"} {
+		in := filepath.Join(dir, arch+".gguf")
+		if err := synth.Represent(model, arch, in); err != nil {
+			t.Fatal(err)
+		}
+		o := merge(arch, in)
+		rel := math.Abs(o.ppl/ref.ppl - 1)
+		t.Logf("%s: held-out PPL %.4f, merged (drops %v) %.4f, %.3f %% from llama's merge", arch, o.orig, o.drops, o.ppl, 100*rel)
+		if rel > 0.005 || math.Abs(o.orig/ref.orig-1) > 0.005 {
+			t.Errorf("%s: merged PPL %.4f (original %.4f), llama's %.4f (%.4f): more than 0.5 %% apart", arch, o.ppl, o.orig, ref.ppl, ref.orig)
+		}
+		if !slices.Equal(o.drops, ref.drops) {
+			t.Logf("%s: drops %v, llama's %v", arch, o.drops, ref.drops)
+		}
+	}
+}
+
+// heldPPL is model's perplexity on 16 windows of 128 tokens of text.
+func heldPPL(t *testing.T, model, text string) float64 {
+	t.Helper()
+	args := []string{"-q", "eval", model, "--text", text, "--ctx", "128", "--windows", "16", "-t", "2", "--json"}
+	stdout, stderr, code := run(t, args...)
+	wantOK(t, args, stdout, stderr, code)
+	var e struct {
+		PPL float64 `json:"ppl"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &e); err != nil || !(e.PPL > 1) {
+		t.Fatalf("%s: eval --json: %v (ppl %v)", model, err, e.PPL)
+	}
+	return e.PPL
+}
