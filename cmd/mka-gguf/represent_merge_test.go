@@ -20,7 +20,7 @@ import (
 // the names. phi3 is the row whose graph leaves the stream before the FFN
 // unnamed (F = l_out − ffn_out); qwen2 and exaone permute q/k for NEOX
 // RoPE; granite and internlm2 run llama's graph op for op. Only the
-// calibration is smaller than the default (time).
+// calibration and the candidates are fewer than the default (time).
 func TestRepresentedMerge(t *testing.T) {
 	model := shared.Model(t, "tinystories-deep12.gguf")
 	heldout := shared.Path(t, "data/tinystories-heldout.txt")
@@ -32,8 +32,8 @@ func TestRepresentedMerge(t *testing.T) {
 	merge := func(arch, in string) outcome {
 		t.Helper()
 		out := filepath.Join(dir, arch+"-merged.gguf")
-		args := []string{"-q", "merge", in, out, "-n", "3", "--samples", "32", "--align-samples", "32", "-t", "2", "--no-check-quality", "--json"}
-		stdout, stderr, code := runBinFor(t, 10*time.Minute, bin, args...)
+		args := []string{"-q", "merge", in, out, "-n", "3", "--samples", "16", "--ctx", "128", "--align-samples", "16", "--candidates", "3", "-t", "2", "--no-check-quality", "--json"}
+		stdout, stderr, code := runBinFor(t, 20*time.Minute, bin, args...)
 		wantOK(t, args, stdout, stderr, code)
 		var rep struct {
 			Steps []struct {

@@ -40,8 +40,9 @@ func rowText() []string {
 // rowConfigs are the generated models of the rows: a 12-block model of
 // each architecture (gguf/synth: llama.cpp's tensor names and shapes, tied
 // where the architecture has no output.weight, gemma2's and gemma3's
-// sliding window on), and llama with Llama 3's shapes: GQA 4:1 with an
-// untied 128k vocabulary, and 8:1 tied with rope_freqs and base 500000.
+// sliding window on), llama with Llama 3's shapes (GQA 4:1 with an
+// untied 128k vocabulary; 8:1 tied with rope_freqs and base 500000) and
+// olmo2 with OLMo 3's sliding window (a pattern of 4).
 func rowConfigs() map[string]synth.Config {
 	out := map[string]synth.Config{}
 	for _, a := range synth.Archs() {
@@ -56,6 +57,9 @@ func rowConfigs() map[string]synth.Config {
 	gqa8 := out["llama"]
 	gqa8.Heads, gqa8.KVHeads, gqa8.TiedEmbeddings, gqa8.RopeFreqs, gqa8.RopeBase = 8, 1, true, true, 500000
 	out["llama3-gqa8-tied-rope_freqs"] = gqa8
+	olmo3 := out["olmo2"]
+	olmo3.SlidingWindow = 8
+	out["olmo2-sliding-window"] = olmo3
 	return out
 }
 
