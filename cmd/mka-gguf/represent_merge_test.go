@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/json"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,4 +84,42 @@ func heldPPL(t *testing.T, model, text string) float64 {
 		t.Fatalf("%s: eval --json: %v (ppl %v)", model, err, e.PPL)
 	}
 	return e.PPL
+}
+
+// inspect says what the default merge of each architecture does unlike a
+// llama's, or why it cannot run; a merge whose removal count breaks an
+// index pattern fails with one line naming the file, before calibration
+// (no output, nothing on stdout).
+func TestArchInspectAndRefusal(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		arch, blocks, inspect, remove, refusal string
+	}{
+		{"llama", "8", "mergeable             yes\n", "", ""},
+		{"phi3", "8", "mergeable             yes\n", "", ""},
+		{"gemma2", "12", "yes: alignment: diagonal (post-norm); removes blocks in runs of 2 (sliding-window pattern)", "3", "removing 3 would shift it (remove 2 or 4)"},
+		{"gemma3", "4", "no: ", "", ""},
+		{"gemma3", "12", "removes blocks in runs of 6", "4", "(remove 6)"},
+		{"smollm3", "8", "removes blocks in runs of 4 (NoPE every 4th block)", "2", "(remove 4)"},
+		{"olmo2", "8", "yes: alignment: diagonal (post-norm)", "", ""},
+	} {
+		model := filepath.Join(dir, tc.arch+tc.blocks+".gguf")
+		args := []string{"-q", "synth", model, "--arch", tc.arch, "--blocks", tc.blocks, "--force"}
+		stdout, stderr, code := run(t, args...)
+		wantOK(t, args, stdout, stderr, code)
+		stdout, stderr, code = run(t, "inspect", model)
+		wantOK(t, []string{"inspect", model}, stdout, stderr, code)
+		if !strings.Contains(stdout, tc.inspect) {
+			t.Errorf("inspect %s (%s blocks): no %q in\n%s", tc.arch, tc.blocks, tc.inspect, stdout)
+		}
+		if tc.remove == "" {
+			continue
+		}
+		out := filepath.Join(dir, "out.gguf")
+		stdout, stderr, code = run(t, "merge", model, out, "-n", tc.remove)
+		wantOneLineError(t, stdout, stderr, code, model, tc.refusal)
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("merge %s -n %s wrote %s", tc.arch, tc.remove, out)
+		}
+	}
 }
