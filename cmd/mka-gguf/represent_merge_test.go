@@ -20,9 +20,9 @@ import (
 // held-out perplexity within 0.5 %: the architecture's row (capture
 // names, alignment fold, resumed decodes, rewrite) changes nothing but
 // the names. phi3 is the row whose graph leaves the stream before the FFN
-// unnamed (F = l_out − ffn_out); qwen2 and exaone permute q/k for NEOX
-// RoPE; granite and internlm2 run llama's graph op for op. Only the
-// calibration and the candidates are fewer than the default (time).
+// unnamed (F = l_out − ffn_out); qwen2 permutes q/k for NEOX RoPE and
+// adds zero biases. Only the calibration and the candidates are fewer
+// than the default (time).
 func TestRepresentedMerge(t *testing.T) {
 	model := shared.Model(t, "tinystories-deep12.gguf")
 	heldout := shared.Path(t, "data/tinystories-heldout.txt")
@@ -54,7 +54,10 @@ func TestRepresentedMerge(t *testing.T) {
 	}
 	ref := merge("llama", model)
 	t.Logf("llama: held-out PPL %.4f, merged (drops %v) %.4f", ref.orig, ref.drops, ref.ppl)
-	for _, arch := range []string{"qwen2", "phi3", "granite", "internlm2", "exaone"} {
+	// granite and internlm2 give llama's logits bit for bit, exaone
+	// differs from them as qwen2 does, by the same q/k permutation
+	// (cgo.TestRepresentTrained); their merges are left out (time).
+	for _, arch := range []string{"qwen2", "phi3"} {
 		in := filepath.Join(dir, arch+".gguf")
 		if err := synth.Represent(model, arch, in); err != nil {
 			t.Fatal(err)
