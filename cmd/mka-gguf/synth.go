@@ -16,11 +16,11 @@ import (
 func init() {
 	commands = append(commands, &cli.Command{
 		Name:      "synth",
-		Usage:     "write a llama-architecture GGUF model with random weights (for demos, tests and benchmarks)",
+		Usage:     "write a GGUF model with random weights in one of the architectures the merge accepts (for demos, tests and benchmarks)",
 		ArgsUsage: "OUT.gguf",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "preset", Value: "demo", Usage: strings.Join(synthPresets, " | ")},
-			&cli.StringFlag{Name: "arch", Usage: "llama, qwen2 or qwen3", DefaultText: "the preset's"},
+			&cli.StringFlag{Name: "arch", Usage: strings.Join(synth.Archs(), ", ") + " (gemma and gemma2 tied to the token embedding, olmo2 and internlm2 untied)", DefaultText: "the preset's"},
 			&cli.IntFlag{Name: "blocks", Usage: "decoder blocks, ≥ 1", DefaultText: "the preset's"},
 			&cli.StringFlag{Name: "type", Usage: "weight type: F32, F16 or BF16", DefaultText: "the preset's"},
 			&cli.Int64Flag{Name: "seed", Value: 1, Usage: "random seed"},
@@ -42,7 +42,7 @@ func checkSynth(c *cli.Context) error {
 		return err
 	}
 	if a := c.String("arch"); a != "" {
-		if _, err := usage.Choice("arch", a, []string{"llama", "qwen2", "qwen3"}); err != nil {
+		if _, err := usage.Choice("arch", a, synth.Archs()); err != nil {
 			return err
 		}
 	}
@@ -79,7 +79,7 @@ func runSynth(c *cli.Context) error {
 		}
 	}
 	if a := c.String("arch"); a != "" {
-		cfg.Arch = a
+		cfg.SetArch(a)
 	}
 	if b := c.Int("blocks"); b > 0 {
 		cfg.Blocks = b

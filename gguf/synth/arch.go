@@ -99,7 +99,15 @@ var archs = map[string]archSpec{
 	}},
 	"granite": {block: llamaBlock, kvs: graniteKVs},
 	"olmo2": {block: []part{attnQ, attnK, attnV, attnOut, vector("attn_q_norm.weight", dQ, 1),
-		vector("attn_k_norm.weight", dKV, 1), postAttn, ffnGate, ffnUp, ffnDown, postFFN}, output: untiedOnly},
+		vector("attn_k_norm.weight", dKV, 1), postAttn, ffnGate, ffnUp, ffnDown, postFFN}, output: untiedOnly,
+		// OLMo 3: three sliding-window blocks, then a global one, only
+		// with a window set (Config.SlidingWindow).
+		kvs: func(c Config) []gguf.KV {
+			if c.SlidingWindow == 0 {
+				return nil
+			}
+			return []gguf.KV{kv("attention.sliding_window", gguf.Uint32(uint32(c.SlidingWindow)))}
+		}},
 	// smollm3 skips RoPE in every 4th block; the step is no metadata key
 	// (llama.cpp sets hparams.n_no_rope_layer_step = 4 itself).
 	"smollm3":   {block: llamaBlock},

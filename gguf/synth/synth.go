@@ -61,7 +61,8 @@ type Config struct {
 	// (10000; gemma3 1e6, whose sliding-window blocks use 10000).
 	RopeBase float32
 	// SlidingWindow is gemma2's and gemma3's attention window in tokens;
-	// 0 means DefaultSlidingWindow.
+	// 0 means DefaultSlidingWindow. olmo2 has one (OLMo 3) only when it is
+	// set.
 	SlidingWindow int
 	// NoByteFallback writes a vocabulary without the 256 byte tokens
 	// <0x00>..<0xFF>: it holds tab, newline and printable ASCII as single

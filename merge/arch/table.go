@@ -66,7 +66,7 @@ func (r Resume) String() string {
 	case ResumeAll:
 		return "resumed (from the first changed block, identities left out)"
 	case ResumeTokens:
-		return "whole, identities left out (the graph scales embedding input)"
+		return "whole, identities left out (no decode starts in the middle)"
 	}
 	return "whole (no resume)"
 }

@@ -2,13 +2,16 @@ package pipeline
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ggmlcodec"
+	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/gguf/synth"
 	"github.com/mka-gguf/mka-gguf/merge"
 	"github.com/mka-gguf/mka-gguf/merge/arch"
@@ -34,15 +37,36 @@ func rowText() []string {
 	return out
 }
 
-// rowFixture writes a 12-block model of architecture a (gguf/synth:
-// llama.cpp's tensor names and shapes, tied where the architecture has no
-// output.weight, gemma2's and gemma3's sliding window on) and opens it.
-func rowFixture(t *testing.T, a string) *fixture {
+// rowConfigs are the generated models of the rows: a 12-block model of
+// each architecture (gguf/synth: llama.cpp's tensor names and shapes, tied
+// where the architecture has no output.weight, gemma2's and gemma3's
+// sliding window on), llama with Llama 3's shapes (GQA 4:1 with an
+// untied 128k vocabulary; 8:1 tied with rope_freqs and base 500000) and
+// olmo2 with OLMo 3's sliding window (a pattern of 4).
+func rowConfigs() map[string]synth.Config {
+	out := map[string]synth.Config{}
+	for _, a := range synth.Archs() {
+		cfg := synth.Tiny()
+		cfg.SetArch(a)
+		cfg.Blocks = 12
+		out[a] = cfg
+	}
+	gqa4 := out["llama"]
+	gqa4.Heads, gqa4.KVHeads, gqa4.Vocab, gqa4.Type = 8, 2, 128256, gguf.TypeF16
+	out["llama3-gqa4-128k-untied"] = gqa4
+	gqa8 := out["llama"]
+	gqa8.Heads, gqa8.KVHeads, gqa8.TiedEmbeddings, gqa8.RopeFreqs, gqa8.RopeBase = 8, 1, true, true, 500000
+	out["llama3-gqa8-tied-rope_freqs"] = gqa8
+	olmo3 := out["olmo2"]
+	olmo3.SlidingWindow = 8
+	out["olmo2-sliding-window"] = olmo3
+	return out
+}
+
+// rowFixture writes the model of cfg and opens it.
+func rowFixture(t *testing.T, name string, cfg synth.Config) *fixture {
 	t.Helper()
-	cfg := synth.Tiny()
-	cfg.SetArch(a)
-	cfg.Blocks = 12
-	path := filepath.Join(t.TempDir(), a+".gguf")
+	path := filepath.Join(t.TempDir(), name+".gguf")
 	if err := synth.Write(path, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -78,9 +102,10 @@ func drops(t *testing.T, blocks, j, n int) *merge.Plan {
 // The measured differences go to the log (docs/architectures.md).
 func TestArchRows(t *testing.T) {
 	tx := rowText()
-	for _, a := range synth.Archs() {
-		t.Run(a, func(t *testing.T) {
-			fx := rowFixture(t, a)
+	cfgs := rowConfigs()
+	for _, name := range slices.Sorted(maps.Keys(cfgs)) {
+		t.Run(name, func(t *testing.T) {
+			fx := rowFixture(t, name, cfgs[name])
 			if err := fx.b.Mergeable(); err != nil {
 				t.Fatalf("the default merge is refused: %v", err)
 			}
@@ -93,8 +118,9 @@ func TestArchRows(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			check := held[:1] // logits of the whole vocabulary: one chunk
 			// (a)
-			orig := logits(t, fx.m, held)
+			orig := logits(t, fx.m, check)
 			for _, v := range orig {
 				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 					t.Fatalf("logit %v", v)
@@ -111,11 +137,11 @@ func TestArchRows(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			inMem := logits(t, fx.m, held)
+			inMem := logits(t, fx.m, check)
 			if err := e.Reset(); err != nil {
 				t.Fatal(err)
 			}
-			removed := logits(t, rewritten(t, fx, drops(t, fx.b.Count, j, p), edit.RewriteOptions{}), held)
+			removed := logits(t, rewritten(t, fx, drops(t, fx.b.Count, j, p), edit.RewriteOptions{}), check)
 			identity := maxDiff(inMem, removed)
 			if identity > 1e-4 || maxDiff(orig, inMem) < 1e-3 {
 				t.Errorf("blk %d..%d made identities: %g from the file without them, %g from the original", j, j+p-1, identity, maxDiff(orig, inMem))
@@ -140,9 +166,9 @@ func TestArchRows(t *testing.T) {
 			if len(r.Steps) != 1 || aln == nil || aln.IsDiagonal() != (fx.b.Arch.Align == arch.AlignDiagonal) {
 				t.Fatalf("steps %+v, alignments %v: want one step of %d blocks, its alignment %s", r.Steps, r.Align, p, fx.b.Arch.Align)
 			}
-			merged := logits(t, fx.m, held)
-			file := logits(t, rewritten(t, fx, r.Plan, edit.RewriteOptions{Align: r.Align}), held)
-			unaligned := logits(t, rewritten(t, fx, r.Plan, edit.RewriteOptions{}), held)
+			merged := logits(t, fx.m, check)
+			file := logits(t, rewritten(t, fx, r.Plan, edit.RewriteOptions{Align: r.Align}), check)
+			unaligned := logits(t, rewritten(t, fx, r.Plan, edit.RewriteOptions{}), check)
 			fileMem := maxDiff(merged, file)
 			if fileMem > 1e-4 || maxDiff(file, unaligned) < 1e-4 {
 				t.Errorf("aligned step: file vs memory %g, aligned vs unaligned file %g", fileMem, maxDiff(file, unaligned))
@@ -150,14 +176,14 @@ func TestArchRows(t *testing.T) {
 			if !(st.Residual < st.Unaligned) {
 				t.Errorf("aligned residual %g not below the unaligned %g", st.Residual, st.Unaligned)
 			}
-			t.Log(rowLine(fx.b, identity, fileMem, st))
+			t.Log(rowLine(name, fx.b, identity, fileMem, st))
 		})
 	}
 }
 
 // rowLine is a row's measured numbers, as docs/architectures.md quotes
 // them.
-func rowLine(b *arch.Model, identity, fileMem float64, st StepReport) string {
-	return fmt.Sprintf("row %s: period %d, resume %q, alignment %s: identity %.2g, file vs memory %.2g (removed blk %d..%d, residual %.3f, %.3f unaligned)",
-		b.Arch.Name, b.Period, b.Resume, b.Arch.Align, identity, fileMem, st.Drop, st.Drop+max(st.Run, 1)-1, st.Residual, st.Unaligned)
+func rowLine(name string, b *arch.Model, identity, fileMem float64, st StepReport) string {
+	return fmt.Sprintf("row %s (%s): period %d, resume %q, alignment %s: identity %.2g, file vs memory %.2g (removed blk %d..%d, residual %.3f, %.3f unaligned)",
+		name, b.Arch.Name, b.Period, b.Resume, b.Arch.Align, identity, fileMem, st.Drop, st.Drop+max(st.Run, 1)-1, st.Residual, st.Unaligned)
 }
