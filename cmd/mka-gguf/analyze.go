@@ -23,11 +23,11 @@ func init() {
 		ArgsUsage: "MODEL.gguf",
 		Flags: append([]cli.Flag{
 			jsonFlag(),
-			&cli.StringFlag{Name: "json-file", Aliases: []string{"o"}, Usage: "write every matrix and vector, with the settings, to this JSON `FILE`"},
+			&cli.StringFlag{Name: "json-file", Usage: "write every matrix and vector, with the settings, to this JSON `FILE`"},
 			&cli.StringFlag{Name: "heatmap", Usage: "write a PNG heatmap of the NPIB matrix to this `FILE`"},
 			forceFlag(),
 			modelFlag,
-		}, calibFlags...),
+		}, calibFlags("analyze")...),
 		Action: runAnalyze,
 	})
 }
@@ -49,8 +49,8 @@ func runAnalyze(c *cli.Context) error {
 		return usageError(c, "want one MODEL.gguf, got %s", argumentCount(len(args)))
 	}
 	path := args[0]
-	outs := files.New(c.Bool("force"), files.Input{What: "MODEL", Path: path}, files.Input{What: "--calib", Path: c.String("calib")})
-	jsonF := outs.File(c.String("json-file"), "--json-file")
+	outs := files.New(c.Bool("force"), files.Input{What: "MODEL", Path: path}, files.Input{What: typedName(c, "calib"), Path: c.String("calib")})
+	jsonF := outs.File(c.String("json-file"), typedName(c, "json-file"))
 	heatF := outs.File(c.String("heatmap"), "--heatmap")
 	if err := outs.Begin(); err != nil {
 		return err

@@ -24,7 +24,7 @@ CPU supports; --cpu-variant (or MKA_CPU_VARIANT) forces one, "builtin"
 forces the baseline code compiled into the binary.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print JSON on stdout"},
-			jsonFileFlag(true),
+			jsonFileFlag(),
 			forceFlag(),
 			&cli.BoolFlag{Name: "ggml-scores", Usage: "also ask every shipped variant for ggml's own score (opens each library: only on CPUs that can load them all)"},
 		},
@@ -51,7 +51,7 @@ type envReport struct {
 
 func runEnv(c *cli.Context) error {
 	outs := files.New(c.Bool("force"))
-	jsonF := outs.File(c.String("json-file"), "--json-file")
+	jsonF := outs.File(c.String("json-file"), typedName(c, "json-file"))
 	if err := outs.Begin(); err != nil {
 		return err
 	}

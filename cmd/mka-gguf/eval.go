@@ -17,15 +17,15 @@ func init() {
 		Usage:     "measure perplexity, KL divergence against the original model (--base) or multiple-choice accuracy (--choices), as llama.cpp's perplexity tool does",
 		ArgsUsage: "MODEL.gguf",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "text", Aliases: []string{"f"}, Usage: "text `FILE` to score (never the calibration text); needed unless --choices or --base-logits is given"},
-			&cli.IntFlag{Name: "ctx", Aliases: []string{"c"}, Value: 512, Usage: "window length in tokens, ≥ 8 (capped at the model's training context); the second half of each window is scored"},
+			&cli.StringFlag{Name: "text", Aliases: []string{"f", "file"}, Usage: "text `FILE` to score (never the calibration text); needed unless --choices or --base-logits is given"},
+			&cli.IntFlag{Name: "ctx", Aliases: []string{"c", "ctx-size"}, Value: 512, Usage: "window length in tokens, ≥ 8 (capped at the model's training context); the second half of each window is scored"},
 			&cli.IntFlag{Name: "windows", Aliases: []string{"chunks"}, Usage: "score at most this many windows, ≥ 1", DefaultText: "all"},
-			&cli.IntFlag{Name: "batch", Aliases: []string{"b"}, Value: 512, Usage: "tokens per decode, ≥ 1"},
+			&cli.IntFlag{Name: "batch", Aliases: []string{"b", "batch-size"}, Value: 512, Usage: "tokens per decode, ≥ 1"},
 			jsonFlag(),
-			jsonFileFlag(true),
+			jsonFileFlag(),
 			forceFlag(),
 			modelFlag,
-			threadsFlag,
+			newThreadsFlag(),
 		}, qualityFlags...),
 		Action: runEval,
 	})
@@ -38,7 +38,7 @@ var qualityFlags = []cli.Flag{
 	&cli.StringFlag{Name: "base-logits", Usage: "KL divergence against base log-probabilities saved by --save-base (the base model is not loaded; --text, when given, must be the saved text)"},
 	&cli.IntFlag{Name: "base-top", Value: 1024, Usage: "with --save-base: keep the N most probable tokens of each distribution and their tail mass (8·N bytes a token; 0: the whole vocabulary, exact, 4 bytes per vocabulary entry; vocabularies of up to 4096 tokens are always kept whole)"},
 	&cli.StringFlag{Name: "choices", Usage: "multiple-choice tasks to score: JSONL {\"context\", \"endings\", \"label\"} or llama.cpp's HellaSwag text (mka-gguf make-choices builds one)"},
-	&cli.IntFlag{Name: "tasks", Usage: "with --choices: score at most the first N tasks (default: all)"},
+	&cli.IntFlag{Name: "tasks", Usage: "with --choices: score at most the first N tasks", DefaultText: "all"},
 }
 
 // evalOptions turns eval's flags into eval.Options.
@@ -59,10 +59,10 @@ func runEval(c *cli.Context) error {
 	}
 	o := evalOptions(c)
 	path := o.Model
-	outs := files.New(c.Bool("force"), files.Input{What: "MODEL", Path: path}, files.Input{What: "--text", Path: o.Text},
+	outs := files.New(c.Bool("force"), files.Input{What: "MODEL", Path: path}, files.Input{What: typedName(c, "text"), Path: o.Text},
 		files.Input{What: "--base", Path: o.Base}, files.Input{What: "--base-logits", Path: o.BaseLogits},
 		files.Input{What: "--choices", Path: o.Choices})
-	jsonF := outs.File(c.String("json-file"), "--json-file")
+	jsonF := outs.File(c.String("json-file"), typedName(c, "json-file"))
 	saveF := outs.File(o.SaveBase, "--save-base")
 	if err := outs.Begin(); err != nil {
 		return err

@@ -12,17 +12,10 @@ import (
 )
 
 func init() {
-	// The calibration flags that mean something here (not --rep, --kernel).
-	var flags []cli.Flag
-	for _, f := range calibFlags {
-		if n := f.Names()[0]; n != "rep" && n != "kernel" {
-			flags = append(flags, f)
-		}
-	}
-	flags = append(flags,
+	flags := append(calibFlags("imatrix"),
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "importance matrix `FILE` to write (GGUF, llama.cpp's imatrix format)", Required: true},
 		jsonFlag(),
-		jsonFileFlag(false),
+		jsonFileFlag(),
 		forceFlag(),
 		modelFlag,
 	)
@@ -41,9 +34,9 @@ func runImatrix(c *cli.Context) error {
 		return usageError(c, "want one MODEL.gguf, got %s", argumentCount(len(args)))
 	}
 	path, out := args[0], c.String("output")
-	outs := files.New(c.Bool("force"), files.Input{What: "MODEL", Path: path}, files.Input{What: "--calib", Path: c.String("calib")})
-	outF := outs.File(out, "--output")
-	jsonF := outs.File(c.String("json-file"), "--json-file")
+	outs := files.New(c.Bool("force"), files.Input{What: "MODEL", Path: path}, files.Input{What: typedName(c, "calib"), Path: c.String("calib")})
+	outF := outs.File(out, typedName(c, "output"))
+	jsonF := outs.File(c.String("json-file"), typedName(c, "json-file"))
 	if err := outs.Begin(); err != nil {
 		return err
 	}

@@ -20,7 +20,7 @@ func init() {
 		Name:      "inspect",
 		Usage:     "show a GGUF model's architecture, shapes, tensor types and sizes",
 		ArgsUsage: "MODEL.gguf",
-		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the same as a JSON object"}, jsonFileFlag(true), forceFlag(), modelFlag},
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the same as a JSON object"}, jsonFileFlag(), forceFlag(), modelFlag},
 		Action:    runInspect,
 	})
 }
@@ -121,7 +121,7 @@ func runInspect(c *cli.Context) error {
 		return usageError(c, "want one MODEL.gguf, got %s", argumentCount(len(args)))
 	}
 	outs := files.New(c.Bool("force"), files.Input{What: "MODEL", Path: args[0]})
-	jsonF := outs.File(c.String("json-file"), "--json-file")
+	jsonF := outs.File(c.String("json-file"), typedName(c, "json-file"))
 	if err := outs.Begin(); err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ func init() {
 		Usage:     "quantize a GGUF model with llama.cpp's quantizer (" + strings.Join(quant.Names()[:8], ", ") + ", ...)",
 		ArgsUsage: "IN.gguf OUT.gguf TYPE",
 		Flags: []cli.Flag{
-			threadsFlag,
+			newThreadsFlag(),
 			&cli.BoolFlag{Name: "allow-requantize", Usage: "allow requantizing already quantized tensors"},
 			&cli.BoolFlag{Name: "leave-output", Usage: "keep output.weight unquantized"},
 			&cli.BoolFlag{Name: "pure", Usage: "quantize every tensor to TYPE (no per-tensor mixture rules)"},
@@ -27,7 +27,7 @@ func init() {
 			&cli.BoolFlag{Name: "no-verify", Usage: "skip the llama.cpp load-and-decode check of OUT"},
 			&cli.StringFlag{Name: "imatrix", Usage: "importance matrix `FILE` (GGUF, from mka-gguf imatrix or llama.cpp's imatrix tool)"},
 			jsonFlag(),
-			jsonFileFlag(false),
+			jsonFileFlag(),
 			modelFlag,
 		},
 		Action: runQuantize,
@@ -49,7 +49,7 @@ func runQuantize(c *cli.Context) error {
 	}
 	outs := files.New(c.Bool("force"), files.Input{What: "IN", Path: in}, files.Input{What: "--imatrix", Path: c.String("imatrix")})
 	outF := outs.File(out, "OUT")
-	jsonF := outs.File(c.String("json-file"), "--json-file")
+	jsonF := outs.File(c.String("json-file"), typedName(c, "json-file"))
 	if err := outs.Begin(); err != nil {
 		return err
 	}

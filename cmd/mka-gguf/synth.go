@@ -27,7 +27,7 @@ func init() {
 			&cli.BoolFlag{Name: "no-byte-fallback", Usage: "a vocabulary without <0xNN> byte tokens: text with a non-ASCII character cannot be encoded (for tests)"},
 			forceFlag(),
 			jsonFlag(),
-			jsonFileFlag(false),
+			jsonFileFlag(),
 		},
 		Action: runSynth,
 	})
@@ -62,7 +62,7 @@ func runSynth(c *cli.Context) error {
 	out := c.Args().First()
 	outs := files.New(c.Bool("force"))
 	outF := outs.File(out, "OUT")
-	jsonF := outs.File(c.String("json-file"), "--json-file")
+	jsonF := outs.File(c.String("json-file"), typedName(c, "json-file"))
 	if err := outs.Begin(); err != nil {
 		return err
 	}

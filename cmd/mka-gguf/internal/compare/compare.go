@@ -227,7 +227,7 @@ func merged(ctx context.Context, j *shrink.Job, q *quality, v Variant, n int, su
 	if err != nil {
 		return nil, fmt.Errorf("%s at %d removed: %w", v.Label, n, err)
 	}
-	if err := j.Write(ctx, r, f.Tmp, shrink.Provenance(r, j.Version(), sum), true); err != nil {
+	if err := j.Write(ctx, r, f.Tmp, j.Metadata(r, sum), true); err != nil {
 		return nil, err
 	}
 	m, err := q.measure(f.Tmp)

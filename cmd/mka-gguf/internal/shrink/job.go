@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
@@ -12,6 +13,7 @@ import (
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/corpus"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/pipeline"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/gguf"
 )
@@ -42,6 +44,12 @@ type Job struct {
 	// checkQuality: the closing quality check runs (OUT is written and
 	// CheckQuality is set); the search may make it (Shrink).
 	checkQuality bool
+	// probe are a few calibration chunks for checkDomain.
+	probe [][]int32
+	// inLoss is IN's mean loss on the held-back chunks, nats per token
+	// (NaN: not known).
+	inLoss float64
+	phases *progress.Phases // Run's; nil in compare and bench
 }
 
 // Needs says what Prepare does beyond opening IN.
@@ -105,12 +113,16 @@ func Prepare(ctx context.Context, o Options, need Needs) (*Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	j := &Job{o: o, ctx: ctx, file: f, blocks: blocks}
+	j := &Job{o: o, ctx: ctx, file: f, blocks: blocks, inLoss: math.NaN()}
 	j.statsBytes = max(blockF32Bytes(f), minStatsBytes)
-	if !need.Calib {
+	if !need.Calib && !need.Edit {
 		return j, nil
 	}
-	if err := j.calibrate(need); err != nil {
+	prepare := j.calibrate
+	if !need.Calib {
+		prepare = j.loadForEdit
+	}
+	if err := prepare(need); err != nil {
 		j.Close()
 		return nil, err
 	}
@@ -145,6 +157,7 @@ func (j *Job) calibrate(need Needs) error {
 	if j.res, chunks, err = o.Calib.Pass(j.ctx, j.model, corpus.Texts(samples), source, o.Threads, observe); err != nil {
 		return err
 	}
+	j.probe = chunks[:min(probeChunks, len(chunks))]
 	if j.an, err = analysis.Compute(j.res, o.Analysis); err != nil {
 		return err
 	}
@@ -173,6 +186,28 @@ func (j *Job) calibrate(need Needs) error {
 		}
 		return fmt.Errorf("%s: held-back text for the λ search: %w", source, err)
 	}
+	return nil
+}
+
+// loadForEdit loads IN with writable weights and tokenizes the alignment's
+// calibration chunks, for a given plan (Apply): no calibration pass.
+func (j *Job) loadForEdit(Needs) error {
+	o := &j.o
+	texts, source, err := o.Calib.Texts()
+	if err != nil {
+		return err
+	}
+	j.source = source
+	mp := o.Load
+	mp.NoMmap = true
+	if j.model, err = cgo.LoadModel(o.In, mp); err != nil {
+		return err
+	}
+	n := max(1, min(o.AlignSamples, o.Calib.Samples))
+	if j.align, err = calib.Tokens(j.model, texts, n, min(o.Calib.Ctx, j.model.NCtxTrain()), o.Calib.Seed); err != nil {
+		return fmt.Errorf("%s: %w", source, err)
+	}
+	j.probe = j.align[:min(probeChunks, len(j.align))]
 	return nil
 }
 
