@@ -13,6 +13,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
+
 	"github.com/urfave/cli/v2"
 )
 
@@ -55,3 +57,6 @@ func printJSON(v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+// head starts the report of command cmd (docs/json.md).
+func head(cmd string) report.Head { return report.Head{Version: version, Command: cmd} }

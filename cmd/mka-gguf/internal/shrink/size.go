@@ -141,3 +141,10 @@ func (o *Options) targetCount(f *gguf.File, b *Blocks) (int, error) {
 	return 0, fmt.Errorf("--target-size %s cannot be reached for %s: with %d of its %d blocks removed OUT would still take %s; %s",
 		files.Human(uint64(o.TargetSize)), o.In, b.Count-1, b.Count, files.Human(uint64(least)), how)
 }
+
+// QuantizedSize predicts the bytes of f quantized to ft by llama.cpp's
+// quantizer, nothing removed (the quantize command's space check).
+func QuantizedSize(f *gguf.File, ft quant.FileType, hasImatrix bool) int64 {
+	n, _ := f.Uint(f.Arch() + ".block_count")
+	return predictSize(f, &Blocks{Count: int(n)}, 0, &ft, hasImatrix)
+}
