@@ -13,6 +13,7 @@ import (
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/plots"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
 )
 
@@ -32,15 +33,16 @@ func init() {
 	})
 }
 
-// analyzeReport is the --json output of analyze.
+// analyzeReport is the --json output of analyze (docs/json.md).
 type analyzeReport struct {
-	Model       string             `json:"model"`
-	ModelSHA256 string             `json:"model_sha256"`
-	Calib       string             `json:"calibration"`
-	Settings    calib.Result       `json:"settings"`
-	Analysis    *analysis.Analysis `json:"analysis"`
-	Version     string             `json:"mka_gguf_version"`
-	HeatmapSHA  string             `json:"heatmap_sha256,omitempty"` // of the --heatmap PNG
+	report.Head
+	report.In
+	Calibration *report.Calibration `json:"calibration"`
+	Arch        string              `json:"arch"`
+	Blocks      int                 `json:"blocks"`
+	Embd        int                 `json:"embd"`
+	Analysis    *analysis.Analysis  `json:"analysis"`
+	HeatmapSHA  string              `json:"heatmap_sha256,omitempty"` // of the --heatmap PNG
 }
 
 func runAnalyze(c *cli.Context) error {
@@ -97,10 +99,10 @@ func runAnalyze(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		settings := *res
-		settings.Seconds, settings.TokPerSec = 0, 0 // wall-clock: keep the report reproducible
-		rep := analyzeReport{Model: filepath.Base(path), ModelSHA256: sum, Calib: source, Settings: settings, Analysis: a, Version: version,
-			HeatmapSHA: heatSHA}
+		cal := report.FromCalib(source, res)
+		cal.Seconds, cal.TokPerSec = 0, 0 // wall-clock: keep the report reproducible
+		rep := analyzeReport{Head: head("analyze"), In: report.In{Input: path, InputSHA256: sum}, Calibration: cal,
+			Arch: res.Arch, Blocks: res.Blocks, Embd: res.Embd, Analysis: a, HeatmapSHA: heatSHA}
 		if err := outs.CommitJSON(c.Context, jsonF, rep); err != nil {
 			return err
 		}

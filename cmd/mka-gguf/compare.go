@@ -92,6 +92,7 @@ func runCompare(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	res.Head, res.Output = head("compare"), dir
 	var labels []string
 	for _, v := range vs {
 		labels = append(labels, v.Label)

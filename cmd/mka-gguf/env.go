@@ -11,6 +11,7 @@ import (
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
 	"github.com/mka-gguf/mka-gguf/simd"
 )
 
@@ -34,7 +35,7 @@ forces the baseline code compiled into the binary.`,
 
 // envReport is what env prints.
 type envReport struct {
-	Version    string        `json:"version"`
+	report.Head
 	Go         string        `json:"go"`
 	Platform   string        `json:"platform"`
 	CPU        string        `json:"cpu"`
@@ -58,7 +59,7 @@ func runEnv(c *cli.Context) error {
 	defer outs.Cleanup()
 	b := backends
 	r := envReport{
-		Version:    version,
+		Head:       head("env"),
 		Go:         runtime.Version(),
 		Platform:   runtime.GOOS + "/" + runtime.GOARCH,
 		CPU:        simd.Describe(),

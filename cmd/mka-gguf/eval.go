@@ -6,8 +6,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/choice"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/eval"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
 )
 
@@ -71,23 +73,32 @@ func runEval(c *cli.Context) error {
 	if err := shrink.CheckModel(path, false); err != nil {
 		return err
 	}
-	var res any
+	var res *evalReport
 	var show func()
 	if o.Quality() {
 		r, err := eval.Measure(c.Context, *o, saveF)
 		if err != nil {
 			return err
 		}
-		res, show = r, func() { printQuality(r) }
+		res, show = fromMeasure(r), func() { printQuality(r) }
 	} else {
 		r, err := eval.Perplexity(c.Context, *o)
 		if err != nil {
 			return err
 		}
-		res, show = r, func() {
+		res = &evalReport{In: report.In{Input: path}, Ctx: r.Ctx, Windows: r.Windows, Quality: report.FromPPL(r.Text, r.Result)}
+		show = func() {
 			fmt.Printf("%s: PPL = %.4f ± %.4f  (%d windows of %d tokens, %d tokens scored, %.0f tokens/s)\n",
 				path, r.PPL, r.StdErr, r.Windows, r.Ctx, r.Scored, r.TokPerSec)
 		}
+	}
+	res.Head = head("eval")
+	if jsonF != nil || c.Bool("json") {
+		sum, err := files.SHA256(path)
+		if err != nil {
+			return err
+		}
+		res.InputSHA256 = sum
 	}
 	if err := outs.CommitJSON(c.Context, jsonF, res); err != nil {
 		return err
@@ -97,6 +108,32 @@ func runEval(c *cli.Context) error {
 	}
 	show()
 	return nil
+}
+
+// evalReport is eval's --json (docs/json.md): the perplexity of MODEL,
+// and with --base or --base-logits the KL divergence, at "quality".
+type evalReport struct {
+	report.Head
+	report.In
+	Ctx       int             `json:"ctx"`
+	Windows   int             `json:"windows"`
+	Quality   *report.Quality `json:"quality,omitempty"`
+	SavedBase string          `json:"saved_base,omitempty"`
+	Choices   string          `json:"choices,omitempty"`
+	Choice    *choice.Result  `json:"multiple_choice,omitempty"`
+}
+
+// fromMeasure is the report of eval.Measure's result.
+func fromMeasure(r *eval.Result) *evalReport {
+	rep := &evalReport{In: report.In{Input: r.Model}, Ctx: r.Ctx, Windows: r.Windows, SavedBase: r.SavedBase, Choices: r.Choices, Choice: r.Choice}
+	switch {
+	case r.KLD != nil:
+		rep.Quality = report.FromKLD(r.Text, r.Base, *r.KLD)
+	case r.PPL != nil:
+		rep.Quality = report.FromPPL(r.Text, *r.PPL)
+		rep.Ctx, rep.Windows = r.PPL.Ctx, r.PPL.Windows
+	}
+	return rep
 }
 
 // printQuality prints eval.Measure's result.

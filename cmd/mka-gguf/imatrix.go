@@ -8,6 +8,7 @@ import (
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
 )
 
@@ -73,8 +74,13 @@ func runImatrix(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	res := imatrixResult{Model: path, Calibration: source, Output: out, OutputSHA256: sum,
-		Weights: len(im.Sums), Chunks: im.Chunks, ChunkSize: im.ChunkSize}
+	inSum, err := files.SHA256(path)
+	if err != nil {
+		return err
+	}
+	res := imatrixResult{Head: head("imatrix"), In: report.In{Input: path, InputSHA256: inSum}, Out: report.Out{Output: out, OutputSHA256: sum},
+		Calibration: &report.Calibration{Path: report.CalibPath(source), Samples: im.Chunks, Ctx: im.ChunkSize, Tokens: im.Chunks * im.ChunkSize, Seed: spec.Seed},
+		Weights:     len(im.Sums)}
 	if err := outs.CommitJSON(c.Context, jsonF, res); err != nil {
 		return err
 	}
@@ -82,13 +88,11 @@ func runImatrix(c *cli.Context) error {
 	return printJSONIf(c, res)
 }
 
-// imatrixResult is what imatrix prints with --json.
+// imatrixResult is what imatrix prints with --json (docs/json.md).
 type imatrixResult struct {
-	Model        string `json:"model"`
-	Calibration  string `json:"calibration"`
-	Output       string `json:"output"`
-	OutputSHA256 string `json:"output_sha256"`
-	Weights      int    `json:"weights"`
-	Chunks       int    `json:"chunks"`
-	ChunkSize    int    `json:"chunk_size"`
+	report.Head
+	report.In
+	report.Out
+	Calibration *report.Calibration `json:"calibration"`
+	Weights     int                 `json:"weights"` // weight matrices with an entry
 }

@@ -105,6 +105,9 @@ func mergeOptions(c *cli.Context) (*shrink.Options, error) {
 			return nil, err
 		}
 	}
+	if o.ImatrixFrom, err = shrink.ParseImatrixFrom(c.String("imatrix-from")); err != nil {
+		return nil, err
+	}
 	o.Align, err = shrink.ParseAlign(c.String("align"))
 	return o, err
 }
@@ -118,6 +121,7 @@ func shrinkOptions(c *cli.Context) (*shrink.Options, error) {
 		AlignSamples: c.Int("align-samples"), Calib: calibSpec(c),
 		Quant: c.String("quant"), CheckQuality: !c.Bool("no-check-quality"), Verify: !c.Bool("no-verify"),
 		Threads: threads(c), Load: modelParams(), Given: givenFlags(c), Warn: warnf,
+		ImatrixFrom: shrink.ImatrixNone, // merge reads --imatrix-from; compare does not quantize
 	}
 	var err error
 	if o.Lambda, err = shrink.ParseLambda(c.String("lambda")); err != nil {
@@ -133,9 +137,6 @@ func shrinkOptions(c *cli.Context) (*shrink.Options, error) {
 		return nil, err
 	}
 	if o.AlignTarget, err = shrink.ParseAlignTarget(c.String("align-target")); err != nil {
-		return nil, err
-	}
-	if o.ImatrixFrom, err = shrink.ParseImatrixFrom(c.String("imatrix-from")); err != nil {
 		return nil, err
 	}
 	o.Analysis, err = analysisOptions(c)

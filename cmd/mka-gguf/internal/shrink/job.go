@@ -14,6 +14,7 @@ import (
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/pipeline"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/gguf"
 )
@@ -81,8 +82,18 @@ func (j *Job) Blocks() int { return j.blocks.Count }
 // Size returns IN's size in bytes.
 func (j *Job) Size() int64 { return j.file.Size }
 
-// Calibration returns the calibration pass's result (nil without one).
-func (j *Job) Calibration() *calib.Result { return j.res }
+// Calibration describes the calibration text the job decoded: the
+// calibration pass, or for a given plan the alignment's chunks (nil: none).
+func (j *Job) Calibration() *report.Calibration {
+	if j.res == nil && len(j.align) > 0 { // a given plan: only the alignment's chunks
+		c := &report.Calibration{Path: report.CalibPath(j.source), Samples: len(j.align), Ctx: len(j.align[0]), Seed: j.o.Calib.Seed}
+		for _, ch := range j.align {
+			c.Tokens += len(ch)
+		}
+		return c
+	}
+	return report.FromCalib(j.source, j.res)
+}
 
 // CtxTrain returns the loaded model's training context.
 func (j *Job) CtxTrain() int { return j.model.NCtxTrain() }

@@ -93,7 +93,7 @@ func Run(ctx context.Context, o Options, planned func(*Result)) (*Report, error)
 	}
 	rep := &Report{Head: report.Head{Version: o.Version, Command: "merge"}, DryRun: o.DryRun, In: report.In{Input: o.In, InputSHA256: sum},
 		Method: r.Method, Original: p.Original, Remaining: len(p.Layout), RemovedBlocks: removedBlocks(p), Steps: steps, Layout: p.Layout,
-		Search: r.Steps, Align: r.AlignMethod, Calibration: report.FromCalib(j.source, j.res), BytesBefore: j.file.Size,
+		Search: r.Steps, Align: r.AlignMethod, Calibration: j.Calibration(), BytesBefore: j.file.Size,
 		SearchSeconds: r.Seconds, PredictedBytes: o.predict(j.file, j.blocks, p.Removed())}
 	if !math.IsNaN(j.inLoss) {
 		rep.InHeldNLL = j.inLoss
