@@ -59,6 +59,10 @@ type Needs struct {
 	Held    bool // held-back chunks for the λ search (Options.Holdout of the text)
 	Edit    bool // the model loaded with writable weights, alignment chunks
 	Prefill bool // the search's first alignment pass made during the calibration pass
+	// Phases numbers the phase lines (Run's; nil: none): the first is
+	// printed once the calibration text is read and tokenized, so that a
+	// text refused comes alone.
+	Phases *progress.Phases
 }
 
 // needs is what the merge of o needs.
@@ -157,12 +161,13 @@ func (j *Job) calibrate(need Needs) error {
 	if j.model, err = cgo.LoadModel(o.In, mp); err != nil {
 		return err
 	}
-	var observe func(t, n int) *calib.Observer
-	if need.Prefill && need.Edit {
-		observe = func(t, n int) *calib.Observer {
-			j.prefill = pipeline.NewPrefill(j.model, t, n, o.AlignSamples, runner.SeqsPerDecode(t, o.Calib.Batch), o.Threads, j.statsBytes, o.Candidates)
-			return &calib.Observer{Capture: j.prefill.Capture, Before: j.prefill.Before}
+	observe := func(t, n int) *calib.Observer {
+		need.Phases.Next("calibrate", fmt.Sprintf("%d samples of %d tokens", n, t))
+		if !need.Prefill || !need.Edit {
+			return nil
 		}
+		j.prefill = pipeline.NewPrefill(j.model, t, n, o.AlignSamples, runner.SeqsPerDecode(t, o.Calib.Batch), o.Threads, j.statsBytes, o.Candidates)
+		return &calib.Observer{Capture: j.prefill.Capture, Before: j.prefill.Before}
 	}
 	var chunks [][]int32
 	if j.res, chunks, err = o.Calib.Pass(j.ctx, j.model, corpus.Texts(samples), source, o.Threads, observe); err != nil {
@@ -202,7 +207,7 @@ func (j *Job) calibrate(need Needs) error {
 
 // loadForEdit loads IN with writable weights and tokenizes the alignment's
 // calibration chunks, for a given plan (Apply): no calibration pass.
-func (j *Job) loadForEdit(Needs) error {
+func (j *Job) loadForEdit(need Needs) error {
 	o := &j.o
 	texts, source, err := o.Calib.Texts()
 	if err != nil {
@@ -218,6 +223,7 @@ func (j *Job) loadForEdit(Needs) error {
 	if j.align, err = calib.Tokens(j.model, texts, n, min(o.Calib.Ctx, j.model.NCtxTrain()), o.Calib.Seed); err != nil {
 		return fmt.Errorf("%s: %w", source, err)
 	}
+	need.Phases.Next("load", fmt.Sprintf("IN and %d chunks of %s for the alignment", len(j.align), source))
 	j.probe = j.align[:min(probeChunks, len(j.align))]
 	return nil
 }

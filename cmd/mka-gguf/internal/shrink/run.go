@@ -49,12 +49,7 @@ func Run(ctx context.Context, o Options, planned func(*Result)) (*Report, error)
 	defer debug.SetGCPercent(debug.SetGCPercent(10))
 	phases := o.phases()
 	need := o.needs()
-	switch {
-	case need.Calib:
-		phases.Next("calibrate", fmt.Sprintf("%d samples of %d tokens", o.Calib.Samples, o.Calib.Ctx))
-	case need.Edit:
-		phases.Next("load", "IN and the alignment's calibration text")
-	}
+	need.Phases = phases
 	j, err := Prepare(ctx, o, need)
 	if err != nil {
 		return nil, err
