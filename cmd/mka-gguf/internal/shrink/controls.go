@@ -141,7 +141,8 @@ type planReport struct {
 
 // loadPlan reads the plan of the merge report at path (--plan) for IN,
 // whose blocks and SHA-256 it must match, and returns it with the report's
-// alignment ("ls" or "none").
+// alignment ("ls" or "none"); inSHA "" skips the hash check (Check: it
+// comes again, hashed, in Run).
 func loadPlan(path, in string, L int, inSHA string) (*merge.Plan, string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -157,7 +158,7 @@ func loadPlan(path, in string, L int, inSHA string) (*merge.Plan, string, error)
 	if r.Original != L {
 		return nil, "", fmt.Errorf("%s: --plan is for a model of %d blocks; %s has %d", path, r.Original, in, L)
 	}
-	if r.InputSHA256 != "" && r.InputSHA256 != inSHA {
+	if inSHA != "" && r.InputSHA256 != "" && r.InputSHA256 != inSHA {
 		return nil, "", fmt.Errorf("%s: --plan was made for another model (sha256 %.12s…), not %s (%.12s…); make it with merge --dry-run from this one", path, r.InputSHA256, in, inSHA)
 	}
 	steps := make([]merge.Step, len(r.Steps))
