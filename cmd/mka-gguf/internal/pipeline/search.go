@@ -39,7 +39,7 @@ func (s *Searcher) Search(n int) (*Result, error) {
 		}
 		steps = append(steps, merge.Step{Kind: merge.StepDrop, Blocks: [2]int{cand.Drop, cand.Drop}})
 		res.Steps = append(res.Steps, rep)
-		bar.Set(step+1, fmt.Sprintf("removed blk %d, held-back loss %.4f", cand.Drop, cand.HeldNLL))
+		bar.Set(step+1, fmt.Sprintf("removed blk %d, held-back loss %.4f nats/token", cand.Drop, cand.HeldNLL))
 	}
 	res.Quality = s.quality.sum
 	return s.finish(steps, res)
@@ -107,7 +107,7 @@ func (s *Searcher) step(step int) (StepReport, *Candidate, error) {
 	if s.cfg.ScoreAll {
 		rep.FilterAgrees = agreement(cands)
 	}
-	progress.Printf("step %d: remove blk %d (residual %.4f aligned, %.4f without), held-back loss %.4f (%d of %d candidates scored)\n",
+	progress.Printf("step %d: remove blk %d (residual %.4f aligned, %.4f without), held-back loss %.4f nats/token (%d of %d candidates scored)\n",
 		step+1, best.Drop, best.Residual, best.Unaligned, best.HeldNLL, len(final), len(cands))
 	return rep, best, nil
 }
