@@ -171,3 +171,20 @@ func TestLlamaCppFlagNames(t *testing.T) {
 		t.Errorf("PPL %g with our names, %g with llama.cpp's", ppl[0], ppl[1])
 	}
 }
+
+// TestPredictedSize: OUT's size predicted from IN's metadata (the disk
+// check's, --target-size's and the dry run's) is the written size within
+// the metadata slack, quantized or not.
+func TestPredictedSize(t *testing.T) {
+	in := shared.Model(t, "stories15M-f16.gguf")
+	dir := t.TempDir()
+	for _, quant := range [][]string{nil, {"--quant", "Q4_K_M", "--imatrix-from", "none"}, {"--quant", "Q5_0", "--imatrix-from", "none"}} {
+		out := filepath.Join(dir, "out.gguf")
+		args := append([]string{in, out, "--force", "--method", "prune-reverse", "--align", "none", "-n", "2", "--no-check-quality", "--no-verify"}, quant...)
+		r, _ := mergeReport(t, 0, args...)
+		pred, got := num(r["predicted_bytes"]), num(r["bytes_after"])
+		if got <= 0 || pred < got || pred > got+32<<10 {
+			t.Errorf("%v: predicted %.0f bytes, wrote %.0f: want the written size to at most 32 KiB more", quant, pred, got)
+		}
+	}
+}
