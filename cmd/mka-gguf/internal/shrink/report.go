@@ -98,8 +98,9 @@ func reportSteps(p *merge.Plan) ([]ReportStep, error) {
 	return out, nil
 }
 
-// removedBlocks returns the original blocks that no output block keeps at
-// a weight above 0, in order.
+// removedBlocks returns the original blocks that are gone, in order: those
+// no output block keeps, and of a fusion all but its heaviest block (the
+// first of equal weights), so that len = blocks_before − blocks_after.
 func removedBlocks(p *merge.Plan) []int {
 	kept := make([]bool, p.Original)
 	for _, ws := range p.Layout {
