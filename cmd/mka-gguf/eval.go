@@ -86,7 +86,8 @@ func runEval(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		res = &evalReport{In: report.In{Input: path}, Ctx: r.Ctx, Windows: r.Windows, Quality: report.FromPPL(r.Text, r.Result)}
+		res = &evalReport{In: report.In{Input: path}, Ctx: r.Ctx, Windows: r.Windows, Quality: report.FromPPL(r.Text, r.Result),
+			TokPerSec: r.TokPerSec, Seconds: r.Seconds}
 		show = func() {
 			fmt.Printf("%s: PPL = %.4f ± %.4f  (%d windows of %d tokens, %d tokens scored, %.0f tokens/s)\n",
 				path, r.PPL, r.StdErr, r.Windows, r.Ctx, r.Scored, r.TokPerSec)
@@ -121,6 +122,10 @@ type evalReport struct {
 	SavedBase string          `json:"saved_base,omitempty"`
 	Choices   string          `json:"choices,omitempty"`
 	Choice    *choice.Result  `json:"multiple_choice,omitempty"`
+	// TokPerSec and Seconds time the perplexity's decodes (eval without
+	// --base, or with --save-base).
+	TokPerSec float64 `json:"tok_per_s,omitempty"`
+	Seconds   float64 `json:"seconds,omitempty"`
 }
 
 // fromMeasure is the report of eval.Measure's result.
@@ -131,7 +136,7 @@ func fromMeasure(r *eval.Result) *evalReport {
 		rep.Quality = report.FromKLD(r.Text, r.Base, *r.KLD)
 	case r.PPL != nil:
 		rep.Quality = report.FromPPL(r.Text, *r.PPL)
-		rep.Ctx, rep.Windows = r.PPL.Ctx, r.PPL.Windows
+		rep.Ctx, rep.Windows, rep.TokPerSec, rep.Seconds = r.PPL.Ctx, r.PPL.Windows, r.PPL.TokPerSec, r.PPL.Seconds
 	}
 	return rep
 }
