@@ -216,16 +216,12 @@ func TestSafetyCapped(t *testing.T) {
 		!strings.Contains(lines[1], "--ctx 4096 is above") || !strings.Contains(lines[1], "2048") {
 		t.Errorf("want one warning line each for --threads and --ctx, got:\n%s", stderr)
 	}
-	var r struct {
-		Ctx       int     `json:"ctx"`
-		PPL       float64 `json:"ppl"`
-		PPLStdErr float64 `json:"ppl_stderr"`
-	}
-	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+	var r evalReport
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil || r.Quality == nil {
 		t.Fatalf("eval --json: %v\n%s", err, stdout)
 	}
-	if r.Ctx != 2048 || !(r.PPL > 1) || !(r.PPLStdErr > 0) {
-		t.Errorf("eval --json: ctx %d, ppl %v, ppl_stderr %v; want ctx 2048 and a measurement", r.Ctx, r.PPL, r.PPLStdErr)
+	if q := r.Quality; r.Ctx != 2048 || !(q.PPL > 1) || !(q.PPLErr > 0) {
+		t.Errorf("eval --json: ctx %d, quality.ppl %v, quality.ppl_stderr %v; want ctx 2048 and a measurement", r.Ctx, q.PPL, q.PPLErr)
 	}
 	sameSnapshot(t, before, snapshot(t, dir))
 }
