@@ -13,6 +13,7 @@ import (
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/plots"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
 )
 
@@ -23,24 +24,25 @@ func init() {
 		ArgsUsage: "MODEL.gguf",
 		Flags: append([]cli.Flag{
 			jsonFlag(),
-			&cli.StringFlag{Name: "json-file", Aliases: []string{"o"}, Usage: "write every matrix and vector, with the settings, to this JSON `FILE`"},
+			&cli.StringFlag{Name: "json-file", Usage: "write every matrix and vector, with the settings, to this JSON `FILE`"},
 			&cli.StringFlag{Name: "heatmap", Usage: "write a PNG heatmap of the NPIB matrix to this `FILE`"},
 			forceFlag(),
 			modelFlag,
-		}, calibFlags...),
+		}, calibFlags("analyze")...),
 		Action: runAnalyze,
 	})
 }
 
-// analyzeReport is the --json output of analyze.
+// analyzeReport is the --json output of analyze (docs/json.md).
 type analyzeReport struct {
-	Model       string             `json:"model"`
-	ModelSHA256 string             `json:"model_sha256"`
-	Calib       string             `json:"calibration"`
-	Settings    calib.Result       `json:"settings"`
-	Analysis    *analysis.Analysis `json:"analysis"`
-	Version     string             `json:"mka_gguf_version"`
-	HeatmapSHA  string             `json:"heatmap_sha256,omitempty"` // of the --heatmap PNG
+	report.Head
+	report.In
+	Calibration *report.Calibration `json:"calibration"`
+	Arch        string              `json:"arch"`
+	Blocks      int                 `json:"blocks"`
+	Embd        int                 `json:"embd"`
+	Analysis    *analysis.Analysis  `json:"analysis"`
+	HeatmapSHA  string              `json:"heatmap_sha256,omitempty"` // of the --heatmap PNG
 }
 
 func runAnalyze(c *cli.Context) error {
@@ -49,8 +51,8 @@ func runAnalyze(c *cli.Context) error {
 		return usageError(c, "want one MODEL.gguf, got %s", argumentCount(len(args)))
 	}
 	path := args[0]
-	outs := files.New(c.Bool("force"), files.Input{What: "MODEL", Path: path}, files.Input{What: "--calib", Path: c.String("calib")})
-	jsonF := outs.File(c.String("json-file"), "--json-file")
+	outs := files.New(c.Bool("force"), files.Input{What: "MODEL", Path: path}, files.Input{What: typedName(c, "calib"), Path: c.String("calib")})
+	jsonF := outs.File(c.String("json-file"), typedName(c, "json-file"))
 	heatF := outs.File(c.String("heatmap"), "--heatmap")
 	if err := outs.Begin(); err != nil {
 		return err
@@ -97,10 +99,10 @@ func runAnalyze(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		settings := *res
-		settings.Seconds, settings.TokPerSec = 0, 0 // wall-clock: keep the report reproducible
-		rep := analyzeReport{Model: filepath.Base(path), ModelSHA256: sum, Calib: source, Settings: settings, Analysis: a, Version: version,
-			HeatmapSHA: heatSHA}
+		cal := report.FromCalib(source, res)
+		cal.Seconds, cal.TokPerSec = 0, 0 // wall-clock: keep the report reproducible
+		rep := analyzeReport{Head: head("analyze"), In: report.In{Input: path, InputSHA256: sum}, Calibration: cal,
+			Arch: res.Arch, Blocks: res.Blocks, Embd: res.Embd, Analysis: a, HeatmapSHA: heatSHA}
 		if err := outs.CommitJSON(c.Context, jsonF, rep); err != nil {
 			return err
 		}

@@ -20,18 +20,18 @@ import (
 
 // analyzeJSON is the part of analyze's --json output the tests check.
 type analyzeJSON struct {
-	Model       string `json:"model"`
-	ModelSHA256 string `json:"model_sha256"`
-	Calibration string `json:"calibration"`
-	Settings    struct {
-		Arch    string `json:"arch"`
-		Blocks  int    `json:"blocks"`
-		Embd    int    `json:"embd"`
+	Input       string `json:"input"`
+	InputSHA256 string `json:"input_sha256"`
+	Calibration struct {
+		Path    string `json:"path"`
 		Samples int    `json:"samples"`
 		Ctx     int    `json:"ctx"`
 		Seed    uint64 `json:"seed"`
 		Tokens  int    `json:"tokens"`
-	} `json:"settings"`
+	} `json:"calibration"`
+	Arch     string `json:"arch"`
+	Blocks   int    `json:"blocks"`
+	Embd     int    `json:"embd"`
 	Analysis struct {
 		Blocks  int         `json:"blocks"`
 		Layers  []string    `json:"layers"`
@@ -142,30 +142,30 @@ func TestAnalyzeDeterministic(t *testing.T) {
 	if equalMatrix(ra.Analysis.CKA, rc.Analysis.CKA) {
 		t.Errorf("--seed 7 and --seed 8 give the same CKA matrix")
 	}
-	if rc.Settings.Seed != 8 {
-		t.Errorf("settings.seed = %d, want 8", rc.Settings.Seed)
+	if rc.Calibration.Seed != 8 {
+		t.Errorf("calibration.seed = %d, want 8", rc.Calibration.Seed)
 	}
 
 	sum := sha256.Sum256(readFile(t, model))
 	r := ra
-	if r.ModelSHA256 != hex.EncodeToString(sum[:]) {
-		t.Errorf("model_sha256 = %s, want %x", r.ModelSHA256, sum)
+	if r.InputSHA256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("input_sha256 = %s, want %x", r.InputSHA256, sum)
 	}
-	if r.Model != filepath.Base(model) {
-		t.Errorf("model = %q, want %q", r.Model, filepath.Base(model))
+	if r.Input != model {
+		t.Errorf("input = %q, want %q", r.Input, model)
 	}
-	if r.Calibration != calib {
-		t.Errorf("calibration = %q, want %q", r.Calibration, calib)
+	if r.Calibration.Path != calib {
+		t.Errorf("calibration.path = %q, want %q", r.Calibration.Path, calib)
 	}
-	s := r.Settings
+	s := r.Calibration
 	if s.Samples != analyzeSamples || s.Ctx != analyzeCtx || s.Seed != 7 {
-		t.Errorf("settings samples %d, ctx %d, seed %d; want %d, %d, 7", s.Samples, s.Ctx, s.Seed, analyzeSamples, analyzeCtx)
+		t.Errorf("calibration samples %d, ctx %d, seed %d; want %d, %d, 7", s.Samples, s.Ctx, s.Seed, analyzeSamples, analyzeCtx)
 	}
-	if s.Arch != "llama" || s.Blocks != 5 || s.Embd != 64 {
-		t.Errorf("settings arch %q, blocks %d, embd %d; want llama, 5, 64", s.Arch, s.Blocks, s.Embd)
+	if r.Arch != "llama" || r.Blocks != 5 || r.Embd != 64 {
+		t.Errorf("arch %q, blocks %d, embd %d; want llama, 5, 64", r.Arch, r.Blocks, r.Embd)
 	}
 	if s.Tokens != analyzeSamples*analyzeCtx {
-		t.Errorf("settings.tokens = %d, want %d", s.Tokens, analyzeSamples*analyzeCtx)
+		t.Errorf("calibration.tokens = %d, want %d", s.Tokens, analyzeSamples*analyzeCtx)
 	}
 
 	an := r.Analysis

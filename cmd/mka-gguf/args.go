@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 
@@ -109,4 +110,56 @@ func missingValue(app *cli.App, args []string) error {
 		return fmt.Errorf("%s: flag needs an argument: %s (see mka-gguf %s --help)", cmd.Name, last, cmd.Name)
 	}
 	return nil
+}
+
+// typedName returns the flag called name as the user typed it: "--report"
+// when its alias --report was given, "-f" for -f; "--name" when it was not
+// typed. Messages name the flag the user wrote.
+func typedName(c *cli.Context, name string) string {
+	var names []string
+	for _, f := range c.Command.Flags {
+		if slices.Contains(f.Names(), name) {
+			names = f.Names()
+		}
+	}
+	for _, a := range os.Args[1:] {
+		if a == "--" {
+			break
+		}
+		n, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && slices.Contains(names, n) {
+			return dashed(n)
+		}
+	}
+	return "--" + name
+}
+
+// dashed is a flag name as written: "-f", "--calib".
+func dashed(n string) string {
+	if len(n) == 1 {
+		return "-" + n
+	}
+	return "--" + n
+}
+
+// unknownFlag rewrites the flag package's "flag provided but not defined:
+// -ctx-size" as the user typed it ("unknown flag --ctx-size"), with a hint
+// where another flag does what was meant.
+func unknownFlag(cmd string, err error) (string, bool) {
+	n, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok {
+		return "", false
+	}
+	typed := dashed(n)
+	for _, a := range os.Args[1:] {
+		if strings.TrimLeft(a, "-") == n || strings.HasPrefix(strings.TrimLeft(a, "-"), n+"=") {
+			typed, _, _ = strings.Cut(a, "=")
+			break
+		}
+	}
+	msg := "unknown flag " + typed
+	if n == "o" && (cmd == "eval" || cmd == "analyze" || cmd == "inspect" || cmd == "env" || cmd == "bench") {
+		msg += fmt.Sprintf(": %s prints its results; write them as JSON with --json-file FILE", cmd)
+	}
+	return msg, true
 }

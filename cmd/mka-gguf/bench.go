@@ -60,10 +60,10 @@ temporary folder unless --model names one.`,
 			&cli.StringSliceFlag{Name: "against", Usage: "NAME=BIN: compare calibration tokens/s with another mka-gguf binary (repeatable; BIN SELF: this binary with --cpu-variant NAME)"},
 			&cli.IntFlag{Name: "against-tokens", Usage: "tokens timed per decode measurement of each --against binary", DefaultText: "--decode-tokens; 512 for builtin"},
 			jsonFlag(),
-			jsonFileFlag(false),
+			jsonFileFlag(),
 			forceFlag(),
 			&cli.StringFlag{Name: "dir", Usage: "folder for the generated model and the outputs", DefaultText: "a temporary folder, removed afterwards"},
-			threadsFlag,
+			newThreadsFlag(),
 		},
 		Action: runBench,
 	})
@@ -87,8 +87,8 @@ func runBench(c *cli.Context) error {
 	if c.NArg() != 0 {
 		return usageError(c, "takes no arguments, got %q", c.Args().First())
 	}
-	outs := files.New(c.Bool("force"), files.Input{What: "--model", Path: c.String("model")})
-	jsonF := outs.File(c.String("json-file"), "--json-file")
+	outs := files.New(c.Bool("force"), files.Input{What: typedName(c, "model"), Path: c.String("model")})
+	jsonF := outs.File(c.String("json-file"), typedName(c, "json-file"))
 	if err := outs.Begin(); err != nil {
 		return err
 	}

@@ -333,7 +333,7 @@ func TestInspectStories(t *testing.T) {
 			t.Errorf("stderr is not empty:\n%s", stderr)
 		}
 		var r struct {
-			File         string  `json:"file"`
+			File         string  `json:"input"`
 			Version      uint32  `json:"gguf_version"`
 			Architecture string  `json:"architecture"`
 			BlockCount   uint64  `json:"block_count"`
@@ -358,7 +358,7 @@ func TestInspectStories(t *testing.T) {
 			name      string
 			got, want any
 		}{
-			{"file", r.File, model},
+			{"input", r.File, model},
 			{"architecture", r.Architecture, "llama"},
 			{"block_count", r.BlockCount, uint64(5)},
 			{"embedding_length", r.Embedding, uint64(64)},

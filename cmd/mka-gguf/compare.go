@@ -19,19 +19,23 @@ func init() {
 		&cli.StringFlag{Name: "text", Required: true, Usage: "held-out text `FILE` for perplexity (never the calibration text)"},
 		&cli.StringFlag{Name: "remove", Value: "1,2", Usage: "comma-separated block counts to remove, each 1 to blocks−1"},
 		&cli.StringFlag{Name: "methods", Value: strings.Join(methodNames(), ","), Usage: "comma-separated methods"},
-		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: "mka-compare", Usage: "`FOLDER` for the merged models, results.json and ppl.png (made when missing, removed again if compare fails)"},
+		&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: "mka-compare", Usage: "output `FOLDER` for the merged models, results.json, ppl.png, kld.png and, with --choices, accuracy.png (made when missing, removed again if compare fails)"},
 		&cli.IntFlag{Name: "eval-ctx", Value: 512, Usage: "perplexity window, ≥ 8 (capped at the model's training context)"},
 		&cli.IntFlag{Name: "windows", Aliases: []string{"chunks"}, Usage: "score at most this many perplexity windows per model, ≥ 1", DefaultText: "all"},
 		jsonFlag(),
-		jsonFileFlag(false),
+		jsonFileFlag(),
 		&cli.StringFlag{Name: "base", Usage: "model the KL divergence is measured against (default: IN)"},
 		&cli.IntFlag{Name: "base-top", Value: 1024, Usage: "keep the N most probable tokens of each base distribution and their tail mass (0: all; vocabularies of up to 4096 tokens are always kept whole)"},
 		&cli.StringFlag{Name: "choices", Usage: "multiple-choice tasks (see eval --choices) scored for every model"},
-		&cli.IntFlag{Name: "tasks", Usage: "with --choices: score at most the first N tasks"},
+		&cli.IntFlag{Name: "tasks", Usage: "with --choices: score at most the first N tasks", DefaultText: "all"},
 	}
+	// merge's flags but those of one merge's output (compare writes every
+	// merged model unquantized, verifies and measures each) and of the
+	// blocks to remove.
 	for _, f := range mergeFlags {
 		switch f.Names()[0] {
-		case "remove", "ratio", "dry-run", "report", "method", "json":
+		case "remove", "ratio", "blocks", "target-size", "plan", "dry-run", "json-file", "method", "json",
+			"quant", "imatrix-from", "imatrix", "allow-requantize", "no-check-quality", "no-verify", "max-kld":
 			continue
 		}
 		flags = append(flags, f)
@@ -88,6 +92,7 @@ func runCompare(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	res.Head, res.Output = head("compare"), dir
 	var labels []string
 	for _, v := range vs {
 		labels = append(labels, v.Label)
@@ -129,8 +134,8 @@ type compareKey struct {
 
 // compareOutputs declares compare's folder and every file it writes there.
 func compareOutputs(c *cli.Context, in, dir, base string, vs []compare.Variant, counts []int) (*files.Set, map[compareKey]*files.File) {
-	outs := files.New(c.Bool("force"), files.Input{What: "IN", Path: in}, files.Input{What: "--calib", Path: c.String("calib")},
-		files.Input{What: "--text", Path: c.String("text")}, files.Input{What: "--base", Path: c.String("base")},
+	outs := files.New(c.Bool("force"), files.Input{What: "IN", Path: in}, files.Input{What: typedName(c, "calib"), Path: c.String("calib")},
+		files.Input{What: typedName(c, "text"), Path: c.String("text")}, files.Input{What: "--base", Path: c.String("base")},
 		files.Input{What: "--choices", Path: c.String("choices")})
 	outs.Dir(dir, "--out")
 	fs := map[compareKey]*files.File{}
@@ -144,7 +149,7 @@ func compareOutputs(c *cli.Context, in, dir, base string, vs []compare.Variant, 
 	for _, name := range plotFiles(c) {
 		fs[compareKey{name, 0}] = outs.File(filepath.Join(dir, name), "--out file "+name)
 	}
-	fs[compareKey{"json-file", 0}] = outs.File(c.String("json-file"), "--json-file")
+	fs[compareKey{"json-file", 0}] = outs.File(c.String("json-file"), typedName(c, "json-file"))
 	return outs, fs
 }
 

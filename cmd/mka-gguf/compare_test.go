@@ -39,7 +39,7 @@ func TestCompare(t *testing.T) {
 			Method  string  `json:"method"`
 			Removed int     `json:"removed"`
 			Blocks  int     `json:"blocks"`
-			File    string  `json:"file"`
+			File    string  `json:"output"`
 			Bytes   int64   `json:"bytes"`
 			PPL     float64 `json:"ppl"`
 			KLD     float64 `json:"kld"`

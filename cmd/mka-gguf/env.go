@@ -11,6 +11,7 @@ import (
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
 	"github.com/mka-gguf/mka-gguf/simd"
 )
 
@@ -24,7 +25,7 @@ CPU supports; --cpu-variant (or MKA_CPU_VARIANT) forces one, "builtin"
 forces the baseline code compiled into the binary.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "json", Usage: "print JSON on stdout"},
-			jsonFileFlag(true),
+			jsonFileFlag(),
 			forceFlag(),
 			&cli.BoolFlag{Name: "ggml-scores", Usage: "also ask every shipped variant for ggml's own score (opens each library: only on CPUs that can load them all)"},
 		},
@@ -34,7 +35,7 @@ forces the baseline code compiled into the binary.`,
 
 // envReport is what env prints.
 type envReport struct {
-	Version    string        `json:"version"`
+	report.Head
 	Go         string        `json:"go"`
 	Platform   string        `json:"platform"`
 	CPU        string        `json:"cpu"`
@@ -51,14 +52,14 @@ type envReport struct {
 
 func runEnv(c *cli.Context) error {
 	outs := files.New(c.Bool("force"))
-	jsonF := outs.File(c.String("json-file"), "--json-file")
+	jsonF := outs.File(c.String("json-file"), typedName(c, "json-file"))
 	if err := outs.Begin(); err != nil {
 		return err
 	}
 	defer outs.Cleanup()
 	b := backends
 	r := envReport{
-		Version:    version,
+		Head:       head("env"),
 		Go:         runtime.Version(),
 		Platform:   runtime.GOOS + "/" + runtime.GOARCH,
 		CPU:        simd.Describe(),

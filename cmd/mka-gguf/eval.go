@@ -6,8 +6,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/choice"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/eval"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
 )
 
@@ -17,15 +19,15 @@ func init() {
 		Usage:     "measure perplexity, KL divergence against the original model (--base) or multiple-choice accuracy (--choices), as llama.cpp's perplexity tool does",
 		ArgsUsage: "MODEL.gguf",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "text", Aliases: []string{"f"}, Usage: "text `FILE` to score (never the calibration text); needed unless --choices or --base-logits is given"},
-			&cli.IntFlag{Name: "ctx", Aliases: []string{"c"}, Value: 512, Usage: "window length in tokens, ≥ 8 (capped at the model's training context); the second half of each window is scored"},
+			&cli.StringFlag{Name: "text", Aliases: []string{"f", "file"}, Usage: "text `FILE` to score (never the calibration text); needed unless --choices or --base-logits is given"},
+			&cli.IntFlag{Name: "ctx", Aliases: []string{"c", "ctx-size"}, Value: 512, Usage: "window length in tokens, ≥ 8 (capped at the model's training context); the second half of each window is scored"},
 			&cli.IntFlag{Name: "windows", Aliases: []string{"chunks"}, Usage: "score at most this many windows, ≥ 1", DefaultText: "all"},
-			&cli.IntFlag{Name: "batch", Aliases: []string{"b"}, Value: 512, Usage: "tokens per decode, ≥ 1"},
+			&cli.IntFlag{Name: "batch", Aliases: []string{"b", "batch-size"}, Value: 512, Usage: "tokens per decode, ≥ 1"},
 			jsonFlag(),
-			jsonFileFlag(true),
+			jsonFileFlag(),
 			forceFlag(),
 			modelFlag,
-			threadsFlag,
+			newThreadsFlag(),
 		}, qualityFlags...),
 		Action: runEval,
 	})
@@ -38,7 +40,7 @@ var qualityFlags = []cli.Flag{
 	&cli.StringFlag{Name: "base-logits", Usage: "KL divergence against base log-probabilities saved by --save-base (the base model is not loaded; --text, when given, must be the saved text)"},
 	&cli.IntFlag{Name: "base-top", Value: 1024, Usage: "with --save-base: keep the N most probable tokens of each distribution and their tail mass (8·N bytes a token; 0: the whole vocabulary, exact, 4 bytes per vocabulary entry; vocabularies of up to 4096 tokens are always kept whole)"},
 	&cli.StringFlag{Name: "choices", Usage: "multiple-choice tasks to score: JSONL {\"context\", \"endings\", \"label\"} or llama.cpp's HellaSwag text (mka-gguf make-choices builds one)"},
-	&cli.IntFlag{Name: "tasks", Usage: "with --choices: score at most the first N tasks (default: all)"},
+	&cli.IntFlag{Name: "tasks", Usage: "with --choices: score at most the first N tasks", DefaultText: "all"},
 }
 
 // evalOptions turns eval's flags into eval.Options.
@@ -59,10 +61,10 @@ func runEval(c *cli.Context) error {
 	}
 	o := evalOptions(c)
 	path := o.Model
-	outs := files.New(c.Bool("force"), files.Input{What: "MODEL", Path: path}, files.Input{What: "--text", Path: o.Text},
+	outs := files.New(c.Bool("force"), files.Input{What: "MODEL", Path: path}, files.Input{What: typedName(c, "text"), Path: o.Text},
 		files.Input{What: "--base", Path: o.Base}, files.Input{What: "--base-logits", Path: o.BaseLogits},
 		files.Input{What: "--choices", Path: o.Choices})
-	jsonF := outs.File(c.String("json-file"), "--json-file")
+	jsonF := outs.File(c.String("json-file"), typedName(c, "json-file"))
 	saveF := outs.File(o.SaveBase, "--save-base")
 	if err := outs.Begin(); err != nil {
 		return err
@@ -71,23 +73,33 @@ func runEval(c *cli.Context) error {
 	if err := shrink.CheckModel(path, false); err != nil {
 		return err
 	}
-	var res any
+	var res *evalReport
 	var show func()
 	if o.Quality() {
 		r, err := eval.Measure(c.Context, *o, saveF)
 		if err != nil {
 			return err
 		}
-		res, show = r, func() { printQuality(r) }
+		res, show = fromMeasure(r), func() { printQuality(r) }
 	} else {
 		r, err := eval.Perplexity(c.Context, *o)
 		if err != nil {
 			return err
 		}
-		res, show = r, func() {
+		res = &evalReport{In: report.In{Input: path}, Ctx: r.Ctx, Windows: r.Windows, Quality: report.FromPPL(r.Text, r.Result),
+			TokPerSec: r.TokPerSec, Seconds: r.Seconds}
+		show = func() {
 			fmt.Printf("%s: PPL = %.4f ± %.4f  (%d windows of %d tokens, %d tokens scored, %.0f tokens/s)\n",
 				path, r.PPL, r.StdErr, r.Windows, r.Ctx, r.Scored, r.TokPerSec)
 		}
+	}
+	res.Head = head("eval")
+	if jsonF != nil || c.Bool("json") {
+		sum, err := files.SHA256(path)
+		if err != nil {
+			return err
+		}
+		res.InputSHA256 = sum
 	}
 	if err := outs.CommitJSON(c.Context, jsonF, res); err != nil {
 		return err
@@ -97,6 +109,36 @@ func runEval(c *cli.Context) error {
 	}
 	show()
 	return nil
+}
+
+// evalReport is eval's --json (docs/json.md): the perplexity of MODEL,
+// and with --base or --base-logits the KL divergence, at "quality".
+type evalReport struct {
+	report.Head
+	report.In
+	Ctx       int             `json:"ctx"`
+	Windows   int             `json:"windows"`
+	Quality   *report.Quality `json:"quality,omitempty"`
+	SavedBase string          `json:"saved_base,omitempty"`
+	Choices   string          `json:"choices,omitempty"`
+	Choice    *choice.Result  `json:"multiple_choice,omitempty"`
+	// TokPerSec and Seconds time the perplexity's decodes (eval without
+	// --base, or with --save-base).
+	TokPerSec float64 `json:"tok_per_s,omitempty"`
+	Seconds   float64 `json:"seconds,omitempty"`
+}
+
+// fromMeasure is the report of eval.Measure's result.
+func fromMeasure(r *eval.Result) *evalReport {
+	rep := &evalReport{In: report.In{Input: r.Model}, Ctx: r.Ctx, Windows: r.Windows, SavedBase: r.SavedBase, Choices: r.Choices, Choice: r.Choice}
+	switch {
+	case r.KLD != nil:
+		rep.Quality = report.FromKLD(r.Text, r.Base, *r.KLD)
+	case r.PPL != nil:
+		rep.Quality = report.FromPPL(r.Text, *r.PPL)
+		rep.Ctx, rep.Windows, rep.TokPerSec, rep.Seconds = r.PPL.Ctx, r.PPL.Windows, r.PPL.TokPerSec, r.PPL.Seconds
+	}
+	return rep
 }
 
 // printQuality prints eval.Measure's result.

@@ -8,17 +8,16 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/eval"
 	"github.com/mka-gguf/mka-gguf/internal/shared"
 )
 
 // evalJSON runs eval with --json and decodes its output.
-func evalJSON(t *testing.T, args ...string) eval.Result {
+func evalJSON(t *testing.T, args ...string) evalReport {
 	t.Helper()
 	args = append([]string{"-q", "eval"}, append(args, "--json", "--threads", "2")...)
 	stdout, stderr, code := run(t, args...)
 	wantOK(t, args, stdout, stderr, code)
-	var r eval.Result
+	var r evalReport
 	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
 		t.Fatalf("%v in:\n%s", err, stdout)
 	}
@@ -33,31 +32,31 @@ func TestEvalKLD(t *testing.T) {
 	text := shared.Path(t, "data/tinystories-heldout.txt")
 	win := []string{"--text", text, "--ctx", "128", "--windows", "12"}
 	self := evalJSON(t, append([]string{small, "--base", small}, win...)...)
-	if s := self.KLD; s == nil || s.KLD > 1e-6 || s.SameTop != 100 || s.Tokens != 12*63 {
+	// (ppl and tokens are Quality's own: the Summary's are shadowed in the JSON.)
+	if s := self.Quality.Summary; s == nil || s.KLD > 1e-6 || s.SameTop != 100 || self.Quality.Tokens != 12*63 {
 		t.Fatalf("self: %+v", s)
 	}
 	stream := evalJSON(t, append([]string{small, "--base", deep}, win...)...)
-	args := append([]string{"-q", "eval", small, "--json"}, win...)
-	stdout, stderr, code := run(t, args...)
-	wantOK(t, args, stdout, stderr, code)
-	var plain eval.PPLResult
-	if err := json.Unmarshal([]byte(stdout), &plain); err != nil || stream.KLD == nil || math.Abs(stream.KLD.PPL-plain.PPL) > 1e-9*plain.PPL {
-		t.Fatalf("PPL with --base %+v, without %+v (%v)", stream.KLD, plain, err)
+	// The PPL is at .quality.ppl with or without --base.
+	plain := evalJSON(t, append([]string{small}, win...)...)
+	if stream.Quality.Summary == nil || plain.Quality.Summary != nil || math.Abs(stream.Quality.PPL-plain.Quality.PPL) > 1e-9*plain.Quality.PPL {
+		t.Fatalf("PPL with --base %+v, without %+v", stream.Quality, plain.Quality)
 	}
 	dir := t.TempDir()
 	saved := filepath.Join(dir, "deep12.kld")
 	sv := evalJSON(t, append([]string{deep, "--save-base", saved, "--base-top", "0"}, win...)...)
-	if sv.PPL == nil || math.Abs(sv.PPL.PPL-stream.KLD.BasePPL) > 1e-6*sv.PPL.PPL {
-		t.Fatalf("--save-base PPL %+v, base PPL when streaming %.6f", sv.PPL, stream.KLD.BasePPL)
+	if sv.Quality == nil || math.Abs(sv.Quality.PPL-stream.Quality.BasePPL) > 1e-6*sv.Quality.PPL {
+		t.Fatalf("--save-base PPL %+v, base PPL when streaming %.6f", sv.Quality, stream.Quality.BasePPL)
 	}
 	fromFile := evalJSON(t, small, "--base-logits", saved)
-	if math.Abs(fromFile.KLD.KLD-stream.KLD.KLD) > 1e-6 || fromFile.KLD.SameTop != stream.KLD.SameTop || fromFile.KLD.KLDP99 != stream.KLD.KLDP99 {
-		t.Fatalf("saved base %+v, streaming %+v", fromFile.KLD, stream.KLD)
+	ff, st := fromFile.Quality.Summary, stream.Quality.Summary
+	if ff == nil || math.Abs(ff.KLD-st.KLD) > 1e-6 || ff.SameTop != st.SameTop || ff.KLDP99 != st.KLDP99 {
+		t.Fatalf("saved base %+v, streaming %+v", ff, st)
 	}
 	// The saved text is checked when --text is given again.
 	other := filepath.Join(dir, "other.txt")
 	os.WriteFile(other, readFile(t, text)[1000:], 0o644)
-	stdout, stderr, code = run(t, "eval", small, "--base-logits", saved, "--text", other)
+	stdout, stderr, code := run(t, "eval", small, "--base-logits", saved, "--text", other)
 	wantOneLineError(t, stdout, stderr, code, saved, "not saved from")
 	junk := filepath.Join(dir, "junk.kld")
 	os.WriteFile(junk, []byte("junk"), 0o644)

@@ -8,21 +8,15 @@ import (
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
 )
 
 func init() {
-	// The calibration flags that mean something here (not --rep, --kernel).
-	var flags []cli.Flag
-	for _, f := range calibFlags {
-		if n := f.Names()[0]; n != "rep" && n != "kernel" {
-			flags = append(flags, f)
-		}
-	}
-	flags = append(flags,
+	flags := append(calibFlags("imatrix"),
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "importance matrix `FILE` to write (GGUF, llama.cpp's imatrix format)", Required: true},
 		jsonFlag(),
-		jsonFileFlag(false),
+		jsonFileFlag(),
 		forceFlag(),
 		modelFlag,
 	)
@@ -41,9 +35,9 @@ func runImatrix(c *cli.Context) error {
 		return usageError(c, "want one MODEL.gguf, got %s", argumentCount(len(args)))
 	}
 	path, out := args[0], c.String("output")
-	outs := files.New(c.Bool("force"), files.Input{What: "MODEL", Path: path}, files.Input{What: "--calib", Path: c.String("calib")})
-	outF := outs.File(out, "--output")
-	jsonF := outs.File(c.String("json-file"), "--json-file")
+	outs := files.New(c.Bool("force"), files.Input{What: "MODEL", Path: path}, files.Input{What: typedName(c, "calib"), Path: c.String("calib")})
+	outF := outs.File(out, typedName(c, "output"))
+	jsonF := outs.File(c.String("json-file"), typedName(c, "json-file"))
 	if err := outs.Begin(); err != nil {
 		return err
 	}
@@ -80,8 +74,13 @@ func runImatrix(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	res := imatrixResult{Model: path, Calibration: source, Output: out, OutputSHA256: sum,
-		Weights: len(im.Sums), Chunks: im.Chunks, ChunkSize: im.ChunkSize}
+	inSum, err := files.SHA256(path)
+	if err != nil {
+		return err
+	}
+	res := imatrixResult{Head: head("imatrix"), In: report.In{Input: path, InputSHA256: inSum}, Out: report.Out{Output: out, OutputSHA256: sum},
+		Calibration: &report.Calibration{Path: report.CalibPath(source), Samples: im.Chunks, Ctx: im.ChunkSize, Tokens: im.Chunks * im.ChunkSize, Seed: spec.Seed},
+		Weights:     len(im.Sums)}
 	if err := outs.CommitJSON(c.Context, jsonF, res); err != nil {
 		return err
 	}
@@ -89,13 +88,11 @@ func runImatrix(c *cli.Context) error {
 	return printJSONIf(c, res)
 }
 
-// imatrixResult is what imatrix prints with --json.
+// imatrixResult is what imatrix prints with --json (docs/json.md).
 type imatrixResult struct {
-	Model        string `json:"model"`
-	Calibration  string `json:"calibration"`
-	Output       string `json:"output"`
-	OutputSHA256 string `json:"output_sha256"`
-	Weights      int    `json:"weights"`
-	Chunks       int    `json:"chunks"`
-	ChunkSize    int    `json:"chunk_size"`
+	report.Head
+	report.In
+	report.Out
+	Calibration *report.Calibration `json:"calibration"`
+	Weights     int                 `json:"weights"` // weight matrices with an entry
 }

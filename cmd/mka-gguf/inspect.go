@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
 	"github.com/mka-gguf/mka-gguf/gguf"
 )
@@ -20,7 +21,7 @@ func init() {
 		Name:      "inspect",
 		Usage:     "show a GGUF model's architecture, shapes, tensor types and sizes",
 		ArgsUsage: "MODEL.gguf",
-		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the same as a JSON object"}, jsonFileFlag(true), forceFlag(), modelFlag},
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print the same as a JSON object"}, jsonFileFlag(), forceFlag(), modelFlag},
 		Action:    runInspect,
 	})
 }
@@ -34,9 +35,10 @@ type typeBytes struct {
 
 // inspectReport is what inspect prints.
 type inspectReport struct {
-	File           string            `json:"file"`
+	report.Head
+	report.In
 	Size           int64             `json:"file_size"`
-	Version        uint32            `json:"gguf_version"`
+	GGUFVersion    uint32            `json:"gguf_version"`
 	Architecture   string            `json:"architecture"`
 	Name           string            `json:"name"`
 	BlockCount     uint64            `json:"block_count"`
@@ -72,7 +74,7 @@ func inspect(path string) (*inspectReport, error) {
 		return nil, err
 	}
 	r := &inspectReport{
-		File: path, Size: f.Size, Version: f.Version,
+		Head: head("inspect"), In: report.In{Input: path}, Size: f.Size, GGUFVersion: f.Version,
 		Architecture: s.Architecture, Name: s.Name, BlockCount: s.BlockCount,
 		EmbeddingLen: s.EmbeddingLength, FeedForwardLen: s.FeedForwardLength,
 		HeadCount: s.HeadCount, HeadCountKV: s.HeadCountKV, ContextLength: s.ContextLength,
@@ -128,7 +130,7 @@ func runInspect(c *cli.Context) error {
 		return usageError(c, "want one MODEL.gguf, got %s", argumentCount(len(args)))
 	}
 	outs := files.New(c.Bool("force"), files.Input{What: "MODEL", Path: args[0]})
-	jsonF := outs.File(c.String("json-file"), "--json-file")
+	jsonF := outs.File(c.String("json-file"), typedName(c, "json-file"))
 	if err := outs.Begin(); err != nil {
 		return err
 	}
@@ -136,6 +138,11 @@ func runInspect(c *cli.Context) error {
 	r, err := inspect(args[0])
 	if err != nil {
 		return err
+	}
+	if jsonF != nil || c.Bool("json") {
+		if r.InputSHA256, err = files.SHA256(args[0]); err != nil {
+			return err
+		}
 	}
 	if err := outs.CommitJSON(c.Context, jsonF, r); err != nil {
 		return err
@@ -145,7 +152,7 @@ func runInspect(c *cli.Context) error {
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	row := func(k string, v any) { fmt.Fprintf(w, "%s\t%v\n", k, v) }
-	row("file", fmt.Sprintf("%s (%s, GGUF v%d)", r.File, files.Human(uint64(r.Size)), r.Version))
+	row("file", fmt.Sprintf("%s (%s, GGUF v%d)", r.Input, files.Human(uint64(r.Size)), r.GGUFVersion))
 	row("architecture", r.Architecture)
 	row("name", r.Name)
 	row("blocks", r.BlockCount)

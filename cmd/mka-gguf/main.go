@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -19,6 +20,7 @@ import (
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
 	"github.com/mka-gguf/mka-gguf/simd"
 )
 
@@ -43,6 +45,10 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mka-gguf: %s\n", files.DisplayPaths(oneLine(err)))
+		var gate *shrink.GateError
+		if errors.As(err, &gate) {
+			os.Exit(3) // the quality gate (merge --max-kld)
+		}
 		os.Exit(1)
 	}
 }
@@ -113,7 +119,7 @@ func newApp() *cli.App {
 			&cli.BoolFlag{Name: "verbose", Usage: "show llama.cpp's log"},
 			&cli.StringFlag{Name: "cpu-variant", EnvVars: []string{simd.CPUVariantEnv}, Value: "auto",
 				Usage: "ggml CPU code of a portable build: auto, builtin or a variant name (see mka-gguf env)"},
-			&cli.IntFlag{Name: "gpu-layers", Aliases: []string{"ngl"}, Value: -1,
+			&cli.IntFlag{Name: "gpu-layers", Aliases: []string{"ngl", "n-gpu-layers"}, Value: -1,
 				Usage: "layers to offload to the GPU (-1: all when a GPU backend is present, 0: CPU only)"},
 		},
 		Before: func(c *cli.Context) error {
@@ -146,8 +152,15 @@ func newApp() *cli.App {
 // usageErr turns a flag parsing error into one line instead of the help
 // text.
 func usageErr(c *cli.Context, err error, _ bool) error {
+	cmd := ""
 	if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
-		return fmt.Errorf("%s: %w (see mka-gguf %s --help)", c.Command.Name, err, c.Command.Name)
+		cmd = c.Command.Name
+	}
+	if msg, ok := unknownFlag(cmd, err); ok {
+		err = errors.New(msg)
+	}
+	if cmd != "" {
+		return fmt.Errorf("%s: %w (see mka-gguf %s --help)", cmd, err, cmd)
 	}
 	return fmt.Errorf("%w (see mka-gguf --help)", err)
 }
@@ -155,8 +168,10 @@ func usageErr(c *cli.Context, err error, _ bool) error {
 // commands is filled by the init functions of the command files.
 var commands []*cli.Command
 
-// threadsFlag is the common --threads flag.
-var threadsFlag = &cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Usage: "CPU threads, at most the CPUs this process may use", DefaultText: "physical cores"}
+// newThreadsFlag returns a command's --threads flag (llama.cpp's -t).
+func newThreadsFlag() cli.Flag {
+	return &cli.IntFlag{Name: "threads", Aliases: []string{"t"}, Usage: "CPU threads, at most the CPUs this process may use", DefaultText: "physical cores"}
+}
 
 // markRequired appends "(required)" to the help of required flags.
 func markRequired(flags []cli.Flag) {

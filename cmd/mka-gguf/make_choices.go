@@ -9,7 +9,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/choice"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/corpus"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
 )
 
 func init() {
@@ -23,11 +25,13 @@ func init() {
 			"calibrated on.",
 		ArgsUsage: "TEXT",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "JSONL file to write"},
+			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "JSONL `FILE` of the tasks to write"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "random seed"},
-			&cli.IntFlag{Name: "tasks", Usage: "at most this many tasks (default: one per usable paragraph)"},
+			&cli.IntFlag{Name: "tasks", Usage: "at most this many tasks", DefaultText: "one per usable paragraph"},
 			&cli.IntFlag{Name: "distractors", Value: 3, Usage: "wrong endings per task"},
-			&cli.BoolFlag{Name: "force", Usage: "overwrite the output if it exists"},
+			forceFlag(),
+			jsonFlag(),
+			jsonFileFlag(),
 		},
 		Action: runMakeChoices,
 	})
@@ -41,14 +45,18 @@ func runMakeChoices(c *cli.Context) error {
 		return usageError(c, "--distractors must be at least 1 and --tasks not negative")
 	}
 	in, out := c.Args().First(), c.String("out")
-	if _, err := os.Stat(out); err == nil && !c.Bool("force") {
-		return fmt.Errorf("%s: output exists; use --force to overwrite it", out)
+	outs := files.New(c.Bool("force"), files.Input{What: "TEXT", Path: in})
+	outF := outs.File(out, typedName(c, "out"))
+	jsonF := outs.File(c.String("json-file"), typedName(c, "json-file"))
+	if err := outs.Begin(); err != nil {
+		return err
 	}
-	text, err := os.ReadFile(in)
+	defer outs.Cleanup()
+	text, err := corpus.ReadText(in)
 	if err != nil {
-		return fmt.Errorf("read text: %w", err)
+		return err
 	}
-	tasks, err := choice.BuildCloze(string(text), choice.ClozeOptions{Seed: c.Uint64("seed"), Distractors: c.Int("distractors"), MaxTasks: c.Int("tasks")})
+	tasks, err := choice.BuildCloze(text, choice.ClozeOptions{Seed: c.Uint64("seed"), Distractors: c.Int("distractors"), MaxTasks: c.Int("tasks")})
 	if err != nil {
 		return fmt.Errorf("%s: %w", in, err)
 	}
@@ -60,9 +68,32 @@ func runMakeChoices(c *cli.Context) error {
 			return err
 		}
 	}
-	if err := files.WriteAtomic(out, buf.Bytes()); err != nil {
+	if err := os.WriteFile(outF.Tmp, buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("%s: %w", out, err)
+	}
+	inSum, err := files.SHA256(in)
+	if err != nil {
 		return err
 	}
-	fmt.Printf("wrote %s: %d story-cloze tasks of %d endings from %s\n", out, len(tasks), c.Int("distractors")+1, in)
-	return nil
+	outSum, err := files.SHA256(outF.Tmp)
+	if err != nil {
+		return err
+	}
+	res := makeChoicesResult{Head: head("make-choices"), In: report.In{Input: in, InputSHA256: inSum}, Out: report.Out{Output: out, OutputSHA256: outSum},
+		Tasks: len(tasks), Endings: c.Int("distractors") + 1, Seed: c.Uint64("seed")}
+	if err := outs.CommitJSON(c.Context, jsonF, res); err != nil {
+		return err
+	}
+	fmt.Fprintf(textOut(c), "wrote %s: %d story-cloze tasks of %d endings from %s\n", out, len(tasks), res.Endings, in)
+	return printJSONIf(c, res)
+}
+
+// makeChoicesResult is what make-choices prints with --json (docs/json.md).
+type makeChoicesResult struct {
+	report.Head
+	report.In
+	report.Out
+	Tasks   int    `json:"tasks"`
+	Endings int    `json:"endings"` // per task
+	Seed    uint64 `json:"seed"`
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
 	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/quant"
@@ -19,15 +20,15 @@ func init() {
 		Usage:     "quantize a GGUF model with llama.cpp's quantizer (" + strings.Join(quant.Names()[:8], ", ") + ", ...)",
 		ArgsUsage: "IN.gguf OUT.gguf TYPE",
 		Flags: []cli.Flag{
-			threadsFlag,
-			&cli.BoolFlag{Name: "allow-requantize", Usage: "allow requantizing already quantized tensors"},
+			newThreadsFlag(),
+			&cli.BoolFlag{Name: "allow-requantize", Usage: "quantize an already quantized IN again (the quality suffers more than quantizing its F16 or F32 original)"},
 			&cli.BoolFlag{Name: "leave-output", Usage: "keep output.weight unquantized"},
 			&cli.BoolFlag{Name: "pure", Usage: "quantize every tensor to TYPE (no per-tensor mixture rules)"},
 			forceFlag(),
 			&cli.BoolFlag{Name: "no-verify", Usage: "skip the llama.cpp load-and-decode check of OUT"},
 			&cli.StringFlag{Name: "imatrix", Usage: "importance matrix `FILE` (GGUF, from mka-gguf imatrix or llama.cpp's imatrix tool)"},
 			jsonFlag(),
-			jsonFileFlag(false),
+			jsonFileFlag(),
 			modelFlag,
 		},
 		Action: runQuantize,
@@ -49,7 +50,7 @@ func runQuantize(c *cli.Context) error {
 	}
 	outs := files.New(c.Bool("force"), files.Input{What: "IN", Path: in}, files.Input{What: "--imatrix", Path: c.String("imatrix")})
 	outF := outs.File(out, "OUT")
-	jsonF := outs.File(c.String("json-file"), "--json-file")
+	jsonF := outs.File(c.String("json-file"), typedName(c, "json-file"))
 	if err := outs.Begin(); err != nil {
 		return err
 	}
@@ -59,7 +60,18 @@ func runQuantize(c *cli.Context) error {
 		return err
 	}
 	blocks, _ := f.Uint(f.Arch() + ".block_count")
+	has := shrink.QuantizedAs(f)
+	need := shrink.QuantizedSize(f, ft, c.String("imatrix") != "")
 	f.Close()
+	if has != "" {
+		if !c.Bool("allow-requantize") {
+			return shrink.RequantizeError(in, has, ft.Name)
+		}
+		warnf("requantizing %s's %s weights to %s (--allow-requantize): the quality suffers more than quantizing its F16 or F32 original", in, has, ft.Name)
+	}
+	if err := files.CheckSpace(outF.Tmp, need); err != nil {
+		return err
+	}
 	var imat map[string][]float32
 	if p := c.String("imatrix"); p != "" {
 		im, err := quant.LoadImatrix(p)
@@ -74,32 +86,47 @@ func runQuantize(c *cli.Context) error {
 	}); err != nil {
 		return err
 	}
-	si, err := os.Stat(in)
+	res, err := quantizeReport(in, out, outF.Tmp, ft.Name, c.String("imatrix"))
 	if err != nil {
 		return err
 	}
-	so, err := os.Stat(outF.Tmp)
-	if err != nil {
-		return err
-	}
-	sum, err := files.SHA256(outF.Tmp)
-	if err != nil {
-		return err
-	}
-	res := quantizeResult{Input: in, Output: out, OutputSHA256: sum, Type: ft.Name, BytesBefore: si.Size(), BytesAfter: so.Size()}
 	if err := outs.CommitJSON(c.Context, jsonF, res); err != nil {
 		return err
 	}
-	fmt.Fprintf(textOut(c), "wrote %s: %s, %s -> %s\n", out, ft.Name, files.Human(uint64(si.Size())), files.Human(uint64(so.Size())))
+	fmt.Fprintf(textOut(c), "wrote %s: %s, %s -> %s\n", out, ft.Name, files.Human(uint64(res.BytesBefore)), files.Human(uint64(res.BytesAfter)))
 	return printJSONIf(c, res)
 }
 
-// quantizeResult is what quantize prints with --json.
+// quantizeResult is what quantize prints with --json (docs/json.md).
 type quantizeResult struct {
-	Input        string `json:"input"`
-	Output       string `json:"output"`
-	OutputSHA256 string `json:"output_sha256"`
-	Type         string `json:"type"`
-	BytesBefore  int64  `json:"bytes_before"`
-	BytesAfter   int64  `json:"bytes_after"`
+	report.Head
+	report.In
+	report.Out
+	Quant       string `json:"quant"`
+	Imatrix     string `json:"imatrix,omitempty"`
+	BytesBefore int64  `json:"bytes_before"`
+	BytesAfter  int64  `json:"bytes_after"`
+}
+
+// quantizeReport describes the quantization of in into tmp (OUT's
+// temporary file, named out in the report).
+func quantizeReport(in, out, tmp, quant, imatrix string) (*quantizeResult, error) {
+	si, err := os.Stat(in)
+	if err != nil {
+		return nil, err
+	}
+	so, err := os.Stat(tmp)
+	if err != nil {
+		return nil, err
+	}
+	inSum, err := files.SHA256(in)
+	if err != nil {
+		return nil, err
+	}
+	outSum, err := files.SHA256(tmp)
+	if err != nil {
+		return nil, err
+	}
+	return &quantizeResult{Head: head("quantize"), In: report.In{Input: in, InputSHA256: inSum}, Out: report.Out{Output: out, OutputSHA256: outSum},
+		Quant: quant, Imatrix: imatrix, BytesBefore: si.Size(), BytesAfter: so.Size()}, nil
 }

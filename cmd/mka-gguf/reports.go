@@ -13,21 +13,20 @@ import (
 	"io"
 	"os"
 
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
+
 	"github.com/urfave/cli/v2"
 )
 
-// jsonFlag and jsonFileFlag are the two flags of the convention; -o is an
-// alias of --json-file where the command has no other -o.
+// jsonFlag and jsonFileFlag are the two flags of the convention. -o is
+// never --json-file: where a command has -o it names the command's own
+// output (imatrix's matrix, make-choices' tasks, compare's folder).
 func jsonFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "json", Usage: "print the result as JSON on stdout (the text output goes to stderr)"}
 }
 
-func jsonFileFlag(o bool) cli.Flag {
-	f := &cli.StringFlag{Name: "json-file", Usage: "write the result as JSON to this `FILE`"}
-	if o {
-		f.Aliases = []string{"o"}
-	}
-	return f
+func jsonFileFlag() cli.Flag {
+	return &cli.StringFlag{Name: "json-file", Usage: "write the result as JSON to this `FILE`"}
 }
 
 // forceFlag is every command's --force.
@@ -58,3 +57,6 @@ func printJSON(v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+// head starts the report of command cmd (docs/json.md).
+func head(cmd string) report.Head { return report.Head{Version: version, Command: cmd} }

@@ -115,7 +115,8 @@ func TestSafetyBadInput(t *testing.T) {
 		{"report is the input", []string{"merge", "@in.gguf", "@r2.gguf", "--method", "prune-reverse", "--report", "@in.gguf"}, []string{"in.gguf", "--report is the input file"}},
 		{"report is OUT", []string{"merge", "@in.gguf", "@r1.gguf", "--method", "prune-reverse", "--report", "@r1.gguf"}, []string{"r1.gguf", "both OUT and --report"}},
 		{"heatmap is the model", []string{"analyze", "@in.gguf", "--heatmap", "@in.gguf"}, []string{"--heatmap is the input file"}},
-		{"json-file is the text", []string{"eval", "@in.gguf", "--text", "@short.txt", "-o", "@short.txt"}, []string{"--json-file is the input file (--text)"}},
+		{"json-file is the text", []string{"eval", "@in.gguf", "--text", "@short.txt", "--json-file", "@short.txt"}, []string{"--json-file is the input file (--text)"}},
+		{"-o is not eval's", []string{"eval", "@in.gguf", "--text", "@short.txt", "-o", "@r.json"}, []string{"unknown flag -o", "--json-file FILE"}},
 		{"existing report", []string{"merge", "@in.gguf", "@r2.gguf", "--method", "prune-reverse", "--report", "@old.json"}, []string{"old.json", "exists; use --force"}},
 		{"existing analyze json", []string{"analyze", "@in.gguf", "--json-file", "@old.json"}, []string{"old.json", "exists; use --force"}},
 		{"existing eval json", []string{"eval", "@in.gguf", "--text", "@T", "--json-file", "@old.json"}, []string{"old.json", "exists; use --force"}},
@@ -215,16 +216,12 @@ func TestSafetyCapped(t *testing.T) {
 		!strings.Contains(lines[1], "--ctx 4096 is above") || !strings.Contains(lines[1], "2048") {
 		t.Errorf("want one warning line each for --threads and --ctx, got:\n%s", stderr)
 	}
-	var r struct {
-		Ctx       int     `json:"ctx"`
-		PPL       float64 `json:"ppl"`
-		PPLStdErr float64 `json:"ppl_stderr"`
-	}
-	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+	var r evalReport
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil || r.Quality == nil {
 		t.Fatalf("eval --json: %v\n%s", err, stdout)
 	}
-	if r.Ctx != 2048 || !(r.PPL > 1) || !(r.PPLStdErr > 0) {
-		t.Errorf("eval --json: ctx %d, ppl %v, ppl_stderr %v; want ctx 2048 and a measurement", r.Ctx, r.PPL, r.PPLStdErr)
+	if q := r.Quality; r.Ctx != 2048 || !(q.PPL > 1) || !(q.PPLErr > 0) {
+		t.Errorf("eval --json: ctx %d, quality.ppl %v, quality.ppl_stderr %v; want ctx 2048 and a measurement", r.Ctx, q.PPL, q.PPLErr)
 	}
 	sameSnapshot(t, before, snapshot(t, dir))
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/usage"
 	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/gguf/synth"
@@ -27,7 +28,7 @@ func init() {
 			&cli.BoolFlag{Name: "no-byte-fallback", Usage: "a vocabulary without <0xNN> byte tokens: text with a non-ASCII character cannot be encoded (for tests)"},
 			forceFlag(),
 			jsonFlag(),
-			jsonFileFlag(false),
+			jsonFileFlag(),
 		},
 		Action: runSynth,
 	})
@@ -62,7 +63,7 @@ func runSynth(c *cli.Context) error {
 	out := c.Args().First()
 	outs := files.New(c.Bool("force"))
 	outF := outs.File(out, "OUT")
-	jsonF := outs.File(c.String("json-file"), "--json-file")
+	jsonF := outs.File(c.String("json-file"), typedName(c, "json-file"))
 	if err := outs.Begin(); err != nil {
 		return err
 	}
@@ -100,8 +101,8 @@ func runSynth(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	res := synthResult{Output: out, OutputSHA256: sum, Arch: cfg.Arch, Blocks: cfg.Blocks, Embd: cfg.Embd,
-		Type: cfg.Type.String(), Bytes: synth.Size(cfg), Seed: cfg.Seed}
+	res := synthResult{Head: head("synth"), Out: report.Out{Output: out, OutputSHA256: sum}, Arch: cfg.Arch, Blocks: cfg.Blocks, Embd: cfg.Embd,
+		Quant: cfg.Type.String(), Bytes: synth.Size(cfg), Seed: cfg.Seed}
 	if err := outs.CommitJSON(c.Context, jsonF, res); err != nil {
 		return err
 	}
@@ -109,14 +110,14 @@ func runSynth(c *cli.Context) error {
 	return printJSONIf(c, res)
 }
 
-// synthResult is what synth prints with --json.
+// synthResult is what synth prints with --json (docs/json.md).
 type synthResult struct {
-	Output       string `json:"output"`
-	OutputSHA256 string `json:"output_sha256"`
-	Arch         string `json:"arch"`
-	Blocks       int    `json:"blocks"`
-	Embd         int    `json:"embd"`
-	Type         string `json:"type"`
-	Bytes        int64  `json:"bytes"`
-	Seed         int64  `json:"seed"`
+	report.Head
+	report.Out
+	Arch   string `json:"arch"`
+	Blocks int    `json:"blocks"`
+	Embd   int    `json:"embd"`
+	Quant  string `json:"quant"` // the weights' type
+	Bytes  int64  `json:"bytes"`
+	Seed   int64  `json:"seed"`
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/usage"
 	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/gguf/synth"
@@ -156,7 +157,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{
-		Version: o.Version, Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH,
+		Head: report.Head{Version: o.Version, Command: "bench"}, Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH,
 		CPU: simd.Describe(), CPUVariant: o.Backends.CPUVariant, CPUReason: o.Backends.CPUReason, GoKernels: simd.Kernels(), GPU: o.Backends.GPU,
 		Threads: o.Threads, Rounds: o.Rounds, Results: []Result{},
 	}
@@ -272,7 +273,7 @@ const (
 // Report is what bench prints with --json. Results are compared
 // between commits by name.
 type Report struct {
-	Version    string    `json:"version"`
+	report.Head
 	Go         string    `json:"go"`
 	Platform   string    `json:"platform"`
 	CPU        string    `json:"cpu"`         // simd.Describe()

@@ -14,6 +14,7 @@ import (
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/corpus"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/usage"
 )
@@ -141,9 +142,9 @@ type Row struct {
 	Method  string  `json:"method"`
 	Removed int     `json:"removed"`
 	Blocks  int     `json:"blocks"`
-	File    string  `json:"file"`
+	File    string  `json:"output"`
 	Bytes   int64   `json:"bytes"`
-	SHA256  string  `json:"sha256"`
+	SHA256  string  `json:"output_sha256"`
 	PPL     float64 `json:"ppl"`
 	StdErr  float64 `json:"ppl_stderr"`
 	Plan    string  `json:"plan"`
@@ -155,14 +156,16 @@ type Row struct {
 
 // Results is compare's results.json.
 type Results struct {
-	Input       string `json:"input"`
-	Text        string `json:"text"`
-	EvalCtx     int    `json:"eval_ctx"`
-	Original    Row    `json:"original"`
-	Rows        []Row  `json:"results"`
-	Base        string `json:"base"`              // the KLD's reference model
-	Choices     string `json:"choices,omitempty"` // multiple-choice tasks
-	Calibration any    `json:"calibration"`
+	report.Head
+	report.In
+	Output      string              `json:"output"` // the --out folder
+	Text        string              `json:"text"`
+	EvalCtx     int                 `json:"eval_ctx"`
+	Original    Row                 `json:"original"`
+	Rows        []Row               `json:"results"`
+	Base        string              `json:"base"`              // the KLD's reference model
+	Choices     string              `json:"choices,omitempty"` // multiple-choice tasks
+	Calibration *report.Calibration `json:"calibration"`
 }
 
 // Run calibrates IN once, merges every variant at every count into the
@@ -204,7 +207,7 @@ func Run(ctx context.Context, o Options, out func(v Variant, n int) *files.File)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.Text, err)
 	}
-	res := &Results{Input: in, Text: o.Text, EvalCtx: evalCtx, Calibration: j.Calibration(), Base: q.basePath, Choices: o.Choices,
+	res := &Results{In: report.In{Input: in, InputSHA256: sum}, Text: o.Text, EvalCtx: evalCtx, Calibration: j.Calibration(), Base: q.basePath, Choices: o.Choices,
 		Original: Row{Method: "original", Blocks: j.Blocks(), File: in, Bytes: j.Size(), SHA256: sum, PPL: orig.PPL, StdErr: orig.StdErr,
 			Figures: orig.Figures}}
 	for _, v := range vs {
@@ -227,7 +230,7 @@ func merged(ctx context.Context, j *shrink.Job, q *quality, v Variant, n int, su
 	if err != nil {
 		return nil, fmt.Errorf("%s at %d removed: %w", v.Label, n, err)
 	}
-	if err := j.Write(ctx, r, f.Tmp, shrink.Provenance(r, j.Version(), sum), true); err != nil {
+	if err := j.Write(ctx, r, f.Tmp, j.Metadata(r, sum), true); err != nil {
 		return nil, err
 	}
 	m, err := q.measure(f.Tmp)

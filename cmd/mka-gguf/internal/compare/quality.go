@@ -38,6 +38,7 @@ type Figures struct {
 	AccErr     float64      `json:"acc_pct_stderr,omitempty"`
 	AccNorm    float64      `json:"acc_norm_pct,omitempty"`
 	AccNormErr float64      `json:"acc_norm_pct_stderr,omitempty"`
+	Chance     float64      `json:"chance_pct,omitempty"` // accuracy of a random guess
 	KLDFull    *kld.Summary `json:"kl_divergence,omitempty"`
 }
 
@@ -128,7 +129,7 @@ func (q *quality) choices(m *cgo.Model, f *Figures) error {
 	if err != nil {
 		return fmt.Errorf("--choices: %w", err)
 	}
-	f.Acc, f.AccErr, f.AccNorm, f.AccNormErr = r.Acc, r.AccErr, r.AccNorm, r.AccNormErr
+	f.Acc, f.AccErr, f.AccNorm, f.AccNormErr, f.Chance = r.Acc, r.AccErr, r.AccNorm, r.AccNormErr, r.Chance
 	return nil
 }
 

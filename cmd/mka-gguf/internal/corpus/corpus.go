@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -77,6 +78,10 @@ func Load(path string) ([]Sample, error) {
 // cannot be read or is not text (see CheckText).
 func ReadText(path string) (string, error) {
 	data, err := os.ReadFile(path)
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return "", fmt.Errorf("%s: %w", path, pe.Err) // once, not "read X: open X: …"
+	}
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", path, err)
 	}

@@ -202,8 +202,8 @@ func TestLoadMissing(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error")
 	}
-	if !strings.HasPrefix(err.Error(), "read "+p+": ") || !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("error %q does not name the path or wrap ErrNotExist", err)
+	if !strings.HasPrefix(err.Error(), p+": ") || strings.Count(err.Error(), p) != 1 || !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("error %q does not name the path once or wrap ErrNotExist", err)
 	}
 }
 

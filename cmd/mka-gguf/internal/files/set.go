@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -112,6 +113,11 @@ func (s *Set) Begin() error {
 }
 
 func (s *Set) check() error {
+	for _, in := range s.inputs {
+		if st, err := os.Stat(in.Path); err == nil && st.IsDir() {
+			return fmt.Errorf("%s: %s is a directory, not a file", in.Path, in.What)
+		}
+	}
 	declared := map[string]bool{}
 	for _, d := range s.dirs {
 		abs, err := filepath.Abs(d.path)
@@ -136,6 +142,9 @@ func (s *Set) check() error {
 		}
 	}
 	for i, f := range s.files {
+		if f.Path == "-" {
+			return fmt.Errorf("%s is \"-\": mka-gguf writes files, not standard output; give a file name", f.what)
+		}
 		if strings.HasSuffix(f.Path, string(filepath.Separator)) {
 			return fmt.Errorf("%s: %s is a folder name; give a file name", f.Path, f.what)
 		}
@@ -315,13 +324,35 @@ func CleanupAll() {
 	}
 }
 
-// DisplayPaths replaces the temporary paths of declared outputs in msg by
-// the outputs' own paths, so that an error names the file the user gave.
+// Alias makes DisplayPaths show path for tmp, a temporary file of the
+// work that is no declared output (e.g. the merged model a quantization
+// starts from).
+func Alias(tmp, path string) {
+	activeMu.Lock()
+	defer activeMu.Unlock()
+	tmpNames[tmp] = displayPathsLocked(path)
+}
+
+// DisplayPaths replaces the temporary paths of declared outputs (and
+// Alias's) in msg by the outputs' own paths, so that an error names the
+// file the user gave.
 func DisplayPaths(msg string) string {
 	activeMu.Lock()
 	defer activeMu.Unlock()
-	for tmp, path := range tmpNames {
-		msg = strings.ReplaceAll(msg, tmp, path)
+	return displayPathsLocked(msg)
+}
+
+// displayPathsLocked is DisplayPaths with activeMu held: the longest
+// temporary names first, so that one that contains another is replaced
+// whole.
+func displayPathsLocked(msg string) string {
+	tmps := make([]string, 0, len(tmpNames))
+	for tmp := range tmpNames {
+		tmps = append(tmps, tmp)
+	}
+	slices.SortFunc(tmps, func(a, b string) int { return len(b) - len(a) })
+	for _, tmp := range tmps {
+		msg = strings.ReplaceAll(msg, tmp, tmpNames[tmp])
 	}
 	return msg
 }

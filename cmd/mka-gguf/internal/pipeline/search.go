@@ -47,7 +47,7 @@ func (s *Searcher) Search(n int) (*Result, error) {
 			steps = append(steps, merge.Step{Kind: merge.StepDrop, Blocks: [2]int{cand.Drop, cand.Drop}})
 		}
 		res.Steps = append(res.Steps, rep)
-		bar.Set(step+1, fmt.Sprintf("removed %s, held-back loss %.4f", cand.blocksName(), cand.HeldNLL))
+		bar.Set(step+1, fmt.Sprintf("removed %s, held-back loss %.4f nats/token", cand.blocksName(), cand.HeldNLL))
 	}
 	res.Quality = s.quality.sum
 	return s.finish(steps, res)
@@ -115,7 +115,7 @@ func (s *Searcher) step(step int) (StepReport, *Candidate, error) {
 	if s.cfg.ScoreAll {
 		rep.FilterAgrees = agreement(cands)
 	}
-	progress.Printf("step %d: remove %s (residual %.4f aligned, %.4f without), held-back loss %.4f (%d of %d candidates scored)\n",
+	progress.Printf("step %d: remove %s (residual %.4f aligned, %.4f without), held-back loss %.4f nats/token (%d of %d candidates scored)\n",
 		step+1, best.blocksName(), best.Residual, best.Unaligned, best.HeldNLL, len(final), len(cands))
 	return rep, best, nil
 }

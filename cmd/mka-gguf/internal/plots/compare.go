@@ -12,35 +12,21 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/compare"
 	"github.com/mka-gguf/mka-gguf/gguf"
 )
 
 // Compare draws each metric against blocks removed: ppl.png
-// (log axis), kld.png and, with --choices, accuracy.png, each with the
-// original as a reference line and standard errors as error bars. paths
-// maps each file name to the path it is written to (a declared output's
-// temporary file); names not in it are not drawn.
+// (log axis), kld.png and, with --choices, accuracy.png (with the chance
+// level), each with the original as a reference line and standard errors
+// as error bars. paths maps each file name to the path it is written to
+// (a declared output's temporary file); names not in it are not drawn.
 func Compare(paths map[string]string, res *compare.Results, ms []string, title string) error {
-	type metric struct {
-		file, title, axis string
-		log               bool
-		value             func(r compare.Row) (v, err float64)
-		refLabel          string
-	}
 	o := res.Original
-	metrics := []metric{
-		{"ppl.png", "Perplexity", "perplexity (held-out text)", true,
-			func(r compare.Row) (float64, float64) { return r.PPL, r.StdErr }, fmt.Sprintf("original (%.2f)", o.PPL)},
-		{"kld.png", "Mean KL divergence from the original", "mean KLD (nats per token)", false,
-			func(r compare.Row) (float64, float64) { return r.KLD, r.KLDErr }, "original (0)"},
-	}
-	if res.Choices != "" {
-		metrics = append(metrics, metric{"accuracy.png", "Cloze accuracy (per-token mean)", "accuracy, %", false,
-			func(r compare.Row) (float64, float64) { return r.AccNorm, r.AccNormErr }, fmt.Sprintf("original (%.1f %%)", o.AccNorm)})
-	}
-	for _, mt := range metrics {
+	for _, mt := range metrics(res) {
 		path, ok := paths[mt.file]
 		if !ok {
 			continue
@@ -58,7 +44,7 @@ func Compare(paths map[string]string, res *compare.Results, ms []string, title s
 			}
 			series = append(series, s)
 		}
-		p, err := metricPlot(mt.title+" — "+title, mt.axis, mt.log, series, ref, mt.refLabel)
+		p, err := metricPlot(mt.title+" — "+title, mt.axis, mt.log, series, mt.refs)
 		if err != nil {
 			return err
 		}
@@ -67,6 +53,50 @@ func Compare(paths map[string]string, res *compare.Results, ms []string, title s
 		}
 	}
 	return nil
+}
+
+// metric is one of compare's pictures.
+type metric struct {
+	file, title, axis string
+	log               bool
+	value             func(r compare.Row) (v, err float64)
+	refs              []reference // the original's value first
+}
+
+// reference is a horizontal line across the axes: the original's value,
+// or the chance level of a multiple-choice test.
+type reference struct {
+	y     float64
+	label string
+	style []vg.Length // dashes
+}
+
+var (
+	dashed = []vg.Length{vg.Points(5), vg.Points(3)}
+	dotted = []vg.Length{vg.Points(1.5), vg.Points(2.5)}
+)
+
+// metrics are the pictures of res: perplexity, KL divergence and, with
+// --choices, accuracy.
+func metrics(res *compare.Results) []metric {
+	o := res.Original
+	ms := []metric{
+		{"ppl.png", "Perplexity", "perplexity (held-out text)", true,
+			func(r compare.Row) (float64, float64) { return r.PPL, r.StdErr },
+			[]reference{{o.PPL, fmt.Sprintf("original (%.2f)", o.PPL), dashed}}},
+		{"kld.png", "Mean KL divergence from the original", "mean KLD (nats per token)", false,
+			func(r compare.Row) (float64, float64) { return r.KLD, r.KLDErr },
+			[]reference{{0, "original (0)", dashed}}},
+	}
+	if res.Choices != "" {
+		refs := []reference{{o.AccNorm, fmt.Sprintf("original (%.1f %%)", o.AccNorm), dashed}}
+		if o.Chance > 0 {
+			refs = append(refs, reference{o.Chance, fmt.Sprintf("chance (%.1f %%)", o.Chance), dotted})
+		}
+		ms = append(ms, metric{"accuracy.png", "Cloze accuracy (per-token mean)", "accuracy, %", false,
+			func(r compare.Row) (float64, float64) { return r.AccNorm, r.AccNormErr }, refs})
+	}
+	return ms
 }
 
 // metricSeries is one method's values (with standard errors) against
@@ -78,27 +108,36 @@ type metricSeries struct {
 
 // metricPlot draws series as lines with points and error bars (each
 // series shifted a little sideways so that bars at one x do not hide each
-// other), a dashed reference line at ref, integer x ticks and a y axis
-// with several labelled ticks (log with log); both axes leave room around
-// every point, and the top leaves room for the legend.
-func metricPlot(title, yLabel string, log bool, series []metricSeries, ref float64, refLabel string) (*plot.Plot, error) {
+// other), the reference lines from the left axis to the right end of the
+// x axis, integer x ticks and a y axis with several labelled ticks (log
+// with log); both axes leave room around every point, and the top leaves
+// room for the legend.
+func metricPlot(title, yLabel string, log bool, series []metricSeries, refs []reference) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = title
+	p.Title.Padding = vg.Points(6)
 	p.X.Label.Text = "blocks removed"
 	p.Y.Label.Text = yLabel
-	lo, hi, xmax := ref, ref, 1.0
+	lo, hi, xmax := refs[0].y, refs[0].y, 1.0
+	for _, r := range refs {
+		lo, hi = math.Min(lo, r.y), math.Max(hi, r.y)
+	}
 	for _, s := range series {
 		for i := range s.y {
 			lo, hi = math.Min(lo, s.y[i]-s.err[i]), math.Max(hi, s.y[i]+s.err[i])
 			xmax = math.Max(xmax, s.x[i])
 		}
 	}
-	ln := plotter.NewFunction(func(float64) float64 { return ref })
-	ln.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
-	ln.Color = color.Gray{Y: 90}
-	ln.Width = vg.Points(1.2)
-	p.Add(ln)
-	p.Legend.Add(refLabel, ln)
+	p.X.Min, p.X.Max = -0.3, xmax+0.3
+	for _, r := range refs {
+		ln, err := plotter.NewLine(plotter.XYs{{X: p.X.Min, Y: r.y}, {X: p.X.Max, Y: r.y}})
+		if err != nil {
+			return nil, err
+		}
+		ln.Dashes, ln.Color, ln.Width = r.style, color.Gray{Y: 90}, vg.Points(1.2)
+		p.Add(ln)
+		p.Legend.Add(r.label, ln)
+	}
 	for i, s := range series {
 		pts := make(plotter.XYs, len(s.x))
 		errs := make(plotter.YErrors, len(s.x))
@@ -126,9 +165,8 @@ func metricPlot(title, yLabel string, log bool, series []metricSeries, ref float
 		p.Add(l, sc, eb)
 		p.Legend.Add(s.name, l, sc)
 	}
-	p.X.Min, p.X.Max = -0.3, xmax+0.3
 	p.X.Tick.Marker = intTicks{}
-	legendRoom := 0.06 + 0.07*float64(len(series)+1) // of the axis, for the legend lines
+	legendRoom := 0.06 + 0.07*float64(len(series)+len(refs)) // of the axis, for the legend lines
 	if log {
 		lo = math.Max(lo, hi*1e-6)
 		r := hi / lo
@@ -243,18 +281,25 @@ func (niceLogTicks) Ticks(lo, hi float64) []plot.Tick {
 	return t
 }
 
-// savePNG writes p as a w×h PNG, atomically.
+// margin is the blank border around every picture.
+const margin = 0.15 * vg.Inch
+
+// savePNG writes p as a w×h PNG with a blank margin around it, atomically.
 func savePNG(p *plot.Plot, path string, w, h vg.Length) error {
+	img := vgimg.NewWith(vgimg.UseWH(w, h), vgimg.UseDPI(96))
+	dc := draw.New(img)
+	p.Draw(draw.Crop(dc, margin, -margin, margin, -margin))
+	return writePNG(img, path)
+}
+
+// writePNG writes the picture img to path, atomically.
+func writePNG(img *vgimg.Canvas, path string) error {
 	af, err := gguf.CreateAtomic(path)
 	if err != nil {
 		return err
 	}
 	defer af.Abort()
-	wt, err := p.WriterTo(w, h, "png")
-	if err != nil {
-		return err
-	}
-	if _, err := wt.WriteTo(af); err != nil {
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(af); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return af.Commit()

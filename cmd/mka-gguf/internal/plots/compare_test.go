@@ -2,10 +2,14 @@ package plots
 
 import (
 	"bytes"
+	"image"
+	"image/png"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/analysis"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/compare"
 )
 
@@ -50,7 +54,7 @@ func TestComparePlots(t *testing.T) {
 		dir = t.TempDir()
 	}
 	res := compare.Results{Text: "heldout.txt", Choices: "cloze.jsonl",
-		Original: compare.Row{Method: "original", PPL: 6.24, StdErr: 0.09, Figures: compare.Figures{SameTop: 100, AccNorm: 52, AccNormErr: 2.8}}}
+		Original: compare.Row{Method: "original", PPL: 6.24, StdErr: 0.09, Figures: compare.Figures{SameTop: 100, AccNorm: 52, AccNormErr: 2.8, Chance: 25}}}
 	ppl := map[string][]float64{"mka": {7.31, 9.94, 15.05, 37.55}, "prune-bi": {7.31, 9.94, 17.91, 61.41}, "prune-reverse": {10.8, 16.36, 24.96, 91.2}}
 	for m, v := range ppl {
 		for i, p := range v {
@@ -72,4 +76,98 @@ func TestComparePlots(t *testing.T) {
 			t.Fatalf("%s: %v", f, err)
 		}
 	}
+}
+
+// TestPictureLayout: every picture keeps a blank margin (titles and the
+// colour bar do not touch the edges), the reference lines stay inside the
+// axes, and the accuracy picture has the chance line.
+func TestPictureLayout(t *testing.T) {
+	dir := t.TempDir()
+	res := compare.Results{Choices: "cloze.jsonl",
+		Original: compare.Row{Method: "original", PPL: 6.24, StdErr: 0.09, Figures: compare.Figures{AccNorm: 52, AccNormErr: 2.8, Chance: 25}},
+		Rows:     []compare.Row{{Method: "mka", Removed: 1, PPL: 7.3, StdErr: 0.1, Figures: compare.Figures{KLD: 0.3, KLDErr: 0.01, AccNorm: 48, AccNormErr: 2.8}}}}
+	paths := map[string]string{}
+	for _, f := range []string{"ppl.png", "kld.png", "accuracy.png"} {
+		paths[f] = filepath.Join(dir, f)
+	}
+	if err := Compare(paths, &res, []string{"mka"}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	a := &analysis.Analysis{Blocks: 2, Layers: []string{"input", "blk.0", "blk.1"}, NPIB: [][]float64{{1, 0.3, 0.2}, {0.3, 1, 0.5}, {0.2, 0.5, 1}}}
+	paths["heatmap.png"] = filepath.Join(dir, "heatmap.png")
+	if err := Heatmap(paths["heatmap.png"], a, "test"); err != nil {
+		t.Fatal(err)
+	}
+	for name, path := range paths {
+		img := readPNG(t, path)
+		b := img.Bounds()
+		border := 8 // pixels: margin is 0.15 inch, 14 px at 96 dpi
+		for y := b.Min.Y; y < b.Max.Y; y++ {
+			for x := b.Min.X; x < b.Max.X; x++ {
+				inner := x >= border && x < b.Max.X-border && y >= border && y < b.Max.Y-border
+				if r, g, bl, _ := img.At(x, y).RGBA(); !inner && (r != 0xffff || g != 0xffff || bl != 0xffff) {
+					t.Fatalf("%s: pixel (%d, %d) in the %d-pixel margin is not blank", name, x, y, border)
+				}
+			}
+		}
+		if name == "heatmap.png" {
+			continue
+		}
+		// The x axis is the lowest row dark over a third of the width; the
+		// reference lines are the rows grey over a quarter of it, and
+		// their grey pixels lie within the x axis's ends.
+		axisLeft, axisRight := -1, -1
+		for y := b.Max.Y - 1; y >= b.Min.Y && axisLeft < 0; y-- {
+			if l, r, n := run(img, y, func(r, g, b uint32) bool { return r < 0xc000 && g < 0xc000 && b < 0xc000 }); n > b.Dx()/3 {
+				axisLeft, axisRight = l, r
+			}
+		}
+		refLeft, refRight := b.Max.X, -1
+		for y := b.Min.Y; y < b.Max.Y; y++ {
+			if l, r, n := run(img, y, func(r, g, b uint32) bool { return r>>8 == 90 && g>>8 == 90 && b>>8 == 90 }); n > b.Dx()/4 {
+				refLeft, refRight = min(refLeft, l), max(refRight, r)
+			}
+		}
+		if axisLeft < 0 || refRight < 0 || refLeft < axisLeft || refRight > axisRight {
+			t.Errorf("%s: reference line over columns %d to %d, x axis over %d to %d: want it inside", name, refLeft, refRight, axisLeft, axisRight)
+		}
+	}
+	var chance bool
+	for _, m := range metrics(&res) {
+		for _, r := range m.refs {
+			chance = chance || (m.file == "accuracy.png" && r.y == 25 && strings.HasPrefix(r.label, "chance"))
+		}
+	}
+	if !chance {
+		t.Errorf("accuracy.png has no chance line at 25 %%")
+	}
+}
+
+// run returns the first and last column of row y whose pixel is, and how
+// many are.
+func run(img image.Image, y int, is func(r, g, b uint32) bool) (first, last, n int) {
+	first, last = -1, -1
+	for x := img.Bounds().Min.X; x < img.Bounds().Max.X; x++ {
+		if r, g, b, _ := img.At(x, y).RGBA(); is(r, g, b) {
+			if first < 0 {
+				first = x
+			}
+			last, n = x, n+1
+		}
+	}
+	return first, last, n
+}
+
+func readPNG(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return img
 }

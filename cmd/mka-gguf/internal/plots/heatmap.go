@@ -14,7 +14,6 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/analysis"
-	"github.com/mka-gguf/mka-gguf/gguf"
 )
 
 // grid is a square matrix as a plotter.GridXYZ; row 0 is drawn at the top.
@@ -90,21 +89,13 @@ func Heatmap(path string, a *analysis.Analysis, title string) error {
 
 	const w, hgt = 8 * vg.Inch, 6.5 * vg.Inch
 	img := vgimg.NewWith(vgimg.UseWH(w, hgt), vgimg.UseDPI(120))
-	dc := draw.New(img)
+	dc := draw.Crop(draw.New(img), margin, -margin, margin, -margin)
+	p.Title.Padding = vg.Points(6)
 	left := draw.Crop(dc, 0, -1.2*vg.Inch, 0, 0)
-	right := draw.Crop(dc, w-1.1*vg.Inch, 0, 0.5*vg.Inch, -0.4*vg.Inch)
+	right := draw.Crop(dc, w-2*margin-1.1*vg.Inch, -0.2*vg.Inch, 0.5*vg.Inch, -0.4*vg.Inch)
 	p.Draw(left)
 	bar.Draw(right)
-
-	af, err := gguf.CreateAtomic(path)
-	if err != nil {
-		return err
-	}
-	defer af.Abort()
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(af); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return af.Commit()
+	return writePNG(img, path)
 }
 
 // offDiagonalRange returns the smallest and largest off-diagonal values of

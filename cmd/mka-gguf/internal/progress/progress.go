@@ -28,6 +28,7 @@ type Bar struct {
 	start    time.Time
 	last     time.Time
 	lastPct  int
+	drawn    int // done as last drawn (-1: never)
 	tty      bool
 	finished bool
 }
@@ -44,7 +45,7 @@ func isTerminal(w io.Writer) bool {
 // New starts a bar for total units of work (unit names them, e.g.
 // "samples").
 func New(what string, total int, unit string) *Bar {
-	return &Bar{what: what, unit: unit, total: total, start: time.Now(), tty: isTerminal(Output), lastPct: -1}
+	return &Bar{what: what, unit: unit, total: total, start: time.Now(), tty: isTerminal(Output), lastPct: -1, drawn: -1}
 }
 
 // Set records that done units are finished and redraws when due. extra is
@@ -55,6 +56,9 @@ func (b *Bar) Set(done int, extra string) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if done == b.drawn && done >= b.total {
+		return // the end, drawn already
+	}
 	b.done = done
 	now := time.Now()
 	pct := 100
@@ -73,6 +77,7 @@ func (b *Bar) Set(done int, extra string) {
 }
 
 func (b *Bar) draw(extra string) {
+	b.drawn = b.done
 	el := time.Since(b.start)
 	rate := float64(b.done) / el.Seconds()
 	eta := "?"
@@ -89,6 +94,26 @@ func (b *Bar) draw(extra string) {
 	} else {
 		fmt.Fprintln(Output, strings.TrimSpace(line))
 	}
+}
+
+// Finish records that all the work is done, draws the bar at 100 % unless
+// it shows that already, and finishes it (Done). Call it on success; a
+// deferred Done then does nothing.
+func (b *Bar) Finish() {
+	if b == nil || Quiet {
+		return
+	}
+	b.mu.Lock()
+	if !b.finished {
+		if b.total > 0 {
+			b.done = b.total
+		}
+		if b.drawn != b.done {
+			b.draw("")
+		}
+	}
+	b.mu.Unlock()
+	b.Done()
 }
 
 // Done finishes the bar (a final newline on a terminal).
@@ -123,4 +148,37 @@ func (b *Bar) SetTotal(total int) {
 	b.mu.Lock()
 	b.total = total
 	b.mu.Unlock()
+}
+
+// Phases numbers the phases of a long job from its start: Next prints
+// "[2/5] search: …" on stderr (unless Quiet). The names are known up front,
+// so that the count is right from the first line; a nil *Phases prints
+// nothing.
+type Phases struct {
+	names []string
+	next  int
+}
+
+// NewPhases returns the phases of a job, in order.
+func NewPhases(names ...string) *Phases { return &Phases{names: names} }
+
+// Next prints the start of the phase called name (the next one of that
+// name in the list) with detail after it.
+func (p *Phases) Next(name, detail string) {
+	if p == nil {
+		return
+	}
+	k := p.next
+	for k < len(p.names) && p.names[k] != name {
+		k++
+	}
+	if k == len(p.names) { // not planned: number it after the others
+		p.names = append(p.names, name)
+	}
+	p.next = k + 1
+	line := fmt.Sprintf("[%d/%d] %s", k+1, len(p.names), name)
+	if detail != "" {
+		line += ": " + detail
+	}
+	Printf("%s\n", line)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
@@ -12,6 +13,8 @@ import (
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/corpus"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/pipeline"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/gguf"
 )
@@ -42,6 +45,12 @@ type Job struct {
 	// checkQuality: the closing quality check runs (OUT is written and
 	// CheckQuality is set); the search may make it (Shrink).
 	checkQuality bool
+	// probe are a few calibration chunks for checkDomain.
+	probe [][]int32
+	// inLoss is IN's mean loss on the held-back chunks, nats per token
+	// (NaN: not known).
+	inLoss float64
+	phases *progress.Phases // Run's; nil in compare and bench
 }
 
 // Needs says what Prepare does beyond opening IN.
@@ -50,6 +59,10 @@ type Needs struct {
 	Held    bool // held-back chunks for the λ search (Options.Holdout of the text)
 	Edit    bool // the model loaded with writable weights, alignment chunks
 	Prefill bool // the search's first alignment pass made during the calibration pass
+	// Phases numbers the phase lines (Run's; nil: none): the first is
+	// printed once the calibration text is read and tokenized, so that a
+	// text refused comes alone.
+	Phases *progress.Phases
 }
 
 // needs is what the merge of o needs.
@@ -73,8 +86,18 @@ func (j *Job) Blocks() int { return j.blocks.Count }
 // Size returns IN's size in bytes.
 func (j *Job) Size() int64 { return j.file.Size }
 
-// Calibration returns the calibration pass's result (nil without one).
-func (j *Job) Calibration() *calib.Result { return j.res }
+// Calibration describes the calibration text the job decoded: the
+// calibration pass, or for a given plan the alignment's chunks (nil: none).
+func (j *Job) Calibration() *report.Calibration {
+	if j.res == nil && len(j.align) > 0 { // a given plan: only the alignment's chunks
+		c := &report.Calibration{Path: report.CalibPath(j.source), Samples: len(j.align), Ctx: len(j.align[0]), Seed: j.o.Calib.Seed}
+		for _, ch := range j.align {
+			c.Tokens += len(ch)
+		}
+		return c
+	}
+	return report.FromCalib(j.source, j.res)
+}
 
 // CtxTrain returns the loaded model's training context.
 func (j *Job) CtxTrain() int { return j.model.NCtxTrain() }
@@ -105,16 +128,20 @@ func Prepare(ctx context.Context, o Options, need Needs) (*Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	j := &Job{o: o, ctx: ctx, file: f, blocks: blocks}
+	j := &Job{o: o, ctx: ctx, file: f, blocks: blocks, inLoss: math.NaN()}
 	if _, err := o.removeCount(blocks); err != nil { // before any work
 		j.Close()
 		return nil, err
 	}
 	j.statsBytes = max(blockF32Bytes(f), minStatsBytes)
-	if !need.Calib {
+	if !need.Calib && !need.Edit {
 		return j, nil
 	}
-	if err := j.calibrate(need); err != nil {
+	prepare := j.calibrate
+	if !need.Calib {
+		prepare = j.loadForEdit
+	}
+	if err := prepare(need); err != nil {
 		j.Close()
 		return nil, err
 	}
@@ -138,17 +165,19 @@ func (j *Job) calibrate(need Needs) error {
 	if j.model, err = cgo.LoadModel(o.In, mp); err != nil {
 		return err
 	}
-	var observe func(t, n int) *calib.Observer
-	if need.Prefill && need.Edit {
-		observe = func(t, n int) *calib.Observer {
-			j.prefill = pipeline.NewPrefill(j.model, j.blocks, t, n, o.AlignSamples, runner.SeqsPerDecode(t, o.Calib.Batch), o.Threads, j.statsBytes, o.Candidates)
-			return &calib.Observer{Capture: j.prefill.Capture, Before: j.prefill.Before}
+	observe := func(t, n int) *calib.Observer {
+		need.Phases.Next("calibrate", fmt.Sprintf("%d samples of %d tokens", n, t))
+		if !need.Prefill || !need.Edit {
+			return nil
 		}
+		j.prefill = pipeline.NewPrefill(j.model, j.blocks, t, n, o.AlignSamples, runner.SeqsPerDecode(t, o.Calib.Batch), o.Threads, j.statsBytes, o.Candidates)
+		return &calib.Observer{Capture: j.prefill.Capture, Before: j.prefill.Before}
 	}
 	var chunks [][]int32
 	if j.res, chunks, err = o.Calib.Pass(j.ctx, j.model, corpus.Texts(samples), source, o.Threads, observe); err != nil {
 		return err
 	}
+	j.probe = chunks[:min(probeChunks, len(chunks))]
 	if j.an, err = analysis.Compute(j.res, o.Analysis); err != nil {
 		return err
 	}
@@ -177,6 +206,29 @@ func (j *Job) calibrate(need Needs) error {
 		}
 		return fmt.Errorf("%s: held-back text for the λ search: %w", source, err)
 	}
+	return nil
+}
+
+// loadForEdit loads IN with writable weights and tokenizes the alignment's
+// calibration chunks, for a given plan (Apply): no calibration pass.
+func (j *Job) loadForEdit(need Needs) error {
+	o := &j.o
+	texts, source, err := o.Calib.Texts()
+	if err != nil {
+		return err
+	}
+	j.source = source
+	mp := o.Load
+	mp.NoMmap = true
+	if j.model, err = cgo.LoadModel(o.In, mp); err != nil {
+		return err
+	}
+	n := max(1, min(o.AlignSamples, o.Calib.Samples))
+	if j.align, err = calib.Tokens(j.model, texts, n, min(o.Calib.Ctx, j.model.NCtxTrain()), o.Calib.Seed); err != nil {
+		return fmt.Errorf("%s: %w", source, err)
+	}
+	need.Phases.Next("load", fmt.Sprintf("IN and %d chunks of %s for the alignment", len(j.align), source))
+	j.probe = j.align[:min(probeChunks, len(j.align))]
 	return nil
 }
 

@@ -10,7 +10,6 @@ import (
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/pipeline"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 	"github.com/mka-gguf/mka-gguf/merge"
 )
 
@@ -28,6 +27,9 @@ type Result struct {
 	// time (after calibration).
 	AlignMethod string
 	Seconds     float64
+	// InLoss is IN's mean loss on the held-back text the steps' losses are
+	// on, nats per token (NaN: not known; set by Run).
+	InLoss float64
 }
 
 // mka returns the options of merge.PlanMKA: Order and a rule-based Lambda
@@ -53,17 +55,42 @@ func (o *Options) mka() merge.MKAOptions {
 // rule-based λ of mka and the unaligned baselines only plan.
 func (j *Job) Shrink(method Method, align bool, n int) (*Result, error) {
 	o := &j.o
-	var err error
-	r := &Result{Method: method, AlignMethod: "none"}
 	if !NeedsEdit(method, o.Lambda, align) {
-		if r.Plan, err = j.plan(method, n); err != nil {
+		p, err := j.plan(method, n)
+		if err != nil {
 			return nil, err
 		}
-		if align && method == MKA {
-			progress.Printf("note: --align ls applies to --lambda search and the pruning methods; --lambda %s fuses without it\n", o.Lambda)
-		}
-		return r, nil
+		return &Result{Method: method, AlignMethod: "none", Plan: p}, nil
 	}
+	if method == MKA {
+		j.phases.Next("search", fmt.Sprintf("%d of %d blocks, one at a time", n, j.blocks.Count))
+		return j.edit(method, align, func(s *pipeline.Searcher) (*pipeline.Result, error) { return s.Search(n) })
+	}
+	p, err := j.plan(method, n)
+	if err != nil {
+		return nil, err
+	}
+	j.phases.Next("align", fmt.Sprintf("%d blocks removed, each aligned", n))
+	return j.edit(method, align, func(s *pipeline.Searcher) (*pipeline.Result, error) { return s.Apply(p) })
+}
+
+// Apply removes the blocks of a given plan (--blocks, --plan): with align,
+// the block before each dropped one is aligned (pipeline.Searcher.Apply);
+// without, the plan is only written.
+func (j *Job) Apply(p *merge.Plan, align bool) (*Result, error) {
+	if !align {
+		return &Result{Method: Method(p.Method), AlignMethod: "none", Plan: p}, nil
+	}
+	j.phases.Next("align", fmt.Sprintf("%d blocks removed, each aligned", p.Removed()))
+	return j.edit(Method(p.Method), align, func(s *pipeline.Searcher) (*pipeline.Result, error) { return s.Apply(p) })
+}
+
+// edit runs do on a searcher over the loaded model (the λ search, or a
+// plan of drops applied with their alignments) and returns its result as
+// method's.
+func (j *Job) edit(method Method, align bool, do func(s *pipeline.Searcher) (*pipeline.Result, error)) (*Result, error) {
+	o := &j.o
+	r := &Result{Method: method, AlignMethod: "none"}
 	if align {
 		r.AlignMethod = "ls"
 	}
@@ -85,6 +112,7 @@ func (j *Job) Shrink(method Method, align bool, n int) (*Result, error) {
 		}
 		defer orig.Close()
 	}
+	search := method == MKA && !o.fixed()
 	cfg := pipeline.Config{
 		Original: orig,
 		Context:  j.ctx, Threads: o.Threads, Align: align, Rho: o.Rho,
@@ -93,7 +121,7 @@ func (j *Job) Shrink(method Method, align bool, n int) (*Result, error) {
 		// The closing quality check, from the search's decodes: its
 		// held-back chunks are the check's (qualityChunks). A quantized
 		// OUT is not the model the search scored.
-		Quality:     method == MKA && j.checkQuality && o.Quant == "",
+		Quality:     search && j.checkQuality && o.Quant == "",
 		QualityTopK: referenceTopK(j.model.NVocab()),
 	}
 	if j.res != nil {
@@ -102,7 +130,7 @@ func (j *Job) Shrink(method Method, align bool, n int) (*Result, error) {
 			cfg.ChunkSeconds = j.res.Seconds / float64(j.res.Samples)
 		}
 	}
-	if method == MKA && align {
+	if search && align {
 		cfg.Prefill, j.prefill = j.prefill, nil // the first search only
 	}
 	s, err := pipeline.NewSearcher(e, j.align, j.held, cfg)
@@ -110,22 +138,11 @@ func (j *Job) Shrink(method Method, align bool, n int) (*Result, error) {
 		return nil, err
 	}
 	defer s.Close()
-	var res *pipeline.Result
-	planner := string(MKA)
-	if method == MKA {
-		res, err = s.Search(n)
-	} else {
-		var p *merge.Plan
-		if p, err = j.plan(method, n); err != nil {
-			return nil, err
-		}
-		planner = p.Method
-		res, err = s.Apply(p)
-	}
+	res, err := do(s)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.In, err)
 	}
-	res.Plan.Method = planner
+	res.Plan.Method = string(method)
 	r.Plan, r.Align, r.Steps, r.Seconds = res.Plan, res.Align, res.Steps, time.Since(start).Seconds()
 	r.Quality = res.Quality
 	return r, nil
@@ -155,21 +172,33 @@ func (j *Job) plan(method Method, n int) (p *merge.Plan, err error) {
 }
 
 // Describe returns the search's steps for people (every step drops a
-// block), one line each, e.g.
+// block; the block numbers are current ones, after the earlier steps),
+// one line each, with the held-back loss beside IN's (InLoss, when known),
+// e.g.
 //
-//	step 1: drop blk 4, blk 3 aligned (residual 0.376, 0.477 without), held-back loss 1.874
+//	step 1: drop blk 4 (original 4), blk 3 aligned (residual 0.376, 0.477 without), held-back loss 1.874 nats/token (IN 1.620)
 func (r *Result) Describe() string {
+	inLoss := r.InLoss
+	orig, _ := OriginalBlocks(r.Plan.Original, r.Plan.Steps)
 	var b strings.Builder
+	i := 0 // the plan step of st's first drop (a run of p drops is p plan steps)
 	for _, st := range r.Steps {
 		fmt.Fprintf(&b, "  step %d: drop blk %d", st.Step, st.Drop)
 		if st.Run > 1 {
 			fmt.Fprintf(&b, "..%d", st.Drop+st.Run-1)
 		}
+		if st.Run <= 1 && i < len(orig) && len(orig[i]) == 1 && orig[i][0] != st.Drop {
+			fmt.Fprintf(&b, " (original %d)", orig[i][0])
+		}
+		i += max(st.Run, 1)
 		if r.AlignMethod != "none" && st.Drop > 0 {
 			fmt.Fprintf(&b, ", blk %d aligned (residual %.3f, %.3f without, ρ_rel=%g, %d tokens)", st.Drop-1, st.Residual, st.Unaligned, st.Rho, st.Tokens)
 		}
 		if !math.IsNaN(st.HeldNLL) && st.HeldNLL != 0 {
-			fmt.Fprintf(&b, ", held-back loss %.4f", st.HeldNLL)
+			fmt.Fprintf(&b, ", held-back loss %.3f nats/token", st.HeldNLL)
+			if !math.IsNaN(inLoss) {
+				fmt.Fprintf(&b, " (IN %.3f)", inLoss)
+			}
 		}
 		b.WriteString("\n")
 	}

@@ -27,6 +27,16 @@ type Options struct {
 	Method Method
 	Remove int     // blocks to remove; 0: Ratio, or a quarter of them (at least 1)
 	Ratio  float64 // fraction of the blocks to remove, in (0, 1); 0: Remove
+	// Blocks are the original blocks to remove, exactly (--blocks); nil:
+	// the method chooses.
+	Blocks []int
+	// TargetSize is the most bytes OUT may take (--target-size): the
+	// fewest blocks are removed (and with Quant, quantized) that fit it;
+	// 0: no target.
+	TargetSize int64
+	// PlanFile is a merge report (of a --dry-run) whose plan is applied
+	// as it is, without a search (--plan).
+	PlanFile string
 
 	Lambda     Lambda // fusion weight of mka
 	Order      Order  // pair order of mka's rule-based λ
@@ -44,14 +54,26 @@ type Options struct {
 	Calib    calib.Spec
 	Analysis analysis.Options
 
-	Quant        string      // quantize OUT to this type ("": no quantization)
-	ImatrixFrom  ImatrixFrom // importance matrix of Quant
-	CheckQuality bool        // closing KL divergence of OUT against IN
-	Verify       bool        // llama.cpp loads and decodes OUT before it is renamed into place
-	DryRun       bool        // plan only: nothing is written
+	Quant       string      // quantize OUT to this type ("": no quantization)
+	ImatrixFrom ImatrixFrom // importance matrix of Quant
+	// Imatrix is an importance matrix file for Quant (--imatrix), used
+	// instead of ImatrixFrom.
+	Imatrix string
+	// AllowRequantize lets Quant requantize an already quantized IN
+	// (llama.cpp's --allow-requantize).
+	AllowRequantize bool
+	// MaxKLD is the quality gate (--max-kld): when the closing quality
+	// check's mean KL divergence exceeds it, Run fails with a *GateError
+	// and OUT is not kept; 0: no gate.
+	MaxKLD       float64
+	CheckQuality bool // closing KL divergence of OUT against IN
+	Verify       bool // llama.cpp loads and decodes OUT before it is renamed into place
+	DryRun       bool // plan only: nothing is written
 
 	Threads int
 	Load    cgo.ModelParams // how llama.cpp loads models (GPU layers)
+	// Warn prints a warning found during the work (nil: on stderr).
+	Warn func(format string, args ...any) `json:"-"`
 
 	// Given names the options given on the command line (by flag), for
 	// what depends on it: a given 0 that stands for "not given" is refused

@@ -2,125 +2,102 @@ package shrink
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"os"
 	"runtime/debug"
 	"time"
 
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/pipeline"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/usage"
-	"github.com/mka-gguf/mka-gguf/merge"
 )
 
-// Report is what a merge did (the merge command's --report).
-type Report struct {
-	Version       string                `json:"mka_gguf_version"`
-	Input         string                `json:"input"`
-	InputSHA256   string                `json:"input_sha256"`
-	Output        string                `json:"output,omitempty"`
-	OutputSHA256  string                `json:"output_sha256,omitempty"`
-	Method        Method                `json:"method"`
-	Original      int                   `json:"blocks_before"`
-	Remaining     int                   `json:"blocks_after"`
-	Steps         []ReportStep          `json:"steps"`
-	Layout        [][]merge.Weighted    `json:"layout"`
-	Search        []pipeline.StepReport `json:"search,omitempty"`
-	Align         string                `json:"align"`
-	SearchSeconds float64               `json:"search_seconds,omitempty"`
-	// Quality is OUT's KL divergence from IN on QualityText.
-	Quality       *kld.Summary  `json:"quality,omitempty"`
-	QualityText   string        `json:"-"` // "held-back calibration text" or "calibration text"
-	Calibration   *calib.Result `json:"calibration,omitempty"`
-	BytesBefore   int64         `json:"bytes_before"`
-	BytesAfter    int64         `json:"bytes_after,omitempty"`
-	Quant         string        `json:"quant,omitempty"`
-	BitsPerWeight float64       `json:"bits_per_weight,omitempty"`
-	Imatrix       string        `json:"imatrix,omitempty"`
-	Seconds       float64       `json:"seconds"`
-}
-
-// ReportStep is one plan step as reports record it: a drop names the
-// dropped block, a fusion its two blocks and λ, the weight of the first.
-type ReportStep struct {
-	Step       int      `json:"step"` // 1-based, as printed
-	Kind       string   `json:"kind"` // "drop" or "fuse"
-	Block      *int     `json:"block,omitempty"`
-	Blocks     []int    `json:"blocks,omitempty"`
-	Lambda     *float64 `json:"lambda,omitempty"`
-	Similarity float64  `json:"similarity"`
-}
-
-// reportSteps converts plan steps for a report.
-func reportSteps(steps []merge.Step) []ReportStep {
-	out := make([]ReportStep, len(steps))
-	for i, s := range steps {
-		r := ReportStep{Step: i + 1, Kind: s.Kind.String(), Similarity: s.Similarity}
-		if s.Kind == merge.StepDrop {
-			b := s.Blocks[0]
-			r.Block = &b
-		} else {
-			l := s.Lambda
-			r.Blocks, r.Lambda = []int{s.Blocks[0], s.Blocks[1]}, &l
-		}
-		out[i] = r
-	}
-	return out
-}
-
 // Run validates o, plans the merge and, unless o.DryRun, writes o.Out
-// (quantized with o.Quant) and checks its quality. planned, when set, is
-// called with the plan before anything is written. The report's Output is
-// o.Out: a caller that writes through a temporary file names the final
-// file there.
+// (quantized with o.Quant) and checks its quality. Every refusal comes
+// before any work (Check's). planned, when set, is called with the plan
+// before anything is written. The report's Output is o.Out: a caller that
+// writes through a temporary file names the final file there. A failed
+// quality gate (MaxKLD) returns the report and a *GateError, with o.Out
+// written: the caller must not keep it.
 func Run(ctx context.Context, o Options, planned func(*Result)) (*Report, error) {
 	start := time.Now()
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	if err := o.checkApplies(); err != nil {
+		return nil, err
+	}
 	if o.Out == "" && !o.DryRun {
 		return nil, usage.Errorf("no OUT: give the output file, or --dry-run")
+	}
+	res, err := o.resolveFile(true)
+	if err != nil {
+		return nil, err
+	}
+	if res.align != "" && !o.Given["align"] {
+		o.Align = res.align == "ls" // --plan: the report's alignment
+	}
+	sum, err := files.SHA256(o.In)
+	if err != nil {
+		return nil, err
 	}
 	// The search's large, short-lived d×d buffers (alignment solves) would
 	// let Go's heap grow to twice what is live; a lower GC target keeps the
 	// peak memory near the model plus its working set (issue 11's budget).
 	defer debug.SetGCPercent(debug.SetGCPercent(10))
-	j, err := Prepare(ctx, o, o.needs())
+	phases := o.phases()
+	need := o.needs()
+	need.Phases = phases
+	j, err := Prepare(ctx, o, need)
 	if err != nil {
 		return nil, err
 	}
 	defer j.Close()
+	j.phases = phases
 	if j.res != nil {
 		// The analysis has what it needs from the per-sample hidden
 		// states; the search does not use them (memory).
 		j.res.Mean, j.res.Last = nil, nil
 	}
-	n, err := o.removeCount(j.blocks)
-	if err != nil {
-		return nil, err
-	}
 	j.checkQuality = !o.DryRun && o.CheckQuality
-	r, err := j.Shrink(o.Method, o.align(), n)
+	if err := j.checkDomain(); err != nil {
+		return nil, err
+	}
+	var r *Result
+	if res.plan != nil {
+		r, err = j.Apply(res.plan, o.align())
+	} else {
+		r, err = j.Shrink(o.Method, o.align(), res.n)
+	}
 	if err != nil {
 		return nil, err
 	}
+	if err := j.heldLoss(r); err != nil {
+		return nil, err
+	}
+	r.InLoss = j.inLoss
 	if planned != nil {
 		planned(r)
 	}
 	p := r.Plan
-	sum, err := files.SHA256(o.In)
+	steps, err := reportSteps(p)
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{Version: o.Version, Input: o.In, InputSHA256: sum, Method: o.Method, Original: p.Original,
-		Remaining: len(p.Layout), Steps: reportSteps(p.Steps), Layout: p.Layout, Search: r.Steps, Align: r.AlignMethod, Calibration: j.res,
-		BytesBefore: j.file.Size, SearchSeconds: r.Seconds}
+	rep := &Report{Head: report.Head{Version: o.Version, Command: "merge"}, DryRun: o.DryRun, In: report.In{Input: o.In, InputSHA256: sum},
+		Method: r.Method, Original: p.Original, Remaining: len(p.Layout), RemovedBlocks: removedBlocks(p), Steps: steps, Layout: p.Layout,
+		Search: r.Steps, Align: r.AlignMethod, Calibration: j.Calibration(), BytesBefore: j.file.Size,
+		SearchSeconds: r.Seconds, PredictedBytes: o.predict(j.file, j.blocks, p.Removed())}
+	if !math.IsNaN(j.inLoss) {
+		rep.InHeldNLL = j.inLoss
+	}
 	if r.Seconds > 0 {
 		progress.Printf("search and alignment: %.1f s after calibration\n", r.Seconds)
 	}
 	if j.checkQuality && r.Quality == nil && j.model != nil {
+		phases.Next("quality check", "IN's distributions on "+j.qualityText())
 		if err := j.keepReference(); err != nil {
 			return nil, err
 		}
@@ -135,20 +112,73 @@ func Run(ctx context.Context, o Options, planned func(*Result)) (*Report, error)
 		}
 	}
 	rep.Seconds = time.Since(start).Seconds()
+	if q := rep.Quality; q != nil && o.MaxKLD > 0 {
+		rep.Gate = &Gate{MaxKLD: o.MaxKLD, Passed: q.KLD <= o.MaxKLD}
+		if !rep.Gate.Passed {
+			return rep, &GateError{KLD: q.KLD, Max: o.MaxKLD}
+		}
+	}
 	return rep, nil
+}
+
+// phases are the phases of the merge of o, in order: the calibration pass
+// (or loading IN for a given plan's alignment), the search or the
+// alignment, IN's distributions for the quality check, the write, the
+// importance matrix and the quantization, and the quality check.
+func (o *Options) phases() *progress.Phases {
+	var names []string
+	need := o.needs()
+	loaded := need.Calib || need.Edit
+	switch {
+	case need.Calib:
+		names = append(names, "calibrate")
+	case need.Edit:
+		names = append(names, "load")
+	}
+	switch {
+	case o.search():
+		names = append(names, "search")
+	case o.edits():
+		names = append(names, "align")
+	}
+	checks := !o.DryRun && o.CheckQuality
+	// The search's own decodes give the quality check of an unquantized
+	// OUT; otherwise IN's distributions are kept before the write (a
+	// loaded IN), or IN is decoded beside OUT after it.
+	fromSearch := o.search() && o.Quant == ""
+	if checks && !fromSearch && loaded {
+		names = append(names, "quality check")
+	}
+	if o.DryRun {
+		return progress.NewPhases(names...)
+	}
+	names = append(names, "write")
+	if o.Quant != "" {
+		if o.Imatrix == "" && o.ImatrixFrom != ImatrixNone {
+			names = append(names, "importance matrix")
+		}
+		names = append(names, "quantize")
+	}
+	if checks && !fromSearch {
+		names = append(names, "quality check")
+	}
+	return progress.NewPhases(names...)
 }
 
 // writeOut writes OUT, quantized or not, and records it and its quality
 // in rep.
 func (j *Job) writeOut(ctx context.Context, r *Result, sum string, rep *Report) error {
 	o := &j.o
-	meta := Provenance(r, o.Version, sum)
+	meta := j.Metadata(r, sum)
 	if o.Quant != "" {
 		if err := j.writeQuantized(ctx, r, o.Out, meta, rep); err != nil {
 			return err
 		}
-	} else if err := j.Write(ctx, r, o.Out, meta, o.Verify); err != nil {
-		return err
+	} else {
+		j.phases.Next("write", fmt.Sprintf("%d -> %d blocks", r.Plan.Original, len(r.Plan.Layout)))
+		if err := j.Write(ctx, r, o.Out, meta, o.Verify); err != nil {
+			return err
+		}
 	}
 	st, err := os.Stat(o.Out)
 	if err != nil {
@@ -158,21 +188,20 @@ func (j *Job) writeOut(ctx context.Context, r *Result, sum string, rep *Report) 
 		return err
 	}
 	rep.Output, rep.BytesAfter = o.Out, st.Size()
+	text := j.qualityText()
 	switch {
 	case r.Quality != nil:
 		// The search's last round scored the merged model against IN on
 		// the held-back text (the same model as OUT, within float
 		// rounding: pipeline.TestSearchQualityEqualsFile).
-		rep.Quality = r.Quality
+		rep.Quality = report.FromKLD(text, o.In, *r.Quality)
 	case j.checkQuality:
+		j.phases.Next("quality check", "OUT against IN on "+text)
 		q, err := j.quality(o.Out)
 		if err != nil {
 			return err
 		}
-		rep.Quality = &q
-	}
-	if rep.Quality != nil {
-		rep.QualityText = j.qualityText()
+		rep.Quality = report.FromKLD(text, o.In, q)
 	}
 	return nil
 }

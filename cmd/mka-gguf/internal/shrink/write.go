@@ -5,18 +5,33 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/merge"
-	"github.com/mka-gguf/mka-gguf/quant"
 )
+
+// Metadata returns the keys the job's output of r records beside IN's:
+// general.name updated (MergedName) and the mka.* provenance.
+func (j *Job) Metadata(r *Result, srcSHA string) []gguf.KV {
+	name, _ := j.file.String("general.name")
+	if name == "" {
+		name = strings.TrimSuffix(filepath.Base(j.o.In), ".gguf")
+	}
+	kvs := []gguf.KV{{Key: "general.name", Value: gguf.String(MergedName(name, r.Plan.Removed()))}}
+	return append(kvs, Provenance(r, j.o.Version, srcSHA)...)
+}
+
+// MergedName is general.name of a model with removed of IN's blocks
+// removed: "<IN's name> (mka -<removed>)".
+func MergedName(name string, removed int) string {
+	return fmt.Sprintf("%s (mka -%d)", name, removed)
+}
 
 // Provenance returns the mka.* keys recorded in the output of r: the tool
 // version, the method, IN's SHA-256 (srcSHA) and block count, the layout,
@@ -75,17 +90,22 @@ func (j *Job) Write(ctx context.Context, r *Result, out string, meta []gguf.KV, 
 		return err
 	}
 	return WriteVerified(ctx, out, "written", len(p.Layout), verify, j.o.Load, func(tmp string) error {
-		bar := progress.New("write", int(total>>20)+1, "MiB")
+		mib := func(n int64) int { return int((n + 1<<20 - 1) >> 20) } // rounded up: the last byte is 100 %
+		bar := progress.New("write", mib(total), "MiB")
 		defer bar.Done()
 		opt := RewriteOptions{Norms: j.o.Norms.rule(), Metadata: meta, Align: r.Align,
-			Progress: func(done, _ int64) { bar.Set(int(done>>20), "") }}
+			Progress: func(done, _ int64) { bar.Set(min(mib(done), mib(total)), "") }}
 		// The folds run on the product the search folded with in memory
 		// (pipeline.Editor.UseProduct), so that the file is that model.
 		if prod, err := cgo.NewProduct(j.o.Threads); err == nil {
 			defer prod.Close()
 			opt.Product = prod.Compute
 		}
-		return Rewrite(ctx, j.file, j.blocks, p, tmp, opt)
+		if err := Rewrite(ctx, j.file, j.blocks, p, tmp, opt); err != nil {
+			return err
+		}
+		bar.Finish()
+		return nil
 	})
 }
 
@@ -140,83 +160,4 @@ func verifyModel(path string, blocks int, mp cgo.ModelParams) error {
 		return errors.New("non-finite logits")
 	}
 	return nil
-}
-
-// writeQuantized fuses into a temporary F32/F16 GGUF beside out, computes
-// an importance matrix (from the merged or the original model), quantizes
-// with llama.cpp's quantizer into another temporary file, checks it with
-// llama.cpp and renames it to out. Temporary files are removed on success,
-// error and Ctrl-C. It records the type, the importance matrix's source
-// and the bits per weight in rep.
-func (j *Job) writeQuantized(ctx context.Context, r *Result, out string, meta []gguf.KV, rep *Report) error {
-	o := &j.o
-	p := r.Plan
-	ft, err := quant.Parse(o.Quant)
-	if err != nil {
-		return err
-	}
-	from := o.ImatrixFrom
-	fused := files.TempBeside(out, "mka-fused")
-	defer os.Remove(fused)
-	stages := 3
-	if from == ImatrixNone {
-		stages = 2
-	}
-	progress.Printf("[1/%d] merge: %d -> %d blocks\n", stages, p.Original, len(p.Layout))
-	if err := j.Write(ctx, r, fused, meta, false); err != nil {
-		return err
-	}
-	var imat map[string][]float32
-	if from != ImatrixNone {
-		src := fused
-		if from == ImatrixOriginal {
-			src = o.In
-		}
-		progress.Printf("[2/%d] importance matrix from the %s model\n", stages, from)
-		if imat, err = j.imatrix(ctx, src); err != nil {
-			return err
-		}
-		rep.Imatrix = string(from)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	progress.Printf("[%d/%d] quantize: %s with llama.cpp's quantizer (importance matrix: %s)\n", stages, stages, ft.Name, from)
-	if err := WriteVerified(ctx, out, "quantized", len(p.Layout), o.Verify, o.Load, func(tmp string) error {
-		return quant.File(fused, tmp, ft, quant.Options{Threads: o.Threads, Imatrix: imat})
-	}); err != nil {
-		return err
-	}
-	rep.Quant = ft.Name
-	if f, err := gguf.Open(out); err == nil {
-		if s, err := f.Summary(); err == nil {
-			rep.BitsPerWeight = s.BitsPerWeight
-		}
-		f.Close()
-	}
-	return nil
-}
-
-// imatrix computes the importance matrix of the model at path on the
-// calibration text.
-func (j *Job) imatrix(ctx context.Context, path string) (map[string][]float32, error) {
-	o := &j.o
-	m, err := cgo.LoadModel(path, o.Load)
-	if err != nil {
-		return nil, err
-	}
-	defer m.Close()
-	texts, source, err := o.Calib.Texts()
-	if err != nil {
-		return nil, err
-	}
-	chunks, err := o.Calib.Chunks(m, texts, source, o.Calib.Seed)
-	if err != nil {
-		return nil, err
-	}
-	im, err := calib.Imatrix(ctx, m, chunks, o.Threads, o.Calib.Batch)
-	if err != nil {
-		return nil, err
-	}
-	return im.Values(), nil
 }
