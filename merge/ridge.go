@@ -119,30 +119,37 @@ func (s *Ridge) Solve(rhoRel float64, w0 []float32) ([]float32, error) {
 	return out, nil
 }
 
-// InverseNormWeights returns one weight per row of h (rows of d values):
-// 1/‖h_t‖², normalised to mean 1 over all rows, then 0 for the rows where
-// drop is true (BOS). A zero row gets weight 0.
-func InverseNormWeights(h []float32, d int, drop func(row int) bool) []float64 {
-	rows := len(h) / d
-	w := make([]float64, rows)
+// InverseNormWeights returns one weight per row of each chunk of h (rows
+// of d values): 1/‖h_t‖², normalised to mean 1 over all rows of all
+// chunks, then 0 for the first skip rows of each chunk (BOS). A zero row
+// gets weight 0.
+func InverseNormWeights(h [][]float32, d, skip int) [][]float64 {
+	out := make([][]float64, len(h))
 	var sum float64
-	for t := range rows {
-		var nn float64
-		for _, v := range h[t*d : (t+1)*d] {
-			nn += float64(v) * float64(v)
+	n := 0
+	for c, ch := range h {
+		w := make([]float64, len(ch)/d)
+		for t := range w {
+			var nn float64
+			for _, v := range ch[t*d : (t+1)*d] {
+				nn += float64(v) * float64(v)
+			}
+			if nn > 0 {
+				w[t] = 1 / nn
+			}
+			sum += w[t]
 		}
-		if nn > 0 {
-			w[t] = 1 / nn
-		}
-		sum += w[t]
+		out[c], n = w, n+len(w)
 	}
-	for t := range w {
-		if sum > 0 {
-			w[t] *= float64(rows) / sum
-		}
-		if drop != nil && drop(t) {
-			w[t] = 0
+	for _, w := range out {
+		for t := range w {
+			if sum > 0 {
+				w[t] *= float64(n) / sum
+			}
+			if t < skip {
+				w[t] = 0
+			}
 		}
 	}
-	return w
+	return out
 }

@@ -68,11 +68,11 @@ func TestRidgeRecoversWeight(t *testing.T) {
 }
 
 func TestInverseNormWeights(t *testing.T) {
-	h := []float32{1, 0, 0, 2, 3, 0}
-	w := InverseNormWeights(h, 2, func(r int) bool { return r == 0 })
-	// 1/‖h‖² = 1, 1/4, 1/9 → mean 1 → then row 0 dropped.
-	s := 1 + 0.25 + 1.0/9
-	if w[0] != 0 || math.Abs(w[1]-0.25*3/s) > 1e-12 || math.Abs(w[2]-3/9.0/s) > 1e-12 {
+	h := [][]float32{{1, 0, 0, 2}, {3, 0, 0, 1}}
+	w := InverseNormWeights(h, 2, 1)
+	// 1/‖h‖² = 1, 1/4 | 1/9, 1 → mean 1 over the four rows → first rows dropped.
+	s := (1 + 0.25 + 1.0/9 + 1) / 4
+	if w[0][0] != 0 || w[1][0] != 0 || math.Abs(w[0][1]-0.25/s) > 1e-12 || math.Abs(w[1][1]-1/s) > 1e-12 {
 		t.Fatalf("weights %v", w)
 	}
 }

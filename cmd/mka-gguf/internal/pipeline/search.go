@@ -42,7 +42,11 @@ func (s *Searcher) Search(n int) (*Result, error) {
 		bar.Set(step+1, fmt.Sprintf("removed blk %d, held-back loss %.4f", cand.Drop, cand.HeldNLL))
 	}
 	res.Quality = s.quality.sum
-	return s.finish(steps, res)
+	res, err := s.finish(steps, res)
+	if err != nil || !s.cfg.Heal {
+		return res, err
+	}
+	return res, s.Heal(res)
 }
 
 // step runs one step of Search: the candidates' fits, then the round.
