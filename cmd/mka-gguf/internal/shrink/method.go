@@ -24,6 +24,10 @@ type Result struct {
 	Quality *kld.Summary
 	Steps   []pipeline.StepReport
 	Method  Method
+	// Replace holds the healing stage's refitted tensors by output name
+	// (edit.RewriteOptions.Replace) and Heal its report (nil: not run).
+	Replace map[string][]float32
+	Heal    *pipeline.HealReport
 	// AlignMethod is "ls" or "none"; Seconds is the search and alignment
 	// time (after calibration).
 	AlignMethod string
@@ -78,18 +82,25 @@ func (j *Job) Shrink(method Method, align bool, n int) (*Result, error) {
 		m := j.an.BlockSimilarity()
 		sim = func(a, b int) float64 { return m.At(a, b) }
 	}
-	var orig *cgo.Model
-	if o.AlignTarget == TargetOriginal {
-		if orig, err = cgo.LoadModel(o.In, o.Load); err != nil {
+	// IN loaded read-only: the alignment target (--align-target original)
+	// and the healing stage's reference.
+	var ref, orig *cgo.Model
+	heal := o.Heal && method == MKA && align
+	if o.AlignTarget == TargetOriginal || heal {
+		if ref, err = cgo.LoadModel(o.In, o.Load); err != nil {
 			return nil, err
 		}
-		defer orig.Close()
+		defer ref.Close()
+	}
+	if o.AlignTarget == TargetOriginal {
+		orig = ref
 	}
 	cfg := pipeline.Config{
 		Original: orig,
 		Context:  j.ctx, Threads: o.Threads, Align: align, Rho: o.Rho,
 		Candidates: o.Candidates, ScoreAll: o.ScoreAll, Race: o.Race, Similarity: sim,
 		MaxStatsBytes: j.statsBytes,
+		Heal:          heal, HealRho: healRho, Reference: ref,
 		// The closing quality check, from the search's decodes: its
 		// held-back chunks are the check's (qualityChunks). A quantized
 		// OUT is not the model the search scored.
@@ -127,9 +138,13 @@ func (j *Job) Shrink(method Method, align bool, n int) (*Result, error) {
 	}
 	res.Plan.Method = planner
 	r.Plan, r.Align, r.Steps, r.Seconds = res.Plan, res.Align, res.Steps, time.Since(start).Seconds()
-	r.Quality = res.Quality
+	r.Quality, r.Replace, r.Heal = res.Quality, res.ReplaceTensors(), res.Heal
 	return r, nil
 }
+
+// healRho is the healing stage's ridge relative to tr(AᵀWA)/n_ff (the
+// value measured in issue 26).
+const healRho = 1e-3
 
 // plan builds the plan of one method.
 func (j *Job) plan(method Method, n int) (*merge.Plan, error) {

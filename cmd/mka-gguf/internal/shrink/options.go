@@ -40,6 +40,7 @@ type Options struct {
 	Rho          float64     // the alignment's ridge relative to tr(XᵀX)/d, ≥ 0
 	AlignTarget  AlignTarget // what the alignment is fitted to
 	AlignSamples int         // calibration samples of each alignment pass
+	Heal         bool        // after the mka search, refit later blocks' ffn_down to IN (pipeline.Searcher.Heal)
 
 	Calib    calib.Spec
 	Analysis analysis.Options
@@ -64,7 +65,7 @@ func Defaults() Options {
 	return Options{
 		Method: MKA, Lambda: LambdaSearch, Order: OrderGreedy, Norms: NormsWeighted,
 		Candidates: 6, Race: true, Holdout: 0.15,
-		Align: true, Rho: 1e-3, AlignTarget: TargetMerged, AlignSamples: 64,
+		Align: true, Rho: 1e-3, AlignTarget: TargetMerged, AlignSamples: 64, Heal: true,
 		Calib:       calib.DefaultSpec(),
 		Analysis:    analysis.Options{Rep: analysis.RepMean, Kernel: analysis.KernelMedian},
 		ImatrixFrom: ImatrixMerged, CheckQuality: true, Verify: true,

@@ -30,6 +30,7 @@ type Report struct {
 	Search        []pipeline.StepReport `json:"search,omitempty"`
 	Align         string                `json:"align"`
 	SearchSeconds float64               `json:"search_seconds,omitempty"`
+	Heal          *pipeline.HealReport  `json:"heal,omitempty"`
 	// Quality is OUT's KL divergence from IN on QualityText.
 	Quality       *kld.Summary  `json:"quality,omitempty"`
 	QualityText   string        `json:"-"` // "held-back calibration text" or "calibration text"
@@ -116,7 +117,7 @@ func Run(ctx context.Context, o Options, planned func(*Result)) (*Report, error)
 	}
 	rep := &Report{Version: o.Version, Input: o.In, InputSHA256: sum, Method: o.Method, Original: p.Original,
 		Remaining: len(p.Layout), Steps: reportSteps(p.Steps), Layout: p.Layout, Search: r.Steps, Align: r.AlignMethod, Calibration: j.res,
-		BytesBefore: j.file.Size, SearchSeconds: r.Seconds}
+		BytesBefore: j.file.Size, SearchSeconds: r.Seconds, Heal: r.Heal}
 	if r.Seconds > 0 {
 		progress.Printf("search and alignment: %.1f s after calibration\n", r.Seconds)
 	}

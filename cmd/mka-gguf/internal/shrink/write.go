@@ -77,7 +77,7 @@ func (j *Job) Write(ctx context.Context, r *Result, out string, meta []gguf.KV, 
 	return WriteVerified(ctx, out, "written", len(p.Layout), verify, j.o.Load, func(tmp string) error {
 		bar := progress.New("write", int(total>>20)+1, "MiB")
 		defer bar.Done()
-		opt := RewriteOptions{Norms: j.o.Norms.rule(), Metadata: meta, Align: r.Align,
+		opt := RewriteOptions{Norms: j.o.Norms.rule(), Metadata: meta, Align: r.Align, Replace: r.Replace,
 			Progress: func(done, _ int64) { bar.Set(int(done>>20), "") }}
 		// The folds run on the product the search folded with in memory
 		// (pipeline.Editor.UseProduct), so that the file is that model.
