@@ -68,7 +68,7 @@ func (j *Job) Shrink(method Method, align bool, n int) (*Result, error) {
 		}
 		return r, nil
 	}
-	if align {
+	if align || method == ReplaceMe {
 		r.AlignMethod = "ls"
 	}
 	start := time.Now()
@@ -116,16 +116,24 @@ func (j *Job) Shrink(method Method, align bool, n int) (*Result, error) {
 	if method == MKA && align {
 		cfg.Prefill, j.prefill = j.prefill, nil // the first search only
 	}
-	s, err := pipeline.NewSearcher(e, j.align, j.held, cfg)
+	chunks, held := j.align, j.held
+	if method == ReplaceMe {
+		// One fit on every calibration token, nothing held back.
+		chunks, held, cfg.Align, cfg.Quality = j.chunks, nil, true, false
+	}
+	s, err := pipeline.NewSearcher(e, chunks, held, cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
 	var res *pipeline.Result
-	planner := string(MKA)
-	if method == MKA {
+	planner := string(method)
+	switch method {
+	case MKA:
 		res, err = s.Search(n)
-	} else {
+	case ReplaceMe:
+		res, err = s.ReplaceMe(n, j.res.Last)
+	default:
 		var p *merge.Plan
 		if p, err = j.plan(method, n); err != nil {
 			return nil, err

@@ -80,10 +80,11 @@ const (
 	PruneReverse Method = "prune-reverse" // drop the last blocks but the final one
 	PruneBI      Method = "prune-bi"      // drop the lowest Block Influence (ShortGPT)
 	PruneAngular Method = "prune-angular" // drop the most similar run (angular distance)
+	ReplaceMe    Method = "replaceme"     // ReplaceMe as its code does it: one run, one least-squares transform
 )
 
 // Methods are the Method values.
-var Methods = []Method{MKA, PruneReverse, PruneBI, PruneAngular}
+var Methods = []Method{MKA, PruneReverse, PruneBI, PruneAngular, ReplaceMe}
 
 // ParseMethod parses --method.
 func ParseMethod(s string) (Method, error) { return usage.Choice("method", s, Methods) }

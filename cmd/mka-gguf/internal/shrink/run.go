@@ -95,8 +95,12 @@ func Run(ctx context.Context, o Options, planned func(*Result)) (*Report, error)
 	defer j.Close()
 	if j.res != nil {
 		// The analysis has what it needs from the per-sample hidden
-		// states; the search does not use them (memory).
-		j.res.Mean, j.res.Last = nil, nil
+		// states; the search does not use them (memory). ReplaceMe's cut
+		// is measured on the last-token states.
+		j.res.Mean = nil
+		if o.Method != ReplaceMe {
+			j.res.Last = nil
+		}
 	}
 	n, err := o.removeCount(j.blocks.Count)
 	if err != nil {
