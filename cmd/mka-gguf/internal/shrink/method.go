@@ -187,6 +187,21 @@ func (r *Result) Describe() string {
 		}
 		b.WriteString("\n")
 	}
+	if h := r.Heal; h != nil {
+		if h.Skipped != "" {
+			fmt.Fprintf(&b, "  heal: skipped (%s)\n", h.Skipped)
+		} else {
+			var kept, tried []string
+			for _, st := range h.Refits {
+				tried = append(tried, strconv.Itoa(st.Block))
+				if st.Kept {
+					kept = append(kept, strconv.Itoa(st.Block))
+				}
+			}
+			fmt.Fprintf(&b, "  heal: ffn_down refitted to IN in out blks [%s] of [%s], held-back loss %.4f -> %.4f\n",
+				strings.Join(kept, " "), strings.Join(tried, " "), h.HeldBefore, h.HeldAfter)
+		}
+	}
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
