@@ -50,6 +50,15 @@ type mtReport struct {
 			Chosen  bool     `json:"chosen"`
 		} `json:"candidates"`
 	} `json:"search"`
+	Heal *struct {
+		Before  float64 `json:"heldback_nll_before"`
+		After   float64 `json:"heldback_nll_after"`
+		Skipped string  `json:"skipped"`
+		Refits  []struct {
+			Block int  `json:"block"`
+			Kept  bool `json:"kept"`
+		} `json:"refits"`
+	} `json:"heal"`
 	Align       string `json:"align"`
 	BytesBefore int64  `json:"bytes_before"`
 	BytesAfter  int64  `json:"bytes_after"`
@@ -71,6 +80,7 @@ func TestMergeMethods(t *testing.T) {
 		{"prune-reverse", "prune-reverse", "reverse", nil},
 		{"prune-bi", "prune-bi", "bi", nil},
 		{"prune-angular", "prune-angular", "angular", nil},
+		{"replaceme", "replaceme", "replaceme", nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -194,6 +204,19 @@ func TestMergeMethods(t *testing.T) {
 				}
 				if ins.Provenance["align.method"] != "ls" {
 					t.Errorf("inspect: provenance %v lacks align.method ls", ins.Provenance)
+				}
+				// The healing stage ran from the block before the removal
+				// and did not raise the held-back loss.
+				if h := r.Heal; h == nil || h.Skipped != "" || len(h.Refits) == 0 || h.Refits[0].Block != st.Drop-1 || !(h.After <= h.Before) {
+					t.Errorf("report: heal %+v, want refits from blk %d on and no higher loss", h, st.Drop-1)
+				}
+			case "replaceme":
+				// One drop after block 0, the transform fitted (it lowers the
+				// in-sample residual), no search, no healing.
+				b := r.Steps[0].Block
+				if b == nil || *b < 1 || r.Align != "ls" || len(r.Search) != 1 || r.Heal != nil ||
+					!(r.Search[0].Residual < r.Search[0].Unaligned) || ins.Provenance["align.method"] != "ls" {
+					t.Errorf("report: replaceme step %+v, align %q, search %+v, heal %v, provenance %v", r.Steps[0], r.Align, r.Search, r.Heal, ins.Provenance)
 				}
 			case "prune-reverse":
 				if b := r.Steps[0].Block; b == nil || *b != 4 || r.Steps[0].Blocks != nil {

@@ -43,6 +43,9 @@ type RewriteOptions struct {
 	// cgo.Product on ggml's CPU device; nil: gonum), so that a file can
 	// match, bit for bit, a model folded in memory with the same product.
 	Product merge.MatMulTN
+	// Replace maps an output tensor name ("blk.3.ffn_down.weight") to the
+	// float32 values it holds instead of its parts and fold (Replacement).
+	Replace map[string][]float32
 }
 
 // isNorm reports whether a block tensor is a normalisation weight.
@@ -102,6 +105,7 @@ func Rewrite(ctx context.Context, f *gguf.File, m *arch.Model, plan *merge.Plan,
 	var outs []gguf.OutTensor
 	var total int64
 	emitted := false
+	replaced := 0
 	for i, t := range f.Tensors {
 		if _, _, ok := arch.BlockTensor(t.Name); !ok {
 			outs = append(outs, f.OutTensor(i))
@@ -118,6 +122,13 @@ func Rewrite(ctx context.Context, f *gguf.File, m *arch.Model, plan *merge.Plan,
 				if m.Arch.Folds(suffix) {
 					bt.Fold = opt.Align[j]
 				}
+				if v, ok := opt.Replace[bt.Info.Name]; ok {
+					replaced++
+					var err error
+					if bt, err = Replacement(bt.Info, v); err != nil {
+						return err
+					}
+				}
 				if err := bt.Check(); err != nil {
 					return err
 				}
@@ -127,6 +138,9 @@ func Rewrite(ctx context.Context, f *gguf.File, m *arch.Model, plan *merge.Plan,
 				total += int64(bt.Info.Size())
 			}
 		}
+	}
+	if replaced != len(opt.Replace) {
+		return fmt.Errorf("rewrite: %d of the %d replaced tensors are not in the output", len(opt.Replace)-replaced, len(opt.Replace))
 	}
 
 	kvs, err := rewriteKVs(f, m, plan, opt.Metadata)

@@ -46,10 +46,15 @@ type Variant struct {
 	Label, Name string
 }
 
-// Variants crosses Methods with Aligns.
+// Variants crosses Methods with Aligns (replaceme, which always fits its
+// transform, once).
 func (o *Options) Variants() []Variant {
 	var vs []Variant
 	for _, m := range o.Methods {
+		if m == shrink.ReplaceMe {
+			vs = append(vs, Variant{Method: m, Align: true, Label: string(m), Name: string(m)})
+			continue
+		}
 		for _, a := range o.Aligns {
 			v := Variant{Method: m, Align: a, Label: string(m), Name: string(m)}
 			if a {

@@ -72,6 +72,11 @@ type Config struct {
 	// decode through every block (no logits): the progress lines' ETA
 	// predicts an alignment pass from it before one is measured.
 	ChunkSeconds float64
+	// Heal runs the healing stage after the search (Searcher.Heal): later
+	// blocks' ffn_down refitted to Reference's stream, ridge HealRho.
+	Heal      bool
+	HealRho   float64
+	Reference *cgo.Model
 }
 
 // Candidate is one way to remove a block at one step, and what the cheap
@@ -156,6 +161,11 @@ type Result struct {
 	// Quality is the merged model against the loaded one before the
 	// search on the held-back chunks (Config.Quality; nil without it).
 	Quality *kld.Summary
+	// Replace maps an output block to its refitted ffn_down (the tensor's
+	// float32 values, edit.RewriteOptions.Replace), Heal reports the
+	// healing stage (nil when it did not run).
+	Replace map[int][]float32
+	Heal    *HealReport
 }
 
 // blocks returns the number of blocks the candidate removes.

@@ -50,7 +50,11 @@ func (s *Searcher) Search(n int) (*Result, error) {
 		bar.Set(step+1, fmt.Sprintf("removed %s, held-back loss %.4f nats/token", cand.blocksName(), cand.HeldNLL))
 	}
 	res.Quality = s.quality.sum
-	return s.finish(steps, res)
+	res, err := s.finish(steps, res)
+	if err != nil || !s.cfg.Heal {
+		return res, err
+	}
+	return res, s.Heal(res)
 }
 
 // step runs one step of Search: the candidates' fits, then the round.

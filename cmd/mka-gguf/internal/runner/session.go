@@ -19,6 +19,7 @@ type Session struct {
 	embd    *cgo.Batch // RunFrom's, made on first use
 	t, k    int
 	capture cgo.CaptureFunc
+	matmul  cgo.MatMulFunc
 	layers  func() []int
 }
 
@@ -39,6 +40,11 @@ type SessionOptions struct {
 	// loaded blocks it runs, in order; the blocks it leaves out must add
 	// nothing to the stream (cgo.Context.DecodeLayers).
 	Layers func() []int
+	// MatMulInputs enables the hook on the inputs of the multiplications
+	// by model weights (cgo.ContextParams.MatMulInputs); SetMatMul chooses
+	// the function. It splits the graph at every product: a session of
+	// its own, not the search's.
+	MatMulInputs bool
 }
 
 // NewSession creates the context. Close frees it.
@@ -66,6 +72,14 @@ func NewSession(m *cgo.Model, opt SessionOptions) (*Session, error) {
 		}
 		cp.CaptureInput, cp.CaptureFFNInput, cp.CaptureNames = true, true, opt.Names
 	}
+	if opt.MatMulInputs {
+		cp.MatMulInputs = func(w string, cols, rows int, data []float32) bool {
+			if s.matmul == nil {
+				return true
+			}
+			return s.matmul(w, cols, rows, data)
+		}
+	}
 	var err error
 	if s.ctx, err = cgo.NewContext(m, cp); err != nil {
 		return nil, err
@@ -81,6 +95,10 @@ func (s *Session) SetCapture(f cgo.CaptureFunc, stopAfter int) error {
 	s.capture = f
 	return s.ctx.StopAfter(stopAfter)
 }
+
+// SetMatMul installs the function the matmul-input hook calls (nil:
+// none); the session needs SessionOptions.MatMulInputs.
+func (s *Session) SetMatMul(f cgo.MatMulFunc) { s.matmul = f }
 
 // Close frees the context and batch. It is nil-safe.
 func (s *Session) Close() {

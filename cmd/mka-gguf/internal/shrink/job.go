@@ -33,6 +33,7 @@ type Job struct {
 	source string    // the calibration text's name in messages
 	held   [][]int32 // held-back chunks for the λ search
 	align  [][]int32 // calibration chunks for the alignment passes
+	chunks [][]int32 // every calibration chunk (ReplaceMe's fit)
 	// prefill is the search's first alignment pass, made during the
 	// calibration pass (nil when the method has no search or no alignment).
 	prefill *pipeline.Prefill
@@ -182,6 +183,7 @@ func (j *Job) calibrate(need Needs) error {
 		return err
 	}
 	if need.Edit {
+		j.chunks = chunks
 		// The alignment passes decode the first AlignSamples calibration
 		// chunks.
 		j.align = chunks[:max(1, min(o.AlignSamples, len(chunks)))]

@@ -23,6 +23,10 @@ type Result struct {
 	Quality *kld.Summary
 	Steps   []pipeline.StepReport
 	Method  Method
+	// Replace holds the healing stage's refitted tensors by output name
+	// (edit.RewriteOptions.Replace) and Heal its report (nil: not run).
+	Replace map[string][]float32
+	Heal    *pipeline.HealReport
 	// AlignMethod is "ls" or "none"; Seconds is the search and alignment
 	// time (after calibration).
 	AlignMethod string
@@ -62,6 +66,10 @@ func (j *Job) Shrink(method Method, align bool, n int) (*Result, error) {
 		}
 		return &Result{Method: method, AlignMethod: "none", Plan: p}, nil
 	}
+	if method == ReplaceMe {
+		j.phases.Next("align", fmt.Sprintf("one run of %d blocks cut, one transform", n))
+		return j.edit(method, align, func(s *pipeline.Searcher) (*pipeline.Result, error) { return s.ReplaceMe(n, j.res.Last) })
+	}
 	if method == MKA {
 		j.phases.Next("search", fmt.Sprintf("%d of %d blocks, one at a time", n, j.blocks.Count))
 		return j.edit(method, align, func(s *pipeline.Searcher) (*pipeline.Result, error) { return s.Search(n) })
@@ -91,7 +99,7 @@ func (j *Job) Apply(p *merge.Plan, align bool) (*Result, error) {
 func (j *Job) edit(method Method, align bool, do func(s *pipeline.Searcher) (*pipeline.Result, error)) (*Result, error) {
 	o := &j.o
 	r := &Result{Method: method, AlignMethod: "none"}
-	if align {
+	if align || method == ReplaceMe {
 		r.AlignMethod = "ls"
 	}
 	start := time.Now()
@@ -105,12 +113,18 @@ func (j *Job) edit(method Method, align bool, do func(s *pipeline.Searcher) (*pi
 		m := j.an.BlockSimilarity()
 		sim = func(a, b int) float64 { return m.At(a, b) }
 	}
-	var orig *cgo.Model
-	if o.AlignTarget == TargetOriginal {
-		if orig, err = cgo.LoadModel(o.In, o.Load); err != nil {
+	// IN loaded read-only: the alignment target (--align-target original)
+	// and the healing stage's reference.
+	var ref, orig *cgo.Model
+	heal := o.Heal && method == MKA && align
+	if o.AlignTarget == TargetOriginal || heal {
+		if ref, err = cgo.LoadModel(o.In, o.Load); err != nil {
 			return nil, err
 		}
-		defer orig.Close()
+		defer ref.Close()
+	}
+	if o.AlignTarget == TargetOriginal {
+		orig = ref
 	}
 	search := method == MKA && !o.fixed()
 	cfg := pipeline.Config{
@@ -118,6 +132,7 @@ func (j *Job) edit(method Method, align bool, do func(s *pipeline.Searcher) (*pi
 		Context:  j.ctx, Threads: o.Threads, Align: align, Rho: o.Rho,
 		Candidates: o.Candidates, ScoreAll: o.ScoreAll, Race: o.Race, Similarity: sim,
 		MaxStatsBytes: j.statsBytes,
+		Heal:          heal, HealRho: healRho, Reference: ref,
 		// The closing quality check, from the search's decodes: its
 		// held-back chunks are the check's (qualityChunks). A quantized
 		// OUT is not the model the search scored.
@@ -133,7 +148,12 @@ func (j *Job) edit(method Method, align bool, do func(s *pipeline.Searcher) (*pi
 	if search && align {
 		cfg.Prefill, j.prefill = j.prefill, nil // the first search only
 	}
-	s, err := pipeline.NewSearcher(e, j.align, j.held, cfg)
+	chunks, held := j.align, j.held
+	if method == ReplaceMe {
+		// One fit on every calibration token, nothing held back.
+		chunks, held, cfg.Align, cfg.Quality = j.chunks, nil, true, false
+	}
+	s, err := pipeline.NewSearcher(e, chunks, held, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -144,9 +164,13 @@ func (j *Job) edit(method Method, align bool, do func(s *pipeline.Searcher) (*pi
 	}
 	res.Plan.Method = string(method)
 	r.Plan, r.Align, r.Steps, r.Seconds = res.Plan, res.Align, res.Steps, time.Since(start).Seconds()
-	r.Quality = res.Quality
+	r.Quality, r.Replace, r.Heal = res.Quality, res.ReplaceTensors(), res.Heal
 	return r, nil
 }
+
+// healRho is the healing stage's ridge relative to tr(AᵀWA)/n_ff (the
+// value measured in issue 26).
+const healRho = 1e-3
 
 // plan builds the plan of one method, which must keep what the
 // architecture derives from the block index (arch.Model.CheckPlan).
@@ -201,6 +225,21 @@ func (r *Result) Describe() string {
 			}
 		}
 		b.WriteString("\n")
+	}
+	if h := r.Heal; h != nil {
+		if h.Skipped != "" {
+			fmt.Fprintf(&b, "  heal: skipped (%s)\n", h.Skipped)
+		} else {
+			var kept, tried []string
+			for _, st := range h.Refits {
+				tried = append(tried, strconv.Itoa(st.Block))
+				if st.Kept {
+					kept = append(kept, strconv.Itoa(st.Block))
+				}
+			}
+			fmt.Fprintf(&b, "  heal: ffn_down refitted to IN in out blks [%s] of [%s], held-back loss %.4f -> %.4f\n",
+				strings.Join(kept, " "), strings.Join(tried, " "), h.HeldBefore, h.HeldAfter)
+		}
 	}
 	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -50,6 +50,7 @@ type Options struct {
 	Rho          float64     // the alignment's ridge relative to tr(XᵀX)/d, ≥ 0
 	AlignTarget  AlignTarget // what the alignment is fitted to
 	AlignSamples int         // calibration samples of each alignment pass
+	Heal         bool        // after the mka search, refit later blocks' ffn_down to IN (pipeline.Searcher.Heal)
 
 	Calib    calib.Spec
 	Analysis analysis.Options
@@ -86,7 +87,7 @@ func Defaults() Options {
 	return Options{
 		Method: MKA, Lambda: LambdaSearch, Order: OrderGreedy, Norms: NormsWeighted,
 		Candidates: 6, Race: true, Holdout: 0.15,
-		Align: true, Rho: 1e-3, AlignTarget: TargetMerged, AlignSamples: 64,
+		Align: true, Rho: 1e-3, AlignTarget: TargetMerged, AlignSamples: 64, Heal: true,
 		Calib:       calib.DefaultSpec(),
 		Analysis:    analysis.Options{Rep: analysis.RepMean, Kernel: analysis.KernelMedian},
 		ImatrixFrom: ImatrixMerged, CheckQuality: true, Verify: true,
@@ -101,10 +102,11 @@ const (
 	PruneReverse Method = "prune-reverse" // drop the last blocks but the final one
 	PruneBI      Method = "prune-bi"      // drop the lowest Block Influence (ShortGPT)
 	PruneAngular Method = "prune-angular" // drop the most similar run (angular distance)
+	ReplaceMe    Method = "replaceme"     // ReplaceMe as its code does it: one run, one least-squares transform
 )
 
 // Methods are the Method values.
-var Methods = []Method{MKA, PruneReverse, PruneBI, PruneAngular}
+var Methods = []Method{MKA, PruneReverse, PruneBI, PruneAngular, ReplaceMe}
 
 // ParseMethod parses --method.
 func ParseMethod(s string) (Method, error) { return usage.Choice("method", s, Methods) }

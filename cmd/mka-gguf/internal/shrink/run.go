@@ -58,8 +58,12 @@ func Run(ctx context.Context, o Options, planned func(*Result)) (*Report, error)
 	j.phases = phases
 	if j.res != nil {
 		// The analysis has what it needs from the per-sample hidden
-		// states; the search does not use them (memory).
-		j.res.Mean, j.res.Last = nil, nil
+		// states; the search does not use them (memory). ReplaceMe's cut
+		// is measured on the last-token states.
+		j.res.Mean = nil
+		if o.Method != ReplaceMe {
+			j.res.Last = nil
+		}
 	}
 	j.checkQuality = !o.DryRun && o.CheckQuality
 	if err := j.checkDomain(); err != nil {
@@ -89,7 +93,7 @@ func Run(ctx context.Context, o Options, planned func(*Result)) (*Report, error)
 	rep := &Report{Head: report.Head{Version: o.Version, Command: "merge"}, DryRun: o.DryRun, In: report.In{Input: o.In, InputSHA256: sum},
 		Method: r.Method, Original: p.Original, Remaining: len(p.Layout), RemovedBlocks: removedBlocks(p), Steps: steps, Layout: p.Layout,
 		Search: r.Steps, Align: r.AlignMethod, Calibration: j.Calibration(), BytesBefore: j.file.Size,
-		SearchSeconds: r.Seconds, PredictedBytes: o.predict(j.file, j.blocks, p.Removed())}
+		SearchSeconds: r.Seconds, Heal: r.Heal, PredictedBytes: o.predict(j.file, j.blocks, p.Removed())}
 	if !math.IsNaN(j.inLoss) {
 		rep.InHeldNLL = j.inLoss
 	}

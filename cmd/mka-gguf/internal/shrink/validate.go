@@ -116,6 +116,9 @@ func (o *Options) align() bool {
 // NeedsEdit reports whether method runs on the in-memory editor: mka with
 // the λ search always, a pruning baseline when aligned.
 func NeedsEdit(method Method, lambda Lambda, align bool) bool {
+	if method == ReplaceMe {
+		return true // it always fits its transform
+	}
 	if method == MKA {
 		return lambda == LambdaSearch
 	}

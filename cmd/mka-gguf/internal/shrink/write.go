@@ -93,7 +93,7 @@ func (j *Job) Write(ctx context.Context, r *Result, out string, meta []gguf.KV, 
 		mib := func(n int64) int { return int((n + 1<<20 - 1) >> 20) } // rounded up: the last byte is 100 %
 		bar := progress.New("write", mib(total), "MiB")
 		defer bar.Done()
-		opt := RewriteOptions{Norms: j.o.Norms.rule(), Metadata: meta, Align: r.Align,
+		opt := RewriteOptions{Norms: j.o.Norms.rule(), Metadata: meta, Align: r.Align, Replace: r.Replace,
 			Progress: func(done, _ int64) { bar.Set(min(mib(done), mib(total)), "") }}
 		// The folds run on the product the search folded with in memory
 		// (pipeline.Editor.UseProduct), so that the file is that model.

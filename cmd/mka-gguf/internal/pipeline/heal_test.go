@@ -1,0 +1,83 @@
+package pipeline
+
+import (
+	"testing"
+
+	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ggmlcodec"
+	"github.com/mka-gguf/mka-gguf/internal/shared"
+	"github.com/mka-gguf/mka-gguf/merge/edit"
+)
+
+// The healing stage refits later blocks' ffn_down in memory; the file
+// written with those refits (edit.RewriteOptions.Replace) gives the
+// in-memory healed model's logits, and they are not the unhealed file's.
+// Kept refits lower the held-back loss.
+func TestHealedFileEqualsMemory(t *testing.T) {
+	path := shared.Model(t, "stories260K.gguf")
+	fx := open(t, path)
+	ref, err := cgo.LoadModel(path, cgo.ModelParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	tx := texts(t)
+	align, err := calib.Tokens(fx.m, tx[:300], 32, 64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := calib.Tokens(fx.m, tx[300:500], 12, 48, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	test, err := calib.Tokens(fx.m, tx[500:], 3, 64, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEditor(fx.m, fx.f, fx.b, ggmlcodec.Codec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Reset()
+	s, err := NewSearcher(e, align, held, Config{Threads: 2, Align: true, Rho: 1e-3, Candidates: 4, Heal: true, HealRho: 1e-3, Reference: ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r, err := s.Search(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := r.Heal
+	if h == nil || h.Skipped != "" || len(h.Refits) == 0 {
+		t.Fatalf("healing report %+v", h)
+	}
+	t.Logf("layout %v, refits %+v, held-back loss %.4f → %.4f", r.Plan.Layout, h.Refits, h.HeldBefore, h.HeldAfter)
+	kept := 0
+	for _, st := range h.Refits {
+		if st.Kept {
+			kept++
+			if r.Replace[st.Block] == nil {
+				t.Errorf("block %d kept but not in Replace", st.Block)
+			}
+		}
+	}
+	if kept != len(r.Replace) || kept == 0 {
+		t.Fatalf("%d refits kept, %d replaced tensors (want the same, at least one)", kept, len(r.Replace))
+	}
+	if !(h.HeldAfter < h.HeldBefore) {
+		t.Errorf("held-back loss %.4f → %.4f with %d refits kept", h.HeldBefore, h.HeldAfter, kept)
+	}
+	inMem := logits(t, fx.m, test)
+	healed := logits(t, rewritten(t, fx, r.Plan, edit.RewriteOptions{Align: r.Align, Replace: r.ReplaceTensors()}), test)
+	plain := logits(t, rewritten(t, fx, r.Plan, edit.RewriteOptions{Align: r.Align}), test)
+	d, u := maxDiff(inMem, healed), maxDiff(inMem, plain)
+	t.Logf("healed file vs memory %.2g, unhealed file vs memory %.2g", d, u)
+	if d > 1e-4 {
+		t.Errorf("healed file vs in-memory model: max logit difference %g", d)
+	}
+	if u < 1e-2 {
+		t.Errorf("the refits change the logits by at most %g", u)
+	}
+}

@@ -1,0 +1,260 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
+	"github.com/mka-gguf/mka-gguf/merge"
+	"github.com/mka-gguf/mka-gguf/merge/edit"
+)
+
+// linearTol bounds ‖M − A W₀ᵀ‖² / ‖M‖² on the first chunk, M the block's
+// FFN output (l_out − ffn_inp) and A ffn_down's input: above it the FFN
+// output is not ffn_down's product alone and the block is not refitted.
+const linearTol = 1e-2
+
+// healer is the state of one healing stage: three residual streams
+// advanced block by block, the model healed so far's on the alignment and
+// the held-back chunks (entering current block o) and IN's on the
+// alignment chunks (entering IN's block depth; nil: the tokens).
+type healer struct {
+	s          *Searcher
+	first      int
+	fit, orig  *runner.Session // the edited model with ffn_down's inputs hooked; IN
+	xg, xh, xo [][]float32
+	depth      int
+	cur        float64 // held-back loss of the model healed so far
+}
+
+func (s *Searcher) newHealer(first int) (*healer, error) {
+	t := len(s.align[0])
+	h := &healer{s: s, first: first}
+	var err error
+	if h.fit, err = runner.NewSession(s.e.m, runner.SessionOptions{T: t, Threads: s.cfg.Threads, BatchTokens: t,
+		Capture: true, Resumable: true, Layers: s.e.Live, MatMulInputs: true}); err != nil {
+		return nil, err
+	}
+	if h.orig, err = runner.NewSession(s.cfg.Reference, runner.SessionOptions{T: t, Threads: s.cfg.Threads, BatchTokens: t,
+		Capture: true, Resumable: true}); err != nil {
+		h.close()
+		return nil, err
+	}
+	return h, nil
+}
+
+func (h *healer) close() {
+	h.fit.Close()
+	h.orig.Close()
+}
+
+// run refits every block from h.first on, front to back.
+func (h *healer) run(rep *HealReport, res *Result) error {
+	s := h.s
+	var err error
+	if h.first > 0 {
+		prev := s.e.Phys(h.first - 1)
+		if h.xg, err = s.outputs(h.fit, s.align, nil, 0, prev); err != nil {
+			return err
+		}
+		if h.xh, err = s.outputs(s.sess.score, s.held, nil, 0, prev); err != nil {
+			return err
+		}
+	}
+	if h.cur, _, err = h.score(h.first); err != nil {
+		return err
+	}
+	rep.HeldBefore = h.cur
+	res.Replace = map[int][]float32{}
+	n := s.e.Blocks() - h.first
+	bar := progress.New("healing", n, "blocks")
+	defer bar.Done()
+	for o := h.first; o < s.e.Blocks(); o++ {
+		step, w, err := h.block(o)
+		if err != nil {
+			return fmt.Errorf("block %d: %w", o, err)
+		}
+		rep.Refits = append(rep.Refits, step)
+		verdict := "discarded"
+		if step.Kept {
+			res.Replace[o] = w
+			verdict = "kept"
+		}
+		progress.Printf("healing: blk %d (blk %d of IN, fitted to IN's stream entering blk %d): held-back loss %.4f, %s\n",
+			o, step.Loaded, step.Target, step.HeldNLL, verdict)
+		bar.Set(o-h.first+1, fmt.Sprintf("held-back loss %.4f", h.cur))
+	}
+	rep.HeldAfter = h.cur
+	return nil
+}
+
+// block refits current block o, keeps the refit if the held-back loss
+// falls, and advances the streams past the block.
+func (h *healer) block(o int) (HealStep, []float32, error) {
+	s := h.s
+	p, tgt := s.e.Phys(o), s.target(o)
+	step := HealStep{Block: o, Loaded: p, Target: tgt, HeldNLL: math.NaN()}
+	if h.depth < tgt {
+		xo, err := s.outputs(h.orig, s.align, h.xo, h.depth, tgt-1)
+		if err != nil {
+			return step, nil, err
+		}
+		h.xo, h.depth = xo, tgt
+	}
+	w0, err := s.e.Values(o, healSuffix)
+	if err != nil {
+		return step, nil, err
+	}
+	ridge, outs, lin, err := h.stats(o, w0)
+	if err != nil {
+		return step, nil, err
+	}
+	var w []float32
+	if lin <= linearTol {
+		if w, err = ridge.Solve(s.cfg.HealRho, w0); err != nil {
+			return step, nil, err
+		}
+		if err := s.e.Replace(o, healSuffix, w); err != nil {
+			return step, nil, err
+		}
+		nll, xh, err := h.score(o)
+		if err != nil {
+			return step, nil, err
+		}
+		step.HeldNLL = nll
+		if nll < h.cur {
+			s.e.Commit(0, 0)
+			step.Kept, h.cur, h.xh = true, nll, xh
+			h.xg, err = s.outputs(h.fit, s.align, h.xg, p, p)
+			return step, w, err
+		}
+		if err := s.e.Restore(); err != nil {
+			return step, nil, err
+		}
+	} else {
+		progress.Printf("healing: blk %d: its FFN output is not linear in ffn_down (relative error %.2g): not refitted\n", o, lin)
+	}
+	h.xg = outs
+	h.xh, err = s.outputs(s.sess.score, s.held, h.xh, p, p)
+	return step, nil, err
+}
+
+// stats decodes current block o on the alignment chunks and returns the
+// normal equations of its ffn_down refit, the block's outputs, and the
+// relative error of "FFN output = W₀ a" on the first chunk.
+func (h *healer) stats(o int, w0 []float32) (*merge.Ridge, [][]float32, float64, error) {
+	s := h.s
+	p, d := s.e.Phys(o), s.d
+	nff := len(w0) / d
+	weights := merge.InverseNormWeights(h.xo, d, s.skip)
+	ridge := merge.NewRidge(nff, d)
+	name := fmt.Sprintf("blk.%d.%s", p, healSuffix)
+	outs := make([][]float32, len(s.align))
+	var a, f, r []float32
+	var lin [2]float64
+	var herr error
+	h.fit.SetMatMul(func(w string, cols, rows int, data []float32) bool {
+		if w == name && cols == nff {
+			a = append(a[:0], data...)
+		}
+		return true
+	})
+	defer h.fit.SetMatMul(nil)
+	err := s.decode(h.fit, s.align, h.xg, p, p, func(c int, tn cgo.Tensor) bool {
+		if tn.Layer != p {
+			return true
+		}
+		switch tn.Kind {
+		case cgo.FFNInput:
+			f = append(f[:0], tn.Data...)
+		case cgo.BlockOutput:
+			rows := tn.Rows
+			if len(a) != rows*nff || len(f) != rows*d || len(h.xo[c]) != rows*d {
+				herr = fmt.Errorf("chunk %d: captured %d ffn_down inputs, %d ffn_inp, %d target values for %d rows", c, len(a), len(f), len(h.xo[c]), rows)
+				return false
+			}
+			outs[c] = slices.Clone(tn.Data)
+			r = slices.Grow(r[:0], rows*d)[:rows*d]
+			for i := range r {
+				r[i] = h.xo[c][i] - f[i]
+			}
+			if herr = ridge.Add(a, r, weights[c], rows); herr != nil {
+				return false
+			}
+			if c == 0 {
+				lin = linearity(a, f, outs[c], w0, rows, nff, d)
+			}
+			a, f = a[:0], f[:0]
+		}
+		return true
+	}, nil)
+	if err == nil {
+		err = herr
+	}
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	return ridge, outs, lin[0] / max(lin[1], 1e-30), nil
+}
+
+// linearity returns ‖M − A W₀ᵀ‖² and ‖M‖², M = out − f.
+func linearity(a, f, out, w0 []float32, rows, nff, d int) [2]float64 {
+	var e, m float64
+	for t := range rows {
+		at := a[t*nff : (t+1)*nff]
+		for k := range d {
+			var y float64
+			wk := w0[k*nff : (k+1)*nff]
+			for i, v := range at {
+				y += float64(v) * float64(wk[i])
+			}
+			mk := float64(out[t*d+k] - f[t*d+k])
+			e += (mk - y) * (mk - y)
+			m += mk * mk
+		}
+	}
+	return [2]float64{e, m}
+}
+
+// score returns the mean next-token loss on the held-back chunks of the
+// model as it is now, decoded from current block o on, and the chunks'
+// streams after block o.
+func (h *healer) score(o int) (float64, [][]float32, error) {
+	s := h.s
+	p := s.e.Phys(o)
+	out := make([][]float32, len(s.held))
+	var sum float64
+	n := 0
+	err := s.decode(s.sess.score, s.held, h.xh, p, -1, func(c int, tn cgo.Tensor) bool {
+		if tn.Kind == cgo.BlockOutput && tn.Layer == p {
+			out[c] = slices.Clone(tn.Data)
+		}
+		return true
+	}, func(c int, d *runner.Decoded) error {
+		ch := s.held[c]
+		sum += kld.ChunkNLL(ch, func(k int) []float32 { return d.Logits(0, k) })
+		n += len(ch) - 1
+		return nil
+	})
+	s.work.heldBlocks += len(s.held) * s.sess.score.Blocks(p)
+	s.work.heldLogits += len(s.held)
+	if err != nil {
+		return 0, nil, err
+	}
+	return sum / float64(max(n, 1)), out, nil
+}
+
+// replacementBytes returns the bytes of file tensor i holding v
+// (edit.Replacement, as the rewrite computes them).
+func replacementBytes(e *Editor, i int, v []float32) ([]byte, error) {
+	t, err := edit.Replacement(e.f.Tensors[i], v)
+	if err != nil {
+		return nil, err
+	}
+	return t.Bytes(context.Background(), e.codec)
+}
