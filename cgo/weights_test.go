@@ -1,8 +1,10 @@
 package cgo
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -44,6 +46,16 @@ func fileBytes(t *testing.T, path, name string) []byte {
 	return b
 }
 
+// fileSum returns the SHA-256 of the file at path.
+func fileSum(t *testing.T, path string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
 // halved returns F32 data with every value halved.
 func halved(data []byte) []byte {
 	out := make([]byte, len(data))
@@ -58,11 +70,17 @@ func halved(data []byte) []byte {
 // computes with the edit exactly as a model read into memory does (the
 // same logits, bit for bit), the edit takes a private buffer of the
 // weight's size, Get reads it back, and setting the file's bytes again
-// frees the buffer and gives the original logits back. Closing a model
-// with an edited weight frees its buffer (no crash, no leak the race
-// detector or ASan would need to find: the count goes to 0).
+// frees the buffer and gives the original logits back; the file stays as
+// it was. Closing a model with an edited weight frees its buffer (the
+// count goes to 0).
 func TestWeightSetMapped(t *testing.T) {
 	path := shared.Model(t, "stories260K.gguf")
+	before := fileSum(t, path)
+	defer func() {
+		if fileSum(t, path) != before {
+			t.Error("editing the mapped model changed the file")
+		}
+	}()
 	mapped, err := LoadModel(path, ModelParams{})
 	if err != nil {
 		t.Fatal(err)

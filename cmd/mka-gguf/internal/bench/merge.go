@@ -226,13 +226,12 @@ func mergePart(ctx context.Context, o *Options, rep *Report, path, dir string) e
 	return nil
 }
 
-// mergeCalib loads the model with writable weights (as merge does for
-// its in-memory search), tokenizes the built-in set after merge's held-back
+// mergeCalib loads the model as merge does (mp: mapped unless --no-mmap),
+// tokenizes the built-in set after merge's held-back
 // split, and times tokenization and calib.Run with merge's defaults,
 // appending the time to bm.CalibRuns. It also counts the alignment and
 // held-back chunks merge would use.
 func mergeCalib(ctx context.Context, bm *Merge, mp cgo.ModelParams, path string, threads int) error {
-	mp.NoMmap = true
 	t0 := time.Now()
 	m, err := cgo.LoadModel(path, mp)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/corpus"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/pipeline"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/gguf"
 )
@@ -129,9 +130,10 @@ func (j *Job) calibrate(need Needs) error {
 	if need.Held {
 		samples, held = corpus.Split(samples, o.Holdout, o.Calib.Seed)
 	}
-	mp := o.Load
-	mp.NoMmap = need.Edit
-	if j.model, err = cgo.LoadModel(o.In, mp); err != nil {
+	if err := j.planMemory(need); err != nil {
+		return err
+	}
+	if j.model, err = cgo.LoadModel(o.In, o.Load); err != nil {
 		return err
 	}
 	var observe func(t, n int) *calib.Observer
@@ -174,6 +176,22 @@ func (j *Job) calibrate(need Needs) error {
 		return fmt.Errorf("%s: held-back text for the λ search: %w", source, err)
 	}
 	return nil
+}
+
+// planMemory prints the memory plan of the merge and refuses one that
+// cannot fit (MemoryPlan.Check).
+func (j *Job) planMemory(need Needs) error {
+	edits := 0
+	if n, err := j.o.removeCount(j.blocks.Count); need.Edit && err == nil {
+		edits = n + 1
+	}
+	p := planMemory(&j.o, j.file, j.blocks, edits)
+	progress.Printf("%s\n", p)
+	warning, err := p.Check(j.o.In)
+	if warning != "" {
+		progress.Printf("mka-gguf: warning: %s\n", warning)
+	}
+	return err
 }
 
 // Version returns the version the job's files record.
