@@ -78,7 +78,7 @@ func benchOptions(c *cli.Context) *bench.Options {
 		DecodeTokens: c.Int("decode-tokens"), Rounds: c.Int("rounds"), CaptureOnly: c.Bool("capture-only"),
 		Against: c.StringSlice("against"), AgainstTokens: c.Int("against-tokens"), Dir: c.String("dir"), Threads: threads(c),
 		Version: version, Backends: bench.Backends{CPUVariant: b.CPU, CPUReason: b.Reason, GPU: b.GPU}, Load: modelParams(),
-		Global: []string{"--cpu-variant", c.String("cpu-variant"), "--gpu-layers", strconv.Itoa(gpuLayers)},
+		Global: []string{"--cpu-variant", c.String("cpu-variant"), "--gpu-layers", strconv.Itoa(gpuLayers), "--no-mmap=" + strconv.FormatBool(noMmap)},
 		Given:  givenFlags(c),
 	}
 }
