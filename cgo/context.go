@@ -286,6 +286,8 @@ type Context struct {
 	// resumable: created with ContextParams.Resumable (DecodeLayers).
 	resumable bool
 	ids       *C.int32_t // DecodeLayers' blocks, C memory (the hook reads them)
+	// threads were asked for, curThreads are in use (useThreads).
+	threads, curThreads int
 }
 
 // NewContext creates an inference context for m.
@@ -373,6 +375,7 @@ func NewContext(m *Model, cp ContextParams) (*Context, error) {
 	if pool := C.mka_pool(p.n_threads_batch); pool != nil {
 		C.llama_attach_threadpool(c.p, pool, pool)
 	}
+	c.threads, c.curThreads = int(p.n_threads_batch), int(p.n_threads_batch)
 	return c, nil
 }
 

@@ -33,6 +33,7 @@ func (c *Context) Decode(b *Batch) error {
 	if b.Len() == 0 {
 		return nil
 	}
+	c.useThreads()
 	var exc C.mka_exc
 	r := C.mka_decode(c.p, b.c, &exc)
 	return c.decodeStatus(b, r, &exc)

@@ -83,6 +83,8 @@ type cpuGraph struct {
 	ctx *C.struct_ggml_context
 	buf C.ggml_backend_buffer_t
 	gf  *C.struct_ggml_cgraph
+	// threads were asked for, curThreads are in use (useThreads).
+	threads, curThreads int
 }
 
 // start starts the CPU device with the given threads, on the process's
@@ -95,6 +97,7 @@ func (g *cpuGraph) start(threads int) error {
 		return errors.New("ggml: no CPU device")
 	}
 	C.mka_pool_use(g.be, n)
+	g.threads, g.curThreads = int(n), int(n)
 	return nil
 }
 
@@ -119,6 +122,7 @@ func (g *cpuGraph) build(build func(ctx *C.struct_ggml_context) *C.struct_ggml_c
 
 // compute runs the graph.
 func (g *cpuGraph) compute() error {
+	g.useThreads()
 	if st := C.mka_graph_compute(g.be, g.gf); st != C.GGML_STATUS_SUCCESS {
 		return fmt.Errorf("ggml graph compute failed (status %d)", int(st))
 	}

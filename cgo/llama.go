@@ -166,8 +166,10 @@ type ModelParams struct {
 	// GPULayers is the number of layers to offload to a GPU, when the build
 	// has a GPU backend; 0 keeps everything on the CPU.
 	GPULayers int
-	// NoMmap reads the file into memory instead of mapping it; the weights
-	// are then writable (Model.Weight, Weight.Set).
+	// NoMmap reads the file into memory (anonymous, private) instead of
+	// mapping it read-only. Weight.Set works either way; mapped, only the
+	// weights it edits take private memory and the rest stays in the
+	// page cache, which the kernel can evict.
 	NoMmap bool
 	// VocabOnly loads only the vocabulary, not the weights.
 	VocabOnly bool
@@ -179,8 +181,10 @@ type Model struct {
 	p     *C.struct_llama_model
 	vocab *C.struct_llama_vocab
 	path  string
-	// writable is set when the weights live in writable buffers (NoMmap).
-	writable bool
+	// private holds the weights of the file's mapping that Weight.Set gave
+	// buffers of their own, privateBytes their size.
+	private      map[*C.struct_ggml_tensor]*privateWeight
+	privateBytes int
 }
 
 // LoadModel loads the GGUF model at path (memory-mapped by default).
@@ -204,7 +208,7 @@ func LoadModel(path string, mp ModelParams) (*Model, error) {
 	if m == nil {
 		return nil, fmt.Errorf("%s: %w (%s)", path, ErrLoad, llamaReason())
 	}
-	return &Model{p: m, vocab: C.llama_model_get_vocab(m), path: path, writable: mp.NoMmap}, nil
+	return &Model{p: m, vocab: C.llama_model_get_vocab(m), path: path}, nil
 }
 
 // Close frees the model. It is nil-safe and idempotent.
@@ -212,6 +216,7 @@ func (m *Model) Close() error {
 	if m == nil || m.p == nil {
 		return nil
 	}
+	m.freePrivate()
 	C.llama_model_free(m.p)
 	m.p, m.vocab = nil, nil
 	return nil

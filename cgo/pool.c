@@ -46,6 +46,10 @@ struct ggml_threadpool *mka_pool(int n) {
 }
 
 int mka_pool_use(ggml_backend_t be, int n) {
+    void (*set_threads)(ggml_backend_t, int) = (void (*)(ggml_backend_t, int))mka_cpu_proc("ggml_backend_set_n_threads");
+    if (set_threads != NULL) {
+        set_threads(be, n);
+    }
     void (*set)(ggml_backend_t, struct ggml_threadpool *) =
         (void (*)(ggml_backend_t, struct ggml_threadpool *))mka_cpu_proc("ggml_backend_cpu_set_threadpool");
     struct ggml_threadpool *tp = mka_pool(n);

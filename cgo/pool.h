@@ -15,8 +15,9 @@ extern "C" {
 // NULL when the backend has none. It is never freed.
 struct ggml_threadpool *mka_pool(int n);
 
-// mka_pool_use makes CPU backend be compute on mka_pool(n); it returns 0
-// when it cannot (then be keeps ggml's threads of its own per graph).
+// mka_pool_use makes CPU backend be compute with n threads on
+// mka_pool(n); it returns 0 when it has no pool (then be keeps ggml's
+// threads of its own per graph).
 int mka_pool_use(ggml_backend_t be, int n);
 
 // mka_pool_enter and mka_pool_leave bracket a computation on the pools:

@@ -155,6 +155,7 @@ func (c *Context) DecodeLayers(b *Batch, ids []int) error {
 	for i, id := range ids {
 		cids[i] = C.int32_t(id)
 	}
+	c.useThreads()
 	var exc C.mka_exc
 	// The graph numbers its blocks 0, 1, …: the hook names them by ids.
 	c.setLayerMap(c.ids, len(ids))

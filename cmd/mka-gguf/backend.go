@@ -126,6 +126,9 @@ func setupBackends(force string) (*backendSetup, error) {
 // backend is loaded.
 var gpuLayers = -1
 
+// noMmap is --no-mmap: models are read into memory instead of mapped.
+var noMmap bool
+
 // modelParams returns the cgo.ModelParams every command loads models with.
 func modelParams() cgo.ModelParams {
 	n := gpuLayers
@@ -135,5 +138,5 @@ func modelParams() cgo.ModelParams {
 			n = 999
 		}
 	}
-	return cgo.ModelParams{GPULayers: n}
+	return cgo.ModelParams{GPULayers: n, NoMmap: noMmap}
 }

@@ -78,7 +78,7 @@ func benchOptions(c *cli.Context) *bench.Options {
 		DecodeTokens: c.Int("decode-tokens"), Rounds: c.Int("rounds"), CaptureOnly: c.Bool("capture-only"),
 		Against: c.StringSlice("against"), AgainstTokens: c.Int("against-tokens"), Dir: c.String("dir"), Threads: threads(c),
 		Version: version, Backends: bench.Backends{CPUVariant: b.CPU, CPUReason: b.Reason, GPU: b.GPU}, Load: modelParams(),
-		Global: []string{"--cpu-variant", c.String("cpu-variant"), "--gpu-layers", strconv.Itoa(gpuLayers)},
+		Global: []string{"--cpu-variant", c.String("cpu-variant"), "--gpu-layers", strconv.Itoa(gpuLayers), "--no-mmap=" + strconv.FormatBool(noMmap)},
 		Given:  givenFlags(c),
 	}
 }
@@ -185,8 +185,9 @@ func benchMergeTable(w io.Writer, bm *bench.Merge) {
 		fmt.Fprintf(w, "  step %d: drop blk %d, %d candidates fitted, %d scored (%d held-back chunks, blocks of %.1f whole decodes), %s: align %.1f s, score %.1f s\n",
 			i+1, s.Drop, s.Candidates, s.Scored, s.HeldChunks, s.HeldDepth, pass, s.AlignSeconds, s.ScoreSeconds)
 	}
-	fmt.Fprintf(w, "  written %d bytes (report %d), output %d bytes; peak RSS %s, limit %s = tensors %s + 2 × %s + 256 MiB\n",
-		bm.WrittenBytes, bm.ReportBytes, bm.OutputBytes, files.Human(uint64(bm.PeakRSS)), files.Human(uint64(bm.RSSLimit)), files.Human(uint64(bm.TensorBytes)), files.Human(uint64(bm.BlockF32Bytes)))
+	fmt.Fprintf(w, "  written %d bytes (report %d), output %d bytes; peak RSS %s, limit %s = tensors %s + 2 × %s + 256 MiB; peak anonymous %s (file %s), limit %s\n",
+		bm.WrittenBytes, bm.ReportBytes, bm.OutputBytes, files.Human(uint64(bm.PeakRSS)), files.Human(uint64(bm.RSSLimit)), files.Human(uint64(bm.TensorBytes)), files.Human(uint64(bm.BlockF32Bytes)),
+		files.Human(uint64(bm.PeakAnon)), files.Human(uint64(bm.PeakFile)), files.Human(uint64(bm.AnonLimit)))
 	p := bm.Projection
 	if p == nil {
 		return

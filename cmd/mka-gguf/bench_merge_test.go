@@ -50,8 +50,17 @@ func TestBenchMerge(t *testing.T) {
 	if p := res["merge.peak_rss"]; p.Value != float64(bm.PeakRSS)/(1<<20) || p.BaselineValue != float64(bm.RSSLimit)/(1<<20) || p.Goal != 1 || !p.AtMost {
 		t.Errorf("merge.peak_rss = %+v, want peak %d / limit %d bytes, goal <= 1", p, bm.PeakRSS, bm.RSSLimit)
 	}
-	// The child wrote its output at least once; it loaded every weight
-	// into memory (writable weights), so its peak RSS holds them.
+	if p := res["merge.peak_anon"]; p.Value != float64(bm.PeakAnon)/(1<<20) || p.BaselineValue != float64(bm.AnonLimit)/(1<<20) || p.Goal != 1 || !p.AtMost {
+		t.Errorf("merge.peak_anon = %+v, want peak %d / limit %d bytes, goal <= 1", p, bm.PeakAnon, bm.AnonLimit)
+	}
+	// The child maps the model: its weights' pages are resident file
+	// pages (RssFile, counted in VmHWM), its own memory is anonymous.
+	if bm.PeakAnon <= 0 || bm.PeakAnon > bm.PeakRSS || bm.PeakFile < bm.TensorBytes || bm.AnonLimit != 2*bm.BlockF32Bytes+512<<20 {
+		t.Errorf("peak RssAnon %d, RssFile %d, VmHWM %d, tensors %d, anon limit %d: want 0 < anon <= VmHWM, file >= tensors, limit 2 blocks + 512 MiB",
+			bm.PeakAnon, bm.PeakFile, bm.PeakRSS, bm.TensorBytes, bm.AnonLimit)
+	}
+	// The child wrote its output at least once; every weight was resident
+	// (mapped pages count), so its peak RSS holds them.
 	if bm.OutputBytes <= 0 || bm.OutputBytes >= r.Model.Bytes || bm.WrittenBytes < bm.OutputBytes {
 		t.Errorf("output %d bytes (model %d), written %d: want 0 < output < model <= written", bm.OutputBytes, r.Model.Bytes, bm.WrittenBytes)
 	}

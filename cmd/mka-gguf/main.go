@@ -14,10 +14,12 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/cpuload"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/shrink"
@@ -121,6 +123,10 @@ func newApp() *cli.App {
 				Usage: "ggml CPU code of a portable build: auto, builtin or a variant name (see mka-gguf env)"},
 			&cli.IntFlag{Name: "gpu-layers", Aliases: []string{"ngl", "n-gpu-layers"}, Value: -1,
 				Usage: "layers to offload to the GPU (-1: all when a GPU backend is present, 0: CPU only)"},
+			&cli.BoolFlag{Name: "adapt-threads", Value: true,
+				Usage: "use fewer CPU threads while other processes keep the cores busy (ggml's threads spin while they wait for each other)"},
+			&cli.BoolFlag{Name: "no-mmap",
+				Usage: "read models into memory instead of mapping them (a merge then holds the whole model in RAM)"},
 		},
 		Before: func(c *cli.Context) error {
 			progress.Quiet = c.Bool("quiet")
@@ -132,6 +138,10 @@ func newApp() *cli.App {
 				cgo.SetLogLevel(cgo.LogInfo)
 			}
 			gpuLayers = c.Int("gpu-layers")
+			noMmap = c.Bool("no-mmap")
+			if c.Bool("adapt-threads") {
+				cgo.SetThreadLimit(cpuload.Start(250 * time.Millisecond).Limit)
+			}
 			var err error
 			if backends, err = setupBackends(c.String("cpu-variant")); err != nil {
 				return err

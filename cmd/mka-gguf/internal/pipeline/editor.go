@@ -13,7 +13,7 @@ import (
 	"github.com/mka-gguf/mka-gguf/merge/edit"
 )
 
-// Editor edits a model loaded with writable weights (cgo.ModelParams.NoMmap).
+// Editor edits a loaded model (cgo.Weight.Set: mapped, in private buffers).
 // Blocks are "current" blocks (after the steps taken so far); phys maps each
 // to the loaded block that computes it, the others being zeroed (identity).
 // Changes are tentative until Commit; Restore undoes them. Every change is
@@ -58,8 +58,7 @@ func (e *Editor) Close() {
 }
 
 // NewEditor checks that every block has the tensors an in-memory edit needs
-// and returns an editor of m, which must have been loaded from f with
-// writable weights.
+// and returns an editor of m, which must have been loaded from f.
 func NewEditor(m *cgo.Model, f *gguf.File, b *arch.Model, codec edit.Codec) (*Editor, error) {
 	if m.NLayer() != b.Count {
 		return nil, fmt.Errorf("%s: llama.cpp sees %d blocks, the file has %d", f.Path, m.NLayer(), b.Count)

@@ -21,7 +21,7 @@ import (
 	"github.com/mka-gguf/mka-gguf/quant"
 )
 
-// fixture is a model loaded with writable weights and its file.
+// fixture is a loaded model and its file.
 type fixture struct {
 	path string
 	m    *cgo.Model
@@ -31,7 +31,14 @@ type fixture struct {
 
 func open(t *testing.T, path string) *fixture {
 	t.Helper()
-	m, err := cgo.LoadModel(path, cgo.ModelParams{NoMmap: true})
+	return load(t, path, cgo.ModelParams{NoMmap: true})
+}
+
+// load is open with the model loaded as mp says (mapped: edits take
+// private buffers).
+func load(t *testing.T, path string, mp cgo.ModelParams) *fixture {
+	t.Helper()
+	m, err := cgo.LoadModel(path, mp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,15 +277,17 @@ func TestAlignedSearchStep(t *testing.T) {
 // Committed edits live in the loaded model (no copy kept when its buffers
 // can be read back): a tentative edit on top of one is undone by Restore
 // bit for bit, and Reset gives back the file's model bit for bit, for F32
-// and for a quantized type that ggml's CPU backend may repack.
+// and for a quantized type that ggml's CPU backend may repack; on a
+// memory-mapped model too, where Reset also frees every private buffer.
 func TestEditorRestoresCommittedEdits(t *testing.T) {
 	for _, tc := range []struct {
-		model, q  string
-		keepBytes bool
-	}{{"tinystories-deep12.gguf", "", false}, {"tinystories-deep12.gguf", "", true}, {"stories15M-f16.gguf", "Q4_0", false}} {
+		model, q          string
+		keepBytes, mapped bool
+	}{{"tinystories-deep12.gguf", "", false, false}, {"tinystories-deep12.gguf", "", true, false}, {"stories15M-f16.gguf", "Q4_0", false, false},
+		{"tinystories-deep12.gguf", "", false, true}, {"stories15M-f16.gguf", "Q4_0", false, true}} {
 		q := tc.q
-		t.Run(fmt.Sprintf("%s%s/keepBytes=%v", tc.model, q, tc.keepBytes), func(t *testing.T) {
-			fx := open(t, quantized(t, shared.Model(t, tc.model), q))
+		t.Run(fmt.Sprintf("%s%s/keepBytes=%v/mapped=%v", tc.model, q, tc.keepBytes, tc.mapped), func(t *testing.T) {
+			fx := load(t, quantized(t, shared.Model(t, tc.model), q), cgo.ModelParams{NoMmap: !tc.mapped})
 			chunks, err := calib.Tokens(fx.m, texts(t), 2, 64, 1)
 			if err != nil {
 				t.Fatal(err)
@@ -312,6 +321,9 @@ func TestEditorRestoresCommittedEdits(t *testing.T) {
 			if kept := len(e.committed); (tc.keepBytes || !w.Readable()) && kept == 0 {
 				t.Error("no committed bytes kept for weights that are not read back")
 			}
+			if tc.mapped && fx.m.PrivateBytes() == 0 {
+				t.Error("committed edits of a mapped model took no private buffers")
+			}
 			committed := logits(t, fx.m, chunks)
 			if err := e.Align(3, shear(-0.2)); err != nil {
 				t.Fatal(err)
@@ -333,6 +345,9 @@ func TestEditorRestoresCommittedEdits(t *testing.T) {
 			}
 			if diff := maxDiff(orig, logits(t, fx.m, chunks)); diff != 0 {
 				t.Errorf("after Reset the logits differ from the file's by %g", diff)
+			}
+			if n := fx.m.PrivateBytes(); n != 0 {
+				t.Errorf("after Reset %d bytes of private buffers remain", n)
 			}
 		})
 	}

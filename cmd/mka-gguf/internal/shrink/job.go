@@ -161,9 +161,10 @@ func (j *Job) calibrate(need Needs) error {
 	if need.Held {
 		samples, held = corpus.Split(samples, o.Holdout, o.Calib.Seed)
 	}
-	mp := o.Load
-	mp.NoMmap = need.Edit
-	if j.model, err = cgo.LoadModel(o.In, mp); err != nil {
+	if err := j.planMemory(need); err != nil {
+		return err
+	}
+	if j.model, err = cgo.LoadModel(o.In, o.Load); err != nil {
 		return err
 	}
 	observe := func(t, n int) *calib.Observer {
@@ -211,7 +212,7 @@ func (j *Job) calibrate(need Needs) error {
 	return nil
 }
 
-// loadForEdit loads IN with writable weights and tokenizes the alignment's
+// loadForEdit loads IN (edits take private buffers, cgo.Weight.Set) and tokenizes the alignment's
 // calibration chunks, for a given plan (Apply): no calibration pass.
 func (j *Job) loadForEdit(need Needs) error {
 	o := &j.o
@@ -220,9 +221,10 @@ func (j *Job) loadForEdit(need Needs) error {
 		return err
 	}
 	j.source = source
-	mp := o.Load
-	mp.NoMmap = true
-	if j.model, err = cgo.LoadModel(o.In, mp); err != nil {
+	if err := j.planMemory(need); err != nil {
+		return err
+	}
+	if j.model, err = cgo.LoadModel(o.In, o.Load); err != nil {
 		return err
 	}
 	n := max(1, min(o.AlignSamples, o.Calib.Samples))
@@ -232,6 +234,22 @@ func (j *Job) loadForEdit(need Needs) error {
 	need.Phases.Next("load", fmt.Sprintf("IN and %d chunks of %s for the alignment", len(j.align), source))
 	j.probe = j.align[:min(probeChunks, len(j.align))]
 	return nil
+}
+
+// planMemory prints the memory plan of the merge and refuses one that
+// cannot fit (MemoryPlan.Check).
+func (j *Job) planMemory(need Needs) error {
+	edits := 0
+	if n, err := j.o.removeCount(j.blocks); need.Edit && err == nil {
+		edits = n + 1
+	}
+	p := planMemory(&j.o, j.file, j.blocks, edits)
+	progress.Printf("%s\n", p)
+	warning, err := p.Check(j.o.In)
+	if warning != "" {
+		progress.Printf("mka-gguf: warning: %s\n", warning)
+	}
+	return err
 }
 
 // Version returns the version the job's files record.

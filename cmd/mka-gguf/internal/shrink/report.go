@@ -29,12 +29,12 @@ type Report struct {
 	Search        []pipeline.StepReport `json:"search,omitempty"`
 	// InHeldNLL is IN's mean loss on the held-back text the search scores
 	// its candidates on (nats per token), beside Search's heldback_nll.
-	InHeldNLL     float64             `json:"input_heldback_nll,omitempty"`
-	SearchSeconds float64             `json:"search_seconds,omitempty"`
+	InHeldNLL     float64 `json:"input_heldback_nll,omitempty"`
+	SearchSeconds float64 `json:"search_seconds,omitempty"`
 	// Heal is the healing stage's record: the blocks whose ffn_down was
 	// refitted and the held-back loss before and after.
 	Heal        *pipeline.HealReport `json:"heal,omitempty"`
-	Calibration   *report.Calibration `json:"calibration,omitempty"`
+	Calibration *report.Calibration  `json:"calibration,omitempty"`
 	// Quality is OUT against IN (base) on held-back calibration text.
 	Quality *report.Quality `json:"quality,omitempty"`
 	Gate    *Gate           `json:"quality_gate,omitempty"`
