@@ -149,7 +149,9 @@ func (o *Options) phases() *progress.Phases {
 	// The search's own decodes give the quality check of an unquantized
 	// OUT; otherwise IN's distributions are kept before the write (a
 	// loaded IN), or IN is decoded beside OUT after it.
-	fromSearch := o.search() && o.Quant == ""
+	// (The healing stage changes the model after the search's last round:
+	// its check is then made as for a quantized OUT.)
+	fromSearch := o.search() && o.Quant == "" && !(o.Heal && o.Align)
 	if checks && !fromSearch && loaded {
 		names = append(names, "quality check")
 	}
