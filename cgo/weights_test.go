@@ -46,6 +46,24 @@ func fileBytes(t *testing.T, path, name string) []byte {
 	return b
 }
 
+// loadBoth loads path memory-mapped and read into memory (NoMmap); the
+// test's cleanup closes both.
+func loadBoth(t *testing.T, path string) (mapped, anon *Model) {
+	t.Helper()
+	for _, m := range []struct {
+		p  **Model
+		mp ModelParams
+	}{{&mapped, ModelParams{}}, {&anon, ModelParams{NoMmap: true}}} {
+		l, err := LoadModel(path, m.mp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		*m.p = l
+	}
+	return mapped, anon
+}
+
 // fileSum returns the SHA-256 of the file at path.
 func fileSum(t *testing.T, path string) [32]byte {
 	t.Helper()
@@ -81,16 +99,7 @@ func TestWeightSetMapped(t *testing.T) {
 			t.Error("editing the mapped model changed the file")
 		}
 	}()
-	mapped, err := LoadModel(path, ModelParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mapped.Close()
-	anon, err := LoadModel(path, ModelParams{NoMmap: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer anon.Close()
+	mapped, anon := loadBoth(t, path)
 	toks, err := mapped.Tokenize("Once upon a time there was a little dog", true, false)
 	if err != nil {
 		t.Fatal(err)
@@ -189,16 +198,7 @@ func TestWeightSetQuantized(t *testing.T) {
 	if err := QuantizeFile(src, path, QuantizeParams{FileType: mostlyQ4_0, OutputType: -1, EmbeddingType: -1}); err != nil {
 		t.Fatal(err)
 	}
-	mapped, err := LoadModel(path, ModelParams{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mapped.Close()
-	anon, err := LoadModel(path, ModelParams{NoMmap: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer anon.Close()
+	mapped, anon := loadBoth(t, path)
 	toks := []int32{1, 300, 301, 302, 303, 304, 305, 306}
 	const name = "blk.1.attn_q.weight"
 	w, err := mapped.Weight(name)
