@@ -127,6 +127,9 @@ func (o *Options) checkSpace(f *gguf.File, b *Blocks, removed int) error {
 // TargetSize, or says why no count does.
 func (o *Options) targetCount(f *gguf.File, b *Blocks) (int, error) {
 	for n := 1; n < b.Count; n++ {
+		if b.CheckRemoval(n) != nil { // not whole runs of an index pattern
+			continue
+		}
 		if o.predict(f, b, n) <= o.TargetSize {
 			return n, nil
 		}
