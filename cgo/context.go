@@ -22,6 +22,7 @@ typedef struct {
 	char f_name[32];   // prefix of the residual stream before block i's FFN ("ffn_inp-"), "" when unnamed
 	char x_name[32];   // prefix of the FFN's contribution to the stream ("ffn_out-" for phi3), "" when not captured
 	uintptr_t mm_handle; // MatMulFunc, 0 when matmul inputs are not captured
+	char mm_only[128];   // when not empty, only the multiplications by this weight
 	void *scratch;     // device-to-host copies and type conversions
 	size_t scratch_size;
 	int stop_layer;    // stop the graph after capturing this block (-2: never)
@@ -152,7 +153,7 @@ static bool mka_mm(mka_hook *h, struct ggml_tensor *t) {
 
 static bool mka_cb_eval(struct ggml_tensor *t, bool ask, void *ud) {
 	mka_hook *h = (mka_hook *)ud;
-	if (h->mm_handle != 0 && mka_mm_wanted(t)) {
+	if (h->mm_handle != 0 && mka_mm_wanted(t) && (h->mm_only[0] == 0 || strcmp(t->src[0]->name, h->mm_only) == 0)) {
 		return ask ? true : mka_mm(h, t);
 	}
 	if (h->handle == 0) {
@@ -192,6 +193,11 @@ static void mka_hook_names(mka_hook *h, const char *inp, const char *f, const ch
 	snprintf(h->inp_name, sizeof h->inp_name, "%s", inp);
 	snprintf(h->f_name, sizeof h->f_name, "%s", f);
 	snprintf(h->x_name, sizeof h->x_name, "%s", x);
+}
+
+static void mka_hook_mm_only(mka_hook *h, const char *name) {
+	strncpy(h->mm_only, name, sizeof h->mm_only - 1);
+	h->mm_only[sizeof h->mm_only - 1] = 0;
 }
 static void mka_hook_map(mka_hook *h, const int32_t *map, int n) { h->layer_map = map, h->n_map = n; }
 
@@ -459,6 +465,26 @@ func (c *Context) StopAfter(layer int) error {
 		layer = -2
 	}
 	C.mka_hook_stop_after(c.hook, C.int(layer))
+	return nil
+}
+
+// MatMulOnly makes the MatMulInputs hook see only the multiplications by
+// the weight named weight ("": every weight). Each multiplication the hook
+// sees splits the graph there, so a caller that wants one weight's inputs
+// saves the others' splits.
+func (c *Context) MatMulOnly(weight string) error {
+	if c == nil || c.p == nil {
+		return ErrClosed
+	}
+	if c.hook == nil || c.mmh == 0 {
+		return errors.New("MatMulOnly needs a MatMulInputs hook")
+	}
+	if len(weight) >= 128 {
+		return fmt.Errorf("MatMulOnly: weight name %q is too long", weight)
+	}
+	cs := C.CString(weight)
+	defer C.free(unsafe.Pointer(cs))
+	C.mka_hook_mm_only(c.hook, cs)
 	return nil
 }
 

@@ -158,13 +158,15 @@ func (h *healer) stats(o int, w0 []float32) (*merge.Ridge, [][]float32, float64,
 	var a, f, r []float32
 	var lin [2]float64
 	var herr error
-	h.fit.SetMatMul(func(w string, cols, rows int, data []float32) bool {
+	if err := h.fit.SetMatMul(name, func(w string, cols, rows int, data []float32) bool {
 		if w == name && cols == nff {
 			a = append(a[:0], data...)
 		}
 		return true
-	})
-	defer h.fit.SetMatMul(nil)
+	}); err != nil {
+		return nil, nil, 0, err
+	}
+	defer h.fit.SetMatMul("", nil)
 	err := s.decode(h.fit, s.align, h.xg, p, p, func(c int, tn cgo.Tensor) bool {
 		if tn.Layer != p {
 			return true

@@ -97,8 +97,12 @@ func (s *Session) SetCapture(f cgo.CaptureFunc, stopAfter int) error {
 }
 
 // SetMatMul installs the function the matmul-input hook calls (nil:
-// none); the session needs SessionOptions.MatMulInputs.
-func (s *Session) SetMatMul(f cgo.MatMulFunc) { s.matmul = f }
+// none) for the multiplications by weight ("": every weight; the others
+// do not split the graph); the session needs SessionOptions.MatMulInputs.
+func (s *Session) SetMatMul(weight string, f cgo.MatMulFunc) error {
+	s.matmul = f
+	return s.ctx.MatMulOnly(weight)
+}
 
 // Close frees the context and batch. It is nil-safe.
 func (s *Session) Close() {
