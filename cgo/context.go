@@ -168,10 +168,7 @@ static void mka_set_hook(struct llama_context_params *p, mka_hook *h) {
 }
 
 static void mka_hook_stop_after(mka_hook *h, int layer) { h->stop_layer = layer; }
-static void mka_hook_mm_only(mka_hook *h, const char *name) {
-	strncpy(h->mm_only, name, sizeof h->mm_only - 1);
-	h->mm_only[sizeof h->mm_only - 1] = 0;
-}
+static void mka_hook_mm_only(mka_hook *h, const char *n) { strncpy(h->mm_only, n, sizeof h->mm_only - 1); }
 static void mka_hook_map(mka_hook *h, const int32_t *map, int n) { h->layer_map = map, h->n_map = n; }
 
 static void mka_hook_free(mka_hook *h) {
@@ -412,19 +409,11 @@ func (c *Context) StopAfter(layer int) error {
 	return nil
 }
 
-// MatMulOnly makes the MatMulInputs hook see only the multiplications by
-// the weight named weight ("": every weight). Each multiplication the hook
-// sees splits the graph there, so a caller that wants one weight's inputs
-// saves the others' splits.
+// MatMulOnly makes the MatMulInputs hook see only the products by the
+// weight named weight ("": all of them); each product it sees splits the graph.
 func (c *Context) MatMulOnly(weight string) error {
-	if c == nil || c.p == nil {
-		return ErrClosed
-	}
-	if c.hook == nil || c.mmh == 0 {
-		return errors.New("MatMulOnly needs a MatMulInputs hook")
-	}
-	if len(weight) >= 128 {
-		return fmt.Errorf("MatMulOnly: weight name %q is too long", weight)
+	if c == nil || c.p == nil || c.hook == nil || c.mmh == 0 || len(weight) >= 128 {
+		return fmt.Errorf("MatMulOnly(%q): no MatMulInputs hook, or a name over 127 bytes", weight)
 	}
 	cs := C.CString(weight)
 	defer C.free(unsafe.Pointer(cs))
