@@ -153,16 +153,16 @@ static bool mka_mm(mka_hook *h, struct ggml_tensor *t) {
 
 static bool mka_cb_eval(struct ggml_tensor *t, bool ask, void *ud) {
 	mka_hook *h = (mka_hook *)ud;
-	if (h->mm_handle != 0 && mka_mm_wanted(t) && (h->mm_only[0] == 0 || strcmp(t->src[0]->name, h->mm_only) == 0)) {
-		return ask ? true : mka_mm(h, t);
-	}
-	if (h->handle == 0) {
-		return !ask;
-	}
-	int kind;
-	int layer = mka_layer_of(h, t->name, &kind);
+	// A product may be a named block tensor too (phi3's ffn_out-<i> is
+	// ffn_down's product): then both hooks see it.
+	const bool mm = h->mm_handle != 0 && mka_mm_wanted(t) && (h->mm_only[0] == 0 || strcmp(t->src[0]->name, h->mm_only) == 0);
+	int kind = 0;
+	int layer = h->handle != 0 ? mka_layer_of(h, t->name, &kind) : -2;
 	if (ask) {
-		return layer >= -1;
+		return mm || layer >= -1;
+	}
+	if (mm && !mka_mm(h, t)) {
+		return false;
 	}
 	if (layer < -1) {
 		return true;
@@ -195,10 +195,7 @@ static void mka_hook_names(mka_hook *h, const char *inp, const char *f, const ch
 	snprintf(h->x_name, sizeof h->x_name, "%s", x);
 }
 
-static void mka_hook_mm_only(mka_hook *h, const char *name) {
-	strncpy(h->mm_only, name, sizeof h->mm_only - 1);
-	h->mm_only[sizeof h->mm_only - 1] = 0;
-}
+static void mka_hook_mm_only(mka_hook *h, const char *n) { snprintf(h->mm_only, sizeof h->mm_only, "%s", n); }
 static void mka_hook_map(mka_hook *h, const int32_t *map, int n) { h->layer_map = map, h->n_map = n; }
 
 static void mka_hook_free(mka_hook *h) {

@@ -98,10 +98,12 @@ func TestPortableVariantsAgree(t *testing.T) {
 		stdout, stderr, code := runBin(t, binary, args...)
 		wantOK(t, args, stdout, stderr, code)
 		var e struct {
-			PPL float64 `json:"ppl"`
+			Quality struct {
+				PPL float64 `json:"ppl"`
+			} `json:"quality"`
 		}
-		if err := json.Unmarshal([]byte(stdout), &e); err != nil {
-			t.Fatalf("%s: eval --json: %v", name, err)
+		if err := json.Unmarshal([]byte(stdout), &e); err != nil || !(e.Quality.PPL > 1) {
+			t.Fatalf("%s: eval --json: %v (quality.ppl %v)", name, err, e.Quality.PPL)
 		}
 		out := filepath.Join(dir, name+".json")
 		args = append(slices.Clone(pre), "-q", "analyze", model, "--calib", calibText, "--samples", "16", "--ctx", "64", "--json-file", out)
@@ -112,7 +114,7 @@ func TestPortableVariantsAgree(t *testing.T) {
 		if err := json.Unmarshal(b, &a); err != nil {
 			t.Fatalf("%s: analyze --json: %v", name, err)
 		}
-		return result{e.PPL, a.Analysis.NPIB}
+		return result{e.Quality.PPL, a.Analysis.NPIB}
 	}
 	ref := measure("native", bin)
 	runs := map[string]result{

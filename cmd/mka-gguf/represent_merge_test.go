@@ -81,12 +81,14 @@ func heldPPL(t *testing.T, model, text string) float64 {
 	stdout, stderr, code := run(t, args...)
 	wantOK(t, args, stdout, stderr, code)
 	var e struct {
-		PPL float64 `json:"ppl"`
+		Quality struct {
+			PPL float64 `json:"ppl"`
+		} `json:"quality"`
 	}
-	if err := json.Unmarshal([]byte(stdout), &e); err != nil || !(e.PPL > 1) {
-		t.Fatalf("%s: eval --json: %v (ppl %v)", model, err, e.PPL)
+	if err := json.Unmarshal([]byte(stdout), &e); err != nil || !(e.Quality.PPL > 1) {
+		t.Fatalf("%s: eval --json: %v (quality.ppl %v)", model, err, e.Quality.PPL)
 	}
-	return e.PPL
+	return e.Quality.PPL
 }
 
 // inspect says what the default merge of each architecture does unlike a

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
@@ -35,13 +36,14 @@ type healer struct {
 func (s *Searcher) newHealer(first int) (*healer, error) {
 	t := len(s.align[0])
 	h := &healer{s: s, first: first}
+	names := calib.Names(s.e.arch.Arch.Name)
 	var err error
 	if h.fit, err = runner.NewSession(s.e.m, runner.SessionOptions{T: t, Threads: s.cfg.Threads, BatchTokens: t,
-		Capture: true, Resumable: true, Layers: s.e.Live, MatMulInputs: true}); err != nil {
+		Capture: true, Names: names, Resumable: true, Layers: s.e.Live, MatMulInputs: true}); err != nil {
 		return nil, err
 	}
 	if h.orig, err = runner.NewSession(s.cfg.Reference, runner.SessionOptions{T: t, Threads: s.cfg.Threads, BatchTokens: t,
-		Capture: true, Resumable: true}); err != nil {
+		Capture: true, Names: names, Resumable: true}); err != nil {
 		h.close()
 		return nil, err
 	}
@@ -156,6 +158,7 @@ func (h *healer) stats(o int, w0 []float32) (*merge.Ridge, [][]float32, float64,
 	name := fmt.Sprintf("blk.%d.%s", p, healSuffix)
 	outs := make([][]float32, len(s.align))
 	var a, f, r []float32
+	fromX := false // f holds the FFN's output X, not F
 	var lin [2]float64
 	var herr error
 	if err := h.fit.SetMatMul(name, func(w string, cols, rows int, data []float32) bool {
@@ -174,13 +177,20 @@ func (h *healer) stats(o int, w0 []float32) (*merge.Ridge, [][]float32, float64,
 		switch tn.Kind {
 		case cgo.FFNInput:
 			f = append(f[:0], tn.Data...)
+		case cgo.FFNOutput: // the graph names no F (phi3): F = l_out − X
+			f, fromX = append(f[:0], tn.Data...), true
 		case cgo.BlockOutput:
 			rows := tn.Rows
 			if len(a) != rows*nff || len(f) != rows*d || len(h.xo[c]) != rows*d {
-				herr = fmt.Errorf("chunk %d: captured %d ffn_down inputs, %d ffn_inp, %d target values for %d rows", c, len(a), len(f), len(h.xo[c]), rows)
+				herr = fmt.Errorf("chunk %d: captured %d ffn_down inputs, %d values of the stream before the FFN, %d target values for %d rows", c, len(a), len(f), len(h.xo[c]), rows)
 				return false
 			}
 			outs[c] = slices.Clone(tn.Data)
+			if fromX {
+				for i, x := range f {
+					f[i] = tn.Data[i] - x
+				}
+			}
 			r = slices.Grow(r[:0], rows*d)[:rows*d]
 			for i := range r {
 				r[i] = h.xo[c][i] - f[i]

@@ -24,6 +24,9 @@ import (
 // analysis. compare makes many merges from one Job.
 type Job struct {
 	o      Options
+	// memory is the memory plan's lines, printed once the calibration text
+	// is known to encode (so that a refused text stays one line).
+	memory string
 	ctx    context.Context // cancelled by Ctrl-C
 	file   *gguf.File
 	blocks *Blocks
@@ -169,6 +172,7 @@ func (j *Job) calibrate(need Needs) error {
 	}
 	observe := func(t, n int) *calib.Observer {
 		need.Phases.Next("calibrate", fmt.Sprintf("%d samples of %d tokens", n, t))
+		j.showMemory()
 		if !need.Prefill || !need.Edit {
 			return nil
 		}
@@ -232,24 +236,36 @@ func (j *Job) loadForEdit(need Needs) error {
 		return fmt.Errorf("%s: %w", source, err)
 	}
 	need.Phases.Next("load", fmt.Sprintf("IN and %d chunks of %s for the alignment", len(j.align), source))
+	j.showMemory()
 	j.probe = j.align[:min(probeChunks, len(j.align))]
 	return nil
 }
 
-// planMemory prints the memory plan of the merge and refuses one that
-// cannot fit (MemoryPlan.Check).
+// planMemory works out the memory plan of the merge and refuses one that
+// cannot fit (MemoryPlan.Check); showMemory prints it. The blocks whose
+// tensors are edited: those removed and their survivors, or every block
+// when the healing stage may refit each one's ffn_down.
 func (j *Job) planMemory(need Needs) error {
 	edits := 0
 	if n, err := j.o.removeCount(j.blocks); need.Edit && err == nil {
 		edits = n + 1
+		if j.o.search() && j.o.Heal && j.o.Align {
+			edits = j.blocks.Count
+		}
 	}
 	p := planMemory(&j.o, j.file, j.blocks, edits)
-	progress.Printf("%s\n", p)
 	warning, err := p.Check(j.o.In)
+	j.memory = p.String() + "\n"
 	if warning != "" {
-		progress.Printf("mka-gguf: warning: %s\n", warning)
+		j.memory += "mka-gguf: warning: " + warning + "\n"
 	}
 	return err
+}
+
+// showMemory prints the memory plan, once.
+func (j *Job) showMemory() {
+	progress.Printf("%s", j.memory)
+	j.memory = ""
 }
 
 // Version returns the version the job's files record.
