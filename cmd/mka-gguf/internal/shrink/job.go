@@ -23,7 +23,7 @@ import (
 // a method needs them, the loaded model, the calibration pass and its
 // analysis. compare makes many merges from one Job.
 type Job struct {
-	o      Options
+	o Options
 	// memory is the memory plan's lines, printed once the calibration text
 	// is known to encode (so that a refused text stays one line).
 	memory string
