@@ -49,18 +49,20 @@ func ReplaceMeCut(last [][]float32, d, n int) (start int, dist []float64, err er
 	return best + 1, dist, nil
 }
 
-// angularRow returns arccos(cos(a, b))/π, the cosine clamped to [−1, 1] (0
-// for a zero vector: cosine 0).
-func angularRow(a, b []float32) float64 {
+// angularRow returns arccos(cos(a, b))/π (Cosine64's conventions).
+func angularRow(a, b []float32) float64 { return math.Acos(Cosine64(a, b)) / math.Pi }
+
+// Cosine64 returns the cosine of a and b accumulated in float64, clamped to
+// [−1, 1]; 0 when either is zero.
+func Cosine64(a, b []float32) float64 {
 	var ab, aa, bb float64
 	for k := range a {
 		ab += float64(a[k]) * float64(b[k])
 		aa += float64(a[k]) * float64(a[k])
 		bb += float64(b[k]) * float64(b[k])
 	}
-	c := 0.0
-	if aa > 0 && bb > 0 {
-		c = max(-1, min(1, ab/math.Sqrt(aa*bb)))
+	if aa == 0 || bb == 0 {
+		return 0
 	}
-	return math.Acos(c) / math.Pi
+	return max(-1, min(1, ab/math.Sqrt(aa*bb)))
 }

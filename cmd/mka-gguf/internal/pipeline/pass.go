@@ -181,17 +181,7 @@ func (p *pass) addCos(c int, in, out []float32) {
 	d := p.d
 	acc := &p.cos[c]
 	for r := range len(out) / d {
-		a, b := in[r*d:(r+1)*d], out[r*d:(r+1)*d]
-		var ab, aa, bb float64
-		for k := range a {
-			ab += float64(a[k]) * float64(b[k])
-			aa += float64(a[k]) * float64(a[k])
-			bb += float64(b[k]) * float64(b[k])
-		}
-		cs := 0.0
-		if aa > 0 && bb > 0 {
-			cs = max(-1, min(1, ab/math.Sqrt(aa*bb)))
-		}
+		cs := merge.Cosine64(in[r*d:(r+1)*d], out[r*d:(r+1)*d])
 		acc[0] += cs
 		acc[1] += math.Acos(cs) / math.Pi
 		acc[2]++
