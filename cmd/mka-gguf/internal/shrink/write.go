@@ -35,7 +35,8 @@ func MergedName(name string, removed int) string {
 
 // Provenance returns the mka.* keys recorded in the output of r: the tool
 // version, the method, IN's SHA-256 (srcSHA) and block count, the layout,
-// the fusion weights and the alignment.
+// the fusion weights, the alignment and the blocks the healing stage
+// refitted.
 func Provenance(r *Result, version, srcSHA string) []gguf.KV {
 	p := r.Plan
 	var lambdas []float32
@@ -75,6 +76,19 @@ func Provenance(r *Result, version, srcSHA string) []gguf.KV {
 			gguf.KV{Key: "mka.align.residuals", Value: gguf.Float32s(res)},
 			gguf.KV{Key: "mka.align.rho", Value: gguf.Float32(rho)},
 			gguf.KV{Key: "mka.align.tokens", Value: gguf.Uint32(uint32(tokens))})
+	}
+	if h := r.Heal; h != nil {
+		var kept []int32 // output blocks whose ffn_down the healing stage refitted
+		for _, st := range h.Refits {
+			if st.Kept {
+				kept = append(kept, int32(st.Block))
+			}
+		}
+		if len(kept) > 0 {
+			kvs = append(kvs,
+				gguf.KV{Key: "mka.heal.blocks", Value: gguf.Int32s(kept)},
+				gguf.KV{Key: "mka.heal.rho", Value: gguf.Float32(float32(h.Rho))})
+		}
 	}
 	return kvs
 }
