@@ -93,19 +93,31 @@ func (s *Searcher) Heal(res *Result) error {
 // healBlocked returns why the healing stage cannot run on this model
 // ("" when it can).
 func (s *Searcher) healBlocked() string {
-	b := s.e.arch
 	switch {
 	case s.cfg.Reference == nil:
 		return "no reference model"
 	case len(s.held) == 0:
 		return "no held-back text to decide on"
+	case HealBlocked(s.e.arch) != "":
+		return HealBlocked(s.e.arch)
+	case !s.sess.resume || s.cfg.Reference.CanResume() != nil:
+		return "llama.cpp cannot decode this architecture from a middle block"
+	}
+	return ""
+}
+
+// HealBlocked returns why the healing stage cannot run on a model of b's
+// architecture and tensors ("" when it can, as far as the file tells: the
+// loaded graph must still allow decodes from a middle block).
+func HealBlocked(b *arch.Model) string {
+	switch {
 	case b.Arch.Align != arch.AlignFull: // a norm after ffn_down: not linear in W
 		return fmt.Sprintf("architecture %s normalises ffn_down's output", b.Arch.Name)
 	case !b.Has(healSuffix):
 		return "the blocks have no " + healSuffix
 	case b.Has("ffn_down.bias"):
 		return "ffn_down has a bias"
-	case !s.sess.resume || s.cfg.Reference.CanResume() != nil:
+	case b.Resume != arch.ResumeAll:
 		return "llama.cpp cannot decode this architecture from a middle block"
 	}
 	return ""

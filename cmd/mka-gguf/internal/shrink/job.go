@@ -249,7 +249,7 @@ func (j *Job) planMemory(need Needs) error {
 	edits := 0
 	if n, err := j.o.removeCount(j.blocks); need.Edit && err == nil {
 		edits = n + 1
-		if j.o.search() && j.o.Heal && j.o.Align {
+		if j.o.search() && j.o.Heal && j.o.Align && pipeline.HealBlocked(j.blocks) == "" {
 			edits = j.blocks.Count
 		}
 	}
