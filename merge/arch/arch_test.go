@@ -160,7 +160,7 @@ func TestPattern(t *testing.T) {
 	}{
 		{"llama", 12, nil, 1, 3, ResumeAll, nil},
 		{"gemma2", 12, nil, 2, 4, ResumeTokens, map[int]string{3: "remove 2 or 4", 1: "remove 2)"}},
-		{"gemma3", 26, nil, 6, 6, ResumeTokens, map[int]string{7: "remove 6 or 12", 4: "runs of 6"}},
+		{"gemma3", 26, nil, 6, 6, ResumeTokens, map[int]string{7: "remove 6 or 12", 4: "runs of 6", 24: "a kind of block would be missing"}},
 		{"gemma3", 12, []gguf.KV{{Key: "attention.sliding_window", Value: u32(0)}}, 1, 3, ResumeAll, nil},
 		{"olmo2", 12, nil, 1, 3, ResumeAll, nil},
 		{"olmo2", 12, []gguf.KV{{Key: "attention.sliding_window", Value: u32(16)}}, 4, 4, ResumeTokens, map[int]string{6: "remove 4 or 8"}},

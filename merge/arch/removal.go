@@ -46,9 +46,15 @@ func (m *Model) CheckRemoval(n int) error {
 	return m.checkCount(m.Count - n)
 }
 
-// checkCount refuses an output of left blocks whose attention scale
-// llama.cpp would choose differently (Row.ScaleBlocks).
+// checkCount refuses an output of left blocks that is shorter than one
+// period of an index pattern (a kind of block would be missing: llama.cpp
+// then builds an empty KV cache for it and aborts) or whose attention
+// scale llama.cpp would choose differently (Row.ScaleBlocks).
 func (m *Model) checkCount(left int) error {
+	if p := m.Period; p > 1 && m.Pattern.Caches && left < p {
+		return fmt.Errorf("%s: %w: architecture %q: %d blocks would be left, fewer than one whole %s of %d blocks, so a kind of block would be missing",
+			m.Path, ErrUnsupported, m.Arch.Name, left, m.Pattern.What, p)
+	}
 	if !m.scaleByCount {
 		return nil
 	}

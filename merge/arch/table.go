@@ -83,6 +83,9 @@ type Pattern struct {
 	When string
 	// What names the behaviour for people.
 	What string
+	// Caches: each kind of block has a KV cache of its own (a sliding
+	// window), so an output must keep every kind: one whole period at least.
+	Caches bool
 }
 
 // Row describes one llama.cpp architecture (general.architecture). Tensor
@@ -208,21 +211,21 @@ var table = []Row{
 	// always (set_swa_pattern(2)); the graph scales embedding batches too.
 	func() Row {
 		r := postNorm("gemma2", inpScaled, saOut, ResumeTokens)
-		r.Pattern, r.ScaleBlocks = &Pattern{Period: 2, What: slidingWindow}, 46
+		r.Pattern, r.ScaleBlocks = &Pattern{Period: 2, What: slidingWindow, Caches: true}, 46
 		return r
 	}(),
 	// gemma3: five sliding-window blocks, then a global one, when
 	// attention.sliding_window > 0; scales token batches only.
 	func() Row {
 		r := postNorm("gemma3", inpScaled, saOut, ResumeAll)
-		r.Pattern, r.ScaleBlocks = &Pattern{Period: 6, When: "attention.sliding_window", What: slidingWindow}, 62
+		r.Pattern, r.ScaleBlocks = &Pattern{Period: 6, When: "attention.sliding_window", What: slidingWindow, Caches: true}, 62
 		return r
 	}(),
 	// olmo2: no pre-norms; with attention.sliding_window > 0 (OLMo 3)
 	// three sliding-window blocks, then a global one.
 	func() Row {
 		r := postNorm("olmo2", inpEmbd, ffnInp, ResumeAll)
-		r.Pattern = &Pattern{Period: 4, When: "attention.sliding_window", What: slidingWindow}
+		r.Pattern = &Pattern{Period: 4, When: "attention.sliding_window", What: slidingWindow, Caches: true}
 		return r
 	}(),
 
