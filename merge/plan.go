@@ -74,6 +74,19 @@ type Weighted struct {
 	W     float64 `json:"weight"`
 }
 
+// Heaviest returns the part of ws with the largest weight (the first of
+// equal ones): the original block an output block stands for. ws must not
+// be empty.
+func Heaviest(ws []Weighted) Weighted {
+	best := ws[0]
+	for _, w := range ws[1:] {
+		if w.W > best.W {
+			best = w
+		}
+	}
+	return best
+}
+
 // Plan is a sequence of steps that shrinks a model of Original blocks
 // (0 … Original-1), and its result.
 //

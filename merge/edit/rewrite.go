@@ -184,15 +184,11 @@ func blockTensor(f *gguf.File, index map[string]int, parts []merge.Weighted, suf
 		live = []merge.Weighted{{Block: parts[0].Block, W: 1}}
 	}
 	t := &Tensor{Product: opt.Product}
-	heaviest := live[0]
 	for _, p := range live {
-		if p.W > heaviest.W {
-			heaviest = p
-		}
 		i := index[fmt.Sprintf("blk.%d.%s", p.Block, suffix)]
 		t.Parts = append(t.Parts, Part{Name: f.Tensors[i].Name, Type: f.Tensors[i].Type, Data: f.TensorReader(i), W: p.W})
 	}
-	t.Info = f.OutTensor(index[fmt.Sprintf("blk.%d.%s", heaviest.Block, suffix)]).Info
+	t.Info = f.OutTensor(index[fmt.Sprintf("blk.%d.%s", merge.Heaviest(live).Block, suffix)]).Info
 	t.Info.Name = fmt.Sprintf("blk.%d.%s", j, suffix)
 	return t
 }

@@ -103,13 +103,7 @@ func setUint32(path, key string, v uint32) error {
 func forOutput(vals map[string][]float32, p *merge.Plan) map[string][]float32 {
 	to := map[int]int{}
 	for j, ws := range p.Layout {
-		best := ws[0]
-		for _, w := range ws[1:] {
-			if w.W > best.W {
-				best = w
-			}
-		}
-		to[best.Block] = j
+		to[merge.Heaviest(ws).Block] = j
 	}
 	out := make(map[string][]float32, len(vals))
 	for name, v := range vals {

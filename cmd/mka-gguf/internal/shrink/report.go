@@ -107,13 +107,7 @@ func reportSteps(p *merge.Plan) ([]ReportStep, error) {
 func removedBlocks(p *merge.Plan) []int {
 	kept := make([]bool, p.Original)
 	for _, ws := range p.Layout {
-		best := ws[0]
-		for _, w := range ws[1:] {
-			if w.W > best.W {
-				best = w
-			}
-		}
-		kept[best.Block] = true
+		kept[merge.Heaviest(ws).Block] = true
 	}
 	out := []int{}
 	for b, k := range kept {
