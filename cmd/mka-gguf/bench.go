@@ -62,6 +62,7 @@ temporary folder unless --model names one.`,
 			jsonFlag(),
 			jsonFileFlag(),
 			forceFlag(),
+			&cli.StringFlag{Name: "merge-flags", Usage: "merge: flags added to the child's merge, space separated, e.g. --fast"},
 			&cli.StringFlag{Name: "dir", Usage: "folder for the generated model and the outputs", DefaultText: "a temporary folder, removed afterwards"},
 			newThreadsFlag(),
 		},
@@ -79,7 +80,7 @@ func benchOptions(c *cli.Context) *bench.Options {
 		Against: c.StringSlice("against"), AgainstTokens: c.Int("against-tokens"), Dir: c.String("dir"), Threads: threads(c),
 		Version: version, Backends: bench.Backends{CPUVariant: b.CPU, CPUReason: b.Reason, GPU: b.GPU}, Load: modelParams(),
 		Global: []string{"--cpu-variant", c.String("cpu-variant"), "--gpu-layers", strconv.Itoa(gpuLayers), "--no-mmap=" + strconv.FormatBool(noMmap)},
-		Given:  givenFlags(c),
+		Given:  givenFlags(c), MergeFlags: strings.Fields(c.String("merge-flags")),
 	}
 }
 

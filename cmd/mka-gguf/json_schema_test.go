@@ -66,6 +66,13 @@ func TestJSONSchema(t *testing.T) {
 					t.Errorf("steps' original_blocks %v (want 1 and 3), dry_run %v, predicted_bytes %v", orig, r["dry_run"], r["predicted_bytes"])
 				}
 			}},
+		{name: "merge --fast", args: append([]string{"merge", "--fast", "-n", "2", model, at("fast.gguf")}, calib...),
+			in: model, out: at("fast.gguf"), calib: true, quality: "kld", check: func(t *testing.T, r map[string]any) {
+				search := list(r["search"])
+				if len(search) != 2 || search[0].(map[string]any)["prefilled"] != true || r["heal"] != nil {
+					t.Errorf("search %v, heal %v: want 2 steps, the first prefilled by the calibration pass, no healing", search, r["heal"])
+				}
+			}},
 		{name: "compare", args: append([]string{"compare", model, "--text", held, "--methods", "prune-reverse", "--align", "none", "--remove", "1",
 			"--eval-ctx", "64", "--windows", "2", "--out", at("cmp")}, calib...), in: model, calib: true, check: func(t *testing.T, r map[string]any) {
 			rows := list(r["results"])

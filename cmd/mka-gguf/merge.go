@@ -28,6 +28,7 @@ var mergeFlags = func() []cli.Flag {
 		&cli.StringFlag{Name: "rho", Value: strconv.FormatFloat(d.Rho, 'g', -1, 64), Usage: "ridge of the alignment, relative to tr(XᵀX)/d: a number ≥ 0"},
 		&cli.StringFlag{Name: "align-target", Value: string(d.AlignTarget), Usage: "alignment target: the removed block's output in the model as merged so far (merged) or in the original model (original: one more decode per alignment batch)"},
 		&cli.BoolFlag{Name: "heal", Value: d.Heal, Usage: "after the mka search, refit the ffn_down of each block from the first removal on to the original model's stream (weighted ridge, kept only where the held-back loss falls; --heal=false: off)"},
+		&cli.BoolFlag{Name: "fast", Usage: "one calibration pass: each removal chosen by the closed-form filter from the pass's alignment fits, without held-back scoring or healing (for 8 B+ models on a CPU; the default search is slower and better)"},
 		&cli.IntFlag{Name: "align-samples", Value: d.AlignSamples, Usage: "calibration samples used by each alignment pass (at most --samples)"},
 		&cli.BoolFlag{Name: "race", Value: d.Race, Usage: "race the candidates on held-back text: all on the first 6 of 16 chunks, the best 3 on all 16, and stop one once its loss, paired by chunk, is 3 standard errors above the leader's minus 0.002 nats/token (--race=false scores each in full)"},
 		&cli.BoolFlag{Name: "score-all", Usage: "score every candidate on held-back text, not only the filter's best (measures the filter's agreement)"},
@@ -119,7 +120,7 @@ func mergeOptions(c *cli.Context) (*shrink.Options, error) {
 func shrinkOptions(c *cli.Context) (*shrink.Options, error) {
 	o := &shrink.Options{
 		Version: version, Candidates: c.Int("candidates"), Race: c.Bool("race"), ScoreAll: c.Bool("score-all"), Holdout: c.Float64("holdout"),
-		AlignSamples: c.Int("align-samples"), Heal: c.Bool("heal"), Calib: calibSpec(c),
+		AlignSamples: c.Int("align-samples"), Heal: c.Bool("heal"), Fast: c.Bool("fast"), Calib: calibSpec(c),
 		Quant: c.String("quant"), CheckQuality: !c.Bool("no-check-quality"), Verify: !c.Bool("no-verify"),
 		Threads: threads(c), Load: modelParams(), Given: givenFlags(c), Warn: warnf,
 		ImatrixFrom: shrink.ImatrixNone, // merge reads --imatrix-from; compare does not quantize

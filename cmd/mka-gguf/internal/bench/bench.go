@@ -47,6 +47,9 @@ type Options struct {
 	// Global are the global flags of the merge part's child process
 	// (--cpu-variant, --gpu-layers), so that it runs as this process does.
 	Global []string
+	// MergeFlags are merge flags added to the merge part's child, e.g.
+	// --fast (the ratio is then that mode's).
+	MergeFlags []string
 	// Given names the options given on the command line (by flag): a
 	// generated model's shape does not go with Model.
 	Given map[string]bool

@@ -153,6 +153,13 @@ func project(bm *Merge, s Shape, remove int, blockMat, outMat float64, fileBytes
 		fmt.Sprintf("%d steps × %.1f chunks with logits (%d candidates, the race stops losers, as measured) × %.0f tokens, their blocks %.1f whole-model decodes (resumed at each candidate's first changed block, as a fraction of depth as measured)", remove, logitsPerStep, k, T, depthPerStep))
 	add("weight edits, losses (Go)", scoreGo*ratio(editWork8, editWork),
 		fmt.Sprintf("alignments folded into ffn_down, next-token losses: measured %.1f s scaled by FLOPs", scoreGo))
+	if bm.ChildHealSeconds > 0 {
+		// Healing decodes the held-back chunks from each refitted block to
+		// the logits: per refit, FLOPs per token as scoring's; refits ∝ blocks.
+		scale := (sL*sBlock + sOut) / (L*blockMat + outMat) * sL / L
+		add("healing", bm.ChildHealSeconds*scale,
+			fmt.Sprintf("%d blocks refitted, measured %.1f s scaled by FLOPs per token and by the blocks", bm.HealRefits, bm.ChildHealSeconds))
+	}
 	rwSec := outBytes / mbps
 	add("rewrite", rwSec, fmt.Sprintf("%s at the measured %.0f MB/s", files.Human(uint64(outBytes)), mbps/1e6))
 	add("load, SHA-256, verify", other*ratio(p.Bytes, float64(fileBytes)),

@@ -118,6 +118,7 @@ type Candidate struct {
 	Chosen     bool     `json:"chosen"`
 
 	align *merge.Alignment
+	stale bool // its fit no longer holds (Searcher.Fast)
 }
 
 // StepReport records one step of the search.
@@ -140,6 +141,9 @@ type StepReport struct {
 	// Prefilled says the step's alignment statistics came from the
 	// calibration pass (Prefill), not from a pass of its own.
 	Prefilled bool `json:"prefilled,omitempty"`
+	// Reused says the step's fits were an earlier pass's, still valid
+	// (Searcher.Fast): the step decoded nothing.
+	Reused bool `json:"reused_fits,omitempty"`
 	// HeldBlocks counts the blocks the step's held-back decodes ran, one
 	// per block and chunk (a whole decode of a chunk runs every loaded
 	// block; one resumed at block b runs the blocks from b on; a capture

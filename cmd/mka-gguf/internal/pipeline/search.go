@@ -65,14 +65,8 @@ func (s *Searcher) step(step int) (StepReport, *Candidate, error) {
 	if err != nil {
 		return StepReport{}, nil, err
 	}
-	filter := func(c *Candidate) float64 {
-		if s.cfg.Align {
-			return c.Stream
-		}
-		return c.StreamUnaligned
-	}
 	order := slices.Clone(cands)
-	sort.SliceStable(order, func(a, b int) bool { return filter(order[a]) < filter(order[b]) })
+	sort.SliceStable(order, func(a, b int) bool { return s.filter(order[a]) < s.filter(order[b]) })
 	alignSec := time.Since(t0).Seconds()
 	if !prefilled {
 		s.clock.pass = time.Since(t0) // the pass and the fits (eta)

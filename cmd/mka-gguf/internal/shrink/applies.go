@@ -18,6 +18,10 @@ func (o *Options) fixed() bool { return o.Blocks != nil || o.PlanFile != "" }
 // search reports whether the merge runs the λ search.
 func (o *Options) search() bool { return !o.fixed() && o.Method == MKA && o.Lambda == LambdaSearch }
 
+// heals reports whether the healing stage follows the search (unless the
+// architecture blocks it: pipeline.HealBlocked).
+func (o *Options) heals() bool { return o.search() && o.Heal && o.Align && !o.Fast }
+
 // ruleMKA reports whether mka fuses by a rule-based λ (paper, code, a
 // number).
 func (o *Options) ruleMKA() bool { return !o.fixed() && o.Method == MKA && o.Lambda != LambdaSearch }
@@ -65,6 +69,14 @@ func (o *Options) checkApplies() error {
 	if o.Method != MKA && !o.fixed() {
 		if f := given("lambda", "order", "norms"); f != "" {
 			return usage.Errorf("--%s applies to --method mka; %s drops whole blocks", f, what)
+		}
+	}
+	if o.Fast {
+		if !o.search() {
+			return usage.Errorf("--fast applies to the λ search (--method mka --lambda search); %s does not search", what)
+		}
+		if f := given("candidates", "race", "score-all", "holdout", "heal"); f != "" {
+			return usage.Errorf("--%s does not apply with --fast: it chooses by the closed-form filter alone, without held-back text or healing", f)
 		}
 	}
 	if o.search() {

@@ -72,7 +72,7 @@ type Needs struct {
 // needs is what the merge of o needs.
 func (o *Options) needs() Needs {
 	search := o.Method == MKA && o.Lambda == LambdaSearch
-	return Needs{Calib: o.calibrates(), Held: search, Edit: o.edits(), Prefill: search && o.align()}
+	return Needs{Calib: o.calibrates(), Held: search && !o.Fast, Edit: o.edits(), Prefill: search && o.align()}
 }
 
 // Close releases the model and the file.
@@ -249,7 +249,7 @@ func (j *Job) planMemory(need Needs) error {
 	edits := 0
 	if n, err := j.o.removeCount(j.blocks); need.Edit && err == nil {
 		edits = n + 1
-		if j.o.search() && j.o.Heal && j.o.Align && pipeline.HealBlocked(j.blocks) == "" {
+		if j.o.heals() && pipeline.HealBlocked(j.blocks) == "" {
 			edits = j.blocks.Count
 		}
 	}

@@ -70,6 +70,10 @@ func (j *Job) Shrink(method Method, align bool, n int) (*Result, error) {
 		j.phases.Next("align", fmt.Sprintf("one run of %d blocks cut, one transform", n))
 		return j.edit(method, align, func(s *pipeline.Searcher) (*pipeline.Result, error) { return s.ReplaceMe(n, j.res.Last) })
 	}
+	if method == MKA && o.Fast {
+		j.phases.Next("search", fmt.Sprintf("%d of %d blocks, chosen by the closed-form filter (--fast)", n, j.blocks.Count))
+		return j.edit(method, align, func(s *pipeline.Searcher) (*pipeline.Result, error) { return s.Fast(n) })
+	}
 	if method == MKA {
 		j.phases.Next("search", fmt.Sprintf("%d of %d blocks, one at a time", n, j.blocks.Count))
 		return j.edit(method, align, func(s *pipeline.Searcher) (*pipeline.Result, error) { return s.Search(n) })
@@ -116,7 +120,7 @@ func (j *Job) edit(method Method, align bool, do func(s *pipeline.Searcher) (*pi
 	// IN loaded read-only: the alignment target (--align-target original)
 	// and the healing stage's reference.
 	var ref, orig *cgo.Model
-	heal := o.Heal && method == MKA && align
+	heal := o.Heal && method == MKA && align && !o.Fast
 	if o.AlignTarget == TargetOriginal || heal {
 		if ref, err = cgo.LoadModel(o.In, o.Load); err != nil {
 			return nil, err
@@ -136,7 +140,7 @@ func (j *Job) edit(method Method, align bool, do func(s *pipeline.Searcher) (*pi
 		// The closing quality check, from the search's decodes: its
 		// held-back chunks are the check's (qualityChunks). A quantized
 		// OUT is not the model the search scored.
-		Quality:     search && j.checkQuality && o.Quant == "",
+		Quality:     search && j.checkQuality && o.Quant == "" && !o.Fast,
 		QualityTopK: referenceTopK(j.model.NVocab()),
 	}
 	if j.res != nil {

@@ -51,6 +51,10 @@ type Options struct {
 	AlignTarget  AlignTarget // what the alignment is fitted to
 	AlignSamples int         // calibration samples of each alignment pass
 	Heal         bool        // after the mka search, refit later blocks' ffn_down to IN (pipeline.Searcher.Heal)
+	// Fast makes the λ search choose by the closed-form filter alone, from
+	// the calibration pass's fits (pipeline.Searcher.Fast): no held-back
+	// round, no healing.
+	Fast bool
 
 	Calib    calib.Spec
 	Analysis analysis.Options

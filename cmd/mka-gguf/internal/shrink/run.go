@@ -151,7 +151,7 @@ func (o *Options) phases(heals bool) *progress.Phases {
 	// loaded IN), or IN is decoded beside OUT after it.
 	// (The healing stage changes the model after the search's last round:
 	// its check is then made as for a quantized OUT.)
-	fromSearch := o.search() && o.Quant == "" && !(o.Heal && o.Align && heals)
+	fromSearch := o.search() && o.Quant == "" && !o.Fast && !(o.heals() && heals)
 	if checks && !fromSearch && loaded {
 		names = append(names, "quality check")
 	}

@@ -1,0 +1,113 @@
+package pipeline
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
+	"github.com/mka-gguf/mka-gguf/merge"
+)
+
+// Fast removes n blocks as Search does, but chooses each step's removal by
+// the closed-form filter alone (the aligned stream residual, Search's
+// filter) and decodes for a step only when it must: no held-back round, no
+// healing. The first step's fits come from the calibration pass
+// (Config.Prefill). A commit that removes blocks j … j+r−1 and aligns
+// block j−1 leaves the other candidates' fits in place: exact for those
+// below it, measured on a stream the commit changed by its residual for
+// those above it, and stale for those that touch blocks j−1 … j+r−1 (their
+// survivor or their blocks are gone). The next step takes the filter's best
+// fit; when that one is stale (the removals gather in one region, where a
+// run of blocks goes) or none is left (the statistics budget held fewer
+// candidates than the steps need), an alignment pass fits every candidate
+// afresh first.
+func (s *Searcher) Fast(n int) (*Result, error) {
+	if n%s.run != 0 {
+		return nil, fmt.Errorf("pipeline: %d blocks cannot be removed in runs of %d", n, s.run)
+	}
+	res := &Result{}
+	var steps []merge.Step
+	var pool []*Candidate
+	n /= s.run
+	bar := progress.New("fast merge", n, "steps")
+	defer bar.Done()
+	for step := range n {
+		if s.e.Blocks() < s.run+1 {
+			return nil, fmt.Errorf("pipeline: cannot remove %d blocks", n*s.run)
+		}
+		t0 := time.Now()
+		pass0 := s.work.passBlocks
+		prefilled, reused := false, true
+		best := s.best(pool)
+		if best == nil || best.stale {
+			reused = false
+			cands, pf, err := s.fit(step)
+			if err != nil {
+				return nil, err
+			}
+			pool, prefilled = cands, pf
+			if best = s.best(pool); best == nil {
+				return nil, fmt.Errorf("pipeline: step %d: no candidate to remove", step+1)
+			}
+		}
+		best.Chosen = true
+		if err := s.commit(best); err != nil {
+			return nil, err
+		}
+		pool = afterCommit(pool, best, s.run)
+		for range s.run {
+			steps = append(steps, merge.Step{Kind: merge.StepDrop, Blocks: [2]int{best.Drop, best.Drop}})
+		}
+		rep := StepReport{Step: step + 1, Drop: best.Drop, Run: best.Run, Survivor: best.Drop - 1, Residual: best.Residual, Unaligned: best.Unaligned,
+			AlignSeconds: time.Since(t0).Seconds(), Prefilled: prefilled, Reused: reused, PassBlocks: s.work.passBlocks - pass0}
+		if best.align != nil {
+			rep.Rho, rep.Tokens = best.align.RhoRel, best.align.Tokens
+		}
+		res.Steps = append(res.Steps, rep)
+		best.align = nil
+		bar.Set(step+1, fmt.Sprintf("removed %s, stream residual %.4f", best.blocksName(), best.Stream))
+	}
+	return s.finish(steps, res)
+}
+
+// filter is the closed-form score that orders the candidates: the
+// stream residual, aligned or not as Config.Align says (lower is better).
+func (s *Searcher) filter(c *Candidate) float64 {
+	if s.cfg.Align {
+		return c.Stream
+	}
+	return c.StreamUnaligned
+}
+
+// best returns the candidate of pool that the filter ranks first (nil:
+// none).
+func (s *Searcher) best(pool []*Candidate) *Candidate {
+	var b *Candidate
+	for _, c := range pool {
+		if b == nil || s.filter(c) < s.filter(b) {
+			b = c
+		}
+	}
+	return b
+}
+
+// afterCommit returns the candidates of pool but best once best (a run of
+// r) is committed, renumbered for the blocks removed before them, those
+// that touch the current blocks best.Drop−1 … best.Drop+r−1 marked stale.
+func afterCommit(pool []*Candidate, best *Candidate, r int) []*Candidate {
+	j := best.Drop
+	var out []*Candidate
+	for _, c := range pool {
+		if c == best {
+			continue
+		}
+		if !(c.Drop+r-1 < j-1 || c.Drop-1 >= j+r) {
+			c.stale, c.align = true, nil
+		}
+		if c.Drop >= j+r {
+			c.Drop -= r
+		}
+		out = append(out, c)
+	}
+	return out
+}
