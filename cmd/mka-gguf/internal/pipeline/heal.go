@@ -204,7 +204,7 @@ func (s *Searcher) decode(sess *runner.Session, chunks [][]int32, in [][]float32
 	if in == nil {
 		err = sess.Run(s.cfg.Context, chunks, nil, next)
 	} else {
-		err = sess.RunFrom(s.cfg.Context, in, from, next)
+		err = sess.RunFrom(s.cfg.Context, in, from, nil, next)
 	}
 	if cerr := sess.SetCapture(nil, -1); err == nil {
 		err = cerr

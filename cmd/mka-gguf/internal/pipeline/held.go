@@ -45,7 +45,7 @@ func (s *Searcher) heldMore(h *heldScore, upTo int, best *heldScore, in *heldInp
 		return nil
 	}
 	if rows != nil {
-		err = s.sess.score.RunFrom(s.cfg.Context, rows, start, after)
+		err = s.sess.score.RunFrom(s.cfg.Context, rows, start, nil, after)
 	} else {
 		err = s.sess.score.Run(s.cfg.Context, s.held[from:upTo], nil, after)
 	}

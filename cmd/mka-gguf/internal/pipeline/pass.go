@@ -104,6 +104,22 @@ func fitRows(data, dst []float32, d, t, skip, c0, c1 int) []float32 {
 	return dst
 }
 
+// seed gives current block c (≥ 0), which this decode does not run, the
+// rows of its output: the streams entering block c+1, one T × d slice per
+// chunk of the decode (a pass that starts at block c+1).
+func (p *pass) seed(c int, in [][]float32) {
+	if c < 0 {
+		return
+	}
+	_, _, c1 := p.window()
+	sl := p.slotOf(c)
+	sl.out = sl.out[:0]
+	for i := range min(c1, len(in)) {
+		sl.out = append(sl.out, in[i][p.skip*p.d:]...)
+	}
+	sl.f, sl.block = sl.f[:0], c
+}
+
 // slotOf returns the ring slot of current block c.
 func (p *pass) slotOf(c int) *slot { return &p.ring[c%len(p.ring)] }
 

@@ -57,7 +57,7 @@ func TestPrefillEqualsPass(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			own, ownSig, err := s.passStats(drops, 1)
+			own, ownSig, err := s.passStats(drops, 1, 0)
 			if err != nil {
 				t.Fatal(err)
 			}

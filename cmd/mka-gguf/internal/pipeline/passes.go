@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
@@ -57,9 +58,11 @@ func (p *statsPool) release() {
 // passStats runs one alignment pass over the model as it is now and
 // returns, for each candidate j (current blocks, j ≥ 1) that removes the
 // run of blocks j … j+run−1, the statistics of aligning block j−1 to
-// reproduce block j+run−1's output, and every current block's BI and
-// angular distance.
-func (s *Searcher) passStats(drops []int, run int) (map[int]*merge.AlignStats, map[int][2]float64, error) {
+// reproduce block j+run−1's output, and the BI and angular distance of
+// every current block it ran (from Searcher.passFrom on: the pass starts
+// on the stored stream where it can, reuse.go). With keep > 0 it stores
+// the stream entering current block keep for the next pass.
+func (s *Searcher) passStats(drops []int, run, keep int) (map[int]*merge.AlignStats, map[int][2]float64, error) {
 	e, cp := s.e, s.sess.cap
 	phys := make([]int, e.Blocks())
 	for c := range phys {
@@ -71,9 +74,11 @@ func (s *Searcher) passStats(drops []int, run int) (map[int]*merge.AlignStats, m
 		p.stats[j] = pool[i]
 	}
 	deepest := p.deepest()
-	s.work.passBlocks += len(s.align) * (cp.Blocks(0) - cp.Blocks(deepest+1))
+	from, in := s.resumeFrom(drops)
+	s.passFrom = from
+	s.work.passBlocks += len(s.align) * (cp.Blocks(phys[from]) - cp.Blocks(deepest+1))
 	if s.sess.orig == nil {
-		sig, err := s.runPass(p, drops, deepest)
+		sig, err := s.runPass(p, drops, deepest, from, in, keep)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -120,22 +125,57 @@ func (s *Searcher) passStats(drops []int, run int) (map[int]*merge.AlignStats, m
 }
 
 // runPass runs alignment pass p (statistics for drops, blocks up to
-// deepest) over the alignment chunks on the capture session, with a
-// progress line, and returns the signals of every current block.
-func (s *Searcher) runPass(p *pass, drops []int, deepest int) (map[int][2]float64, error) {
+// deepest) over the alignment chunks on the capture session, from current
+// block from on the streams in entering it (0, nil: from the tokens), with
+// a progress line, and returns the signals of the current blocks it ran.
+// With keep ≥ from, keep > 0, it stores the stream entering current block
+// keep (Searcher.stream); otherwise the stored stream is dropped.
+func (s *Searcher) runPass(p *pass, drops []int, deepest, from int, in [][]float32, keep int) (map[int][2]float64, error) {
 	cp := s.sess.cap
-	if err := cp.SetCapture(p.capture, deepest); err != nil {
+	var kept *passStream
+	if keep > 0 && keep >= from && cp.SeqsPerDecode() == 1 { // rows per chunk
+		kept = &passStream{block: p.phys[keep], rows: make([][]float32, len(s.align))}
+		if keep == from {
+			kept.rows = in
+		}
+	}
+	first := 0
+	capture := p.capture
+	if kept != nil && keep > from {
+		prev := p.phys[keep-1] // the stream entering keep is its output
+		capture = func(tn cgo.Tensor) bool {
+			if tn.Kind == cgo.BlockOutput && tn.Layer == prev && tn.Cols == s.d {
+				kept.rows[first] = slices.Clone(tn.Data)
+			}
+			return p.capture(tn)
+		}
+	}
+	if err := cp.SetCapture(capture, deepest); err != nil {
 		return nil, err
 	}
 	bar := progress.New("alignment pass", len(s.align), "chunks")
 	defer bar.Done()
 	done := 0
 	s.clock.phaseStart = time.Now()
-	err := cp.Run(s.cfg.Context, s.align, p.before, func(d *runner.Decoded) error {
+	before := func(f, n int) {
+		first = f
+		p.before(f, n)
+		if in != nil {
+			p.seed(from-1, in[f:f+n])
+		}
+	}
+	after := func(d *runner.Decoded) error {
 		done += d.Count
 		bar.Set(done, fmt.Sprintf("%d candidates%s", len(drops), s.eta(true, float64(done)/float64(len(s.align)))))
 		return nil
-	})
+	}
+	var err error
+	if in != nil {
+		err = cp.RunFrom(s.cfg.Context, in, p.phys[from], before, after)
+	} else {
+		err = cp.Run(s.cfg.Context, s.align, before, after)
+	}
+	s.stream = kept
 	if cerr := cp.SetCapture(nil, -1); err == nil {
 		err = cerr
 	}

@@ -82,8 +82,14 @@ func (s *Searcher) step(step int) (StepReport, *Candidate, error) {
 	if len(s.held) == 0 {
 		final = order[:1] // no held-back text: the filter decides
 	}
+	// Every fit's alignment stays until the commit says which stay exact
+	// (the round drops the losers' own references as it goes).
+	fits := map[*Candidate]*merge.Alignment{}
+	for _, c := range cands {
+		fits[c] = c.align
+	}
 	for _, c := range order[len(final):] {
-		c.align = nil // only the final round's alignments are kept (d² each)
+		c.align = nil
 	}
 	s.stats.release()
 	best := final[0]
@@ -96,6 +102,7 @@ func (s *Searcher) step(step int) (StepReport, *Candidate, error) {
 	if err := s.commit(best); err != nil {
 		return StepReport{}, nil, err
 	}
+	s.keepExact(cands, fits, best)
 	rep := StepReport{Step: step + 1, Drop: best.Drop, Run: best.Run, Survivor: best.Drop - 1, Residual: best.Residual, Unaligned: best.Unaligned,
 		HeldNLL: best.HeldNLL, AlignSeconds: alignSec, ScoreSeconds: time.Since(t1).Seconds(), Prefilled: prefilled,
 		HeldBlocks: s.work.heldBlocks - blocks0, HeldLogits: s.work.heldLogits - logits0, PassBlocks: passBlocks}
@@ -124,6 +131,7 @@ func (s *Searcher) step(step int) (StepReport, *Candidate, error) {
 func (s *Searcher) fit(step int) ([]*Candidate, bool, error) {
 	var (
 		drops     []int
+		cands     []*Candidate
 		stats     map[int]*merge.AlignStats
 		sig       map[int][2]float64
 		err       error
@@ -136,12 +144,22 @@ func (s *Searcher) fit(step int) ([]*Candidate, bool, error) {
 		s.stats.adopt(pf)
 		s.cfg.Prefill = nil
 	} else {
-		drops = s.candidates(s.bi)
-		if stats, sig, err = s.passStats(drops, s.run); err != nil {
-			return nil, false, err
+		var reused []*Candidate
+		drops, reused = s.reuse(s.candidates(s.bi))
+		cands = reused
+		if len(drops) > 0 {
+			if stats, sig, err = s.passStats(drops, s.run, s.keepAt(drops, reused)); err != nil {
+				return nil, false, err
+			}
 		}
 	}
-	s.bi = make([]float64, s.e.Blocks())
+	// Blocks the pass did not run (it started later or stopped earlier)
+	// keep their earlier signals when it resumed, 0 otherwise.
+	bi := make([]float64, s.e.Blocks())
+	if s.passFrom > 0 && len(s.bi) == len(bi) {
+		copy(bi[:s.passFrom], s.bi)
+	}
+	s.bi = bi
 	for j, v := range sig {
 		s.bi[j] = v[0]
 	}
@@ -150,7 +168,6 @@ func (s *Searcher) fit(step int) ([]*Candidate, bool, error) {
 	// buffers go back to the system before the round's weight edits, so
 	// that the peak memory is that of one phase, not both.
 	s.stats.release() // the pass's products and their buffers, before the solves'
-	var cands []*Candidate
 	for _, j := range drops {
 		a, err := s.solve(stats[j])
 		if err != nil {
@@ -164,6 +181,7 @@ func (s *Searcher) fit(step int) ([]*Candidate, bool, error) {
 		}
 		cands = append(cands, c)
 	}
+	slices.SortFunc(cands, func(a, b *Candidate) int { return a.Drop - b.Drop })
 	return cands, prefilled, nil
 }
 
@@ -200,6 +218,7 @@ func (s *Searcher) apply(c *Candidate) error {
 
 // commit makes candidate c permanent.
 func (s *Searcher) commit(c *Candidate) error {
+	s.invalidate(s.e.Phys(max(c.Drop-1, 0)))
 	if err := s.apply(c); err != nil {
 		return err
 	}
@@ -284,7 +303,7 @@ func (s *Searcher) Apply(p *merge.Plan) (*Result, error) {
 		rep := StepReport{Step: len(res.Steps) + 1, Drop: j, Run: c.Run, Survivor: j - 1}
 		i += n
 		if s.cfg.Align && j >= 1 {
-			stats, _, err := s.passStats([]int{j}, n)
+			stats, _, err := s.passStats([]int{j}, n, 0)
 			if err != nil {
 				return nil, err
 			}

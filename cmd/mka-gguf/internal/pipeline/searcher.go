@@ -30,6 +30,16 @@ type Searcher struct {
 	// Block Influence from the last pass.
 	alns []*merge.Alignment
 	bi   []float64
+	// kept are the last step's fits that its commit left exact (those
+	// below its survivor), by current block; stream is the alignment
+	// chunks' residual stream entering one block, for the next pass to
+	// start there (passes.go).
+	kept     map[int]*Candidate
+	stream   *passStream
+	passFrom int // current block the last alignment pass started at (0: the tokens)
+	// wholePasses makes every pass fit every candidate from the tokens
+	// (what reuse.go saves is measured against it).
+	wholePasses bool
 
 	sess    sessions  // the llama.cpp contexts
 	stats   statsPool // the alignment statistics' memory (passes.go)

@@ -208,8 +208,8 @@ func (s *Session) each(ctx context.Context, total int, fill func(first, n int) e
 // SessionOptions.Layers the blocks it returns from first on). With those
 // blocks unchanged since the inputs were captured, the logits and the
 // captures from block first on are Run's (same block numbers, same stop).
-// The session must be Resumable.
-func (s *Session) RunFrom(ctx context.Context, inputs [][]float32, first int, after func(d *Decoded) error) error {
+// The session must be Resumable. before and after are Run's.
+func (s *Session) RunFrom(ctx context.Context, inputs [][]float32, first int, before func(first, count int), after func(d *Decoded) error) error {
 	d := s.m.NEmbd()
 	if s.embd == nil {
 		s.embd = cgo.NewEmbdBatch(s.k*s.t, d)
@@ -233,5 +233,5 @@ func (s *Session) RunFrom(ctx context.Context, inputs [][]float32, first int, af
 		}
 		return s.ctx.DecodeLayers(s.embd, s.live(first))
 	}
-	return s.each(ctx, len(inputs), fill, decode, nil, after)
+	return s.each(ctx, len(inputs), fill, decode, before, after)
 }
