@@ -97,6 +97,7 @@ func mkaGoLog(level C.int, text *C.char) {
 	if l == 5 || l == 0 {
 		l = LogDebug
 	}
+	dropRegisteredPages()
 	msg := C.GoString(text)
 	if l == LogError {
 		if m := strings.TrimSpace(msg); m != "" {
