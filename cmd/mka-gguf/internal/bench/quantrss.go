@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
@@ -27,14 +26,6 @@ const llamaQuantizeEnv = "MKA_LLAMA_QUANTIZE"
 // quantRSSGoal is the most peak memory "mka-gguf quantize" may take, as a
 // multiple of llama-quantize's on the same model and type.
 const quantRSSGoal = 1.2
-
-// childPeak is a child process's peak memory: VmHWM (its ru_maxrss: the
-// kernel's peak of anonymous plus file pages) and the sampled peaks of
-// RssAnon and RssFile.
-type childPeak struct {
-	hwm int64
-	rssPeak
-}
 
 // quantRSS runs "mka-gguf quantize --no-verify" (this binary, as a child
 // process) and llama-quantize one after the other on path to each of
@@ -82,7 +73,7 @@ func quantRSS(ctx context.Context, o *Options, rep *Report, path, dir string, ty
 
 // quantRSSRows are the rows of one type's memory comparison: peak VmHWM
 // and peak RssAnon, ours against llama-quantize's, in MiB.
-func quantRSSRows(typ string, ours, theirs childPeak, same bool, tool string) []Result {
+func quantRSSRows(typ string, ours, theirs rssPeak, same bool, tool string) []Result {
 	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
 	out := "outputs differ"
 	if same {
@@ -97,20 +88,24 @@ func quantRSSRows(typ string, ours, theirs childPeak, same bool, tool string) []
 	}
 }
 
-// runPeak runs bin with args and returns its peak memory.
-func runPeak(ctx context.Context, bin string, args []string) (childPeak, error) {
+// runPeak runs bin with args and returns its peak memory, sampled from
+// /proc every 20 ms. Not its ru_maxrss: Go starts a child with CLONE_VM,
+// and at exec the kernel carries the peak RSS of the memory it shared
+// (this process's) into the child's ru_maxrss, so a child smaller than
+// this process reports this process's peak.
+func runPeak(ctx context.Context, bin string, args []string) (rssPeak, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var tail tailBuffer
 	cmd.Stdout, cmd.Stderr = io.Discard, &tail
 	progress.Printf("bench: quant rss: %s %s\n", filepath.Base(bin), strings.Join(args, " "))
-	var p childPeak
+	var p rssPeak
 	err := cmd.Start()
 	if err == nil {
 		stop := make(chan struct{})
 		peak := watchRSS(cmd.Process.Pid, 20*time.Millisecond, stop)
 		err = cmd.Wait()
 		close(stop)
-		p.rssPeak = <-peak
+		p = <-peak
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -118,11 +113,9 @@ func runPeak(ctx context.Context, bin string, args []string) (childPeak, error) 
 		}
 		return p, fmt.Errorf("%s %s: %v: %s", bin, strings.Join(args, " "), err, lastLine(string(tail.b)))
 	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok || ru == nil {
-		return p, errors.New("no resource usage of the child process")
+	if p.hwm == 0 {
+		return p, fmt.Errorf("%s: no VmHWM sampled from /proc", bin)
 	}
-	p.hwm = int64(ru.Maxrss) << 10 // Linux: KiB
 	return p, nil
 }
 

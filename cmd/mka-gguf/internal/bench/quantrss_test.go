@@ -10,13 +10,13 @@ import (
 // 661 / 458 MiB fails it, 500 / 458 meets it.
 func TestQuantRSSRows(t *testing.T) {
 	const mib = 1 << 20
-	theirs := childPeak{hwm: 458 * mib, rssPeak: rssPeak{anon: 323 * mib, file: 136 * mib}}
+	theirs := rssPeak{hwm: 458 * mib, anon: 323 * mib, file: 136 * mib}
 	for _, c := range []struct {
-		ours      childPeak
+		ours      rssPeak
 		hwm, anon bool
 	}{
-		{childPeak{hwm: 661 * mib, rssPeak: rssPeak{anon: 512 * mib, file: 151 * mib}}, false, false},
-		{childPeak{hwm: 500 * mib, rssPeak: rssPeak{anon: 380 * mib, file: 120 * mib}}, true, true},
+		{rssPeak{hwm: 661 * mib, anon: 512 * mib, file: 151 * mib}, false, false},
+		{rssPeak{hwm: 500 * mib, anon: 380 * mib, file: 120 * mib}, true, true},
 	} {
 		var rep Report
 		for _, r := range quantRSSRows("Q8_0", c.ours, theirs, true, "llama-quantize") {
