@@ -97,8 +97,8 @@ func mkaGoLog(level C.int, text *C.char) {
 	if l == 5 || l == 0 {
 		l = LogDebug
 	}
-	dropRegisteredPages()
 	msg := C.GoString(text)
+	dropRegisteredPages(msg)
 	if l == LogError {
 		if m := strings.TrimSpace(msg); m != "" {
 			lastErrors.Lock()

@@ -14,11 +14,16 @@ import (
 // never unmaps a tensor it has finished (newer llama.cpp unmaps each), so
 // every page of IN stays resident in the process (RssFile) until the end:
 // a 1 GiB model costs 1 GiB of RSS on top of the quantizer's buffers.
-// While QuantizeFile runs, every llama.cpp log line (the quantizer logs a
-// few per tensor, before and after converting it) drops this process's
-// resident pages of IN's shared read-only mappings (MADV_DONTNEED). That
-// is safe at any moment: a dropped page of a shared file mapping is read
-// again from the page cache on the next access, with the same bytes.
+// While QuantizeFile runs, llama.cpp's log lines (the quantizer logs a few
+// per tensor) drop this process's resident pages of IN's shared read-only
+// mappings (MADV_DONTNEED). That is safe at any moment: a dropped page of
+// a shared file mapping is read again from the page cache on the next
+// access, with the same bytes; and while the quantizer's thread waits in
+// its log call it cannot unmap IN. The line that names a tensor
+// ("[  3/ 84] blk.0.attn_k.weight - ...") is skipped: the quantizer has
+// just read that tensor (to validate it) and is about to convert it, so
+// dropping it then would only make it fault in twice; its pages go at the
+// next line ("converting to q8_0 .. " or "size = ...").
 
 // fileID names a file as /proc/self/maps does: device and inode.
 type fileID struct {
@@ -77,10 +82,10 @@ func dropMappedPages(path string) (stop func()) {
 }
 
 // dropRegisteredPages drops the resident pages of every shared read-only
-// mapping of the files dropMappedPages registered; called on each
-// llama.cpp log line.
-func dropRegisteredPages() {
-	if dropping.n.Load() == 0 {
+// mapping of the files dropMappedPages registered; called with each
+// llama.cpp log line, and skipped for a line that names a tensor.
+func dropRegisteredPages(line string) {
+	if dropping.n.Load() == 0 || strings.HasPrefix(line, "[") {
 		return
 	}
 	maps, err := os.ReadFile("/proc/self/maps")

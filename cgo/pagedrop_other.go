@@ -7,4 +7,4 @@ package cgo
 func dropMappedPages(string) (stop func()) { return func() {} }
 
 // dropRegisteredPages does nothing outside Linux.
-func dropRegisteredPages() {}
+func dropRegisteredPages(string) {}
