@@ -113,26 +113,24 @@ func sharedMappings(maps string, ids map[fileID]int) [][2]uintptr {
 		if len(f) < 5 || f[1] != "r--s" {
 			continue
 		}
-		maj, min, ok := strings.Cut(f[3], ":")
-		if !ok {
+		major, minor, okDev := hexPair(f[3], ":")
+		ino, err := strconv.ParseUint(f[4], 10, 64)
+		if !okDev || err != nil || ids[fileID{uint32(major), uint32(minor), ino}] == 0 {
 			continue
 		}
-		a, errA := strconv.ParseUint(maj, 16, 32)
-		b, errB := strconv.ParseUint(min, 16, 32)
-		ino, errI := strconv.ParseUint(f[4], 10, 64)
-		if errA != nil || errB != nil || errI != nil || ids[fileID{uint32(a), uint32(b), ino}] == 0 {
-			continue
-		}
-		lo, hi, ok := strings.Cut(f[0], "-")
-		if !ok {
-			continue
-		}
-		start, errS := strconv.ParseUint(lo, 16, 64)
-		end, errE := strconv.ParseUint(hi, 16, 64)
-		if errS != nil || errE != nil || end <= start {
+		start, end, ok := hexPair(f[0], "-")
+		if !ok || end <= start {
 			continue
 		}
 		out = append(out, [2]uintptr{uintptr(start), uintptr(end)})
 	}
 	return out
+}
+
+// hexPair parses two hexadecimal numbers joined by sep ("fc:01").
+func hexPair(s, sep string) (a, b uint64, ok bool) {
+	x, y, found := strings.Cut(s, sep)
+	a, errA := strconv.ParseUint(x, 16, 64)
+	b, errB := strconv.ParseUint(y, 16, 64)
+	return a, b, found && errA == nil && errB == nil
 }

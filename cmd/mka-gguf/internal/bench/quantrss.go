@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,11 +32,8 @@ const quantRSSGoal = 1.2
 // theirs (VmHWM, goal at most quantRSSGoal; RssAnon). Without
 // llama-quantize it adds a skipped row.
 func quantRSS(ctx context.Context, o *Options, rep *Report, path, dir string, types []string) error {
-	tool, err := exec.LookPath(cmp.Or(os.Getenv(llamaQuantizeEnv), "llama-quantize"))
-	if err != nil {
-		note := fmt.Sprintf("skipped: llama-quantize not found (%v; Debian's llama.cpp-tools has it, or set %s)", err, llamaQuantizeEnv)
-		progress.Printf("bench: quant rss %s\n", note)
-		rep.add(Result{Name: "quant.rss", Unit: "MiB", Note: note})
+	tool := llamaTool(rep, "llama-quantize", llamaQuantizeEnv, "llama.cpp-tools", Result{Name: "quant.rss", Unit: "MiB"})
+	if tool == "" {
 		return nil
 	}
 	exe, err := os.Executable()
