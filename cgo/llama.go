@@ -98,6 +98,7 @@ func mkaGoLog(level C.int, text *C.char) {
 		l = LogDebug
 	}
 	msg := C.GoString(text)
+	dropRegisteredPages(msg)
 	if l == LogError {
 		if m := strings.TrimSpace(msg); m != "" {
 			lastErrors.Lock()

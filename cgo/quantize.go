@@ -36,7 +36,9 @@ type QuantizeParams struct {
 }
 
 // QuantizeFile quantizes the GGUF model at in into out with llama.cpp's own
-// quantizer (llama_model_quantize).
+// quantizer (llama_model_quantize). The pages of in that the quantizer maps
+// are dropped as it goes (dropMappedPages), so that they do not add up to
+// the whole model in this process's resident memory.
 func QuantizeFile(in, out string, qp QuantizeParams) error {
 	Init()
 	if _, err := os.Stat(in); err != nil {
@@ -96,6 +98,7 @@ func QuantizeFile(in, out string, qp QuantizeParams) error {
 		}()
 	}
 	clearErrors()
+	defer dropMappedPages(in)()
 	var exc C.mka_exc
 	if r := C.mka_quantize_file(cin, cout, &p, C.int(n), cnames, cvals, clens, &exc); r != 0 {
 		os.Remove(out)

@@ -29,7 +29,11 @@ same model, and printed as a ratio (never as an absolute-time check):
            256-token windows and threads (goal: ratio >= 0.9)
   simd     each Go kernel's selected implementation against the pure-Go one
   rewrite  merge rewrite MB/s (one fusion; one pruned block) against a copy
-  quant    llama.cpp quantization MB/s (Q8_0, Q4_K_M) against a copy
+  quant    llama.cpp quantization MB/s (Q8_0, Q4_K_M) against a copy, and
+           the peak memory of "mka-gguf quantize" (a child process) against
+           llama.cpp's own llama-quantize (PATH or $MKA_LLAMA_QUANTIZE;
+           skipped without it) on the same model, type and threads: VmHWM
+           and RssAnon (goal: ratio <= 1.2)
   merge    "merge --remove 4" with default settings (a child process): wall
            time against one calibration pass + one rewrite (goal <= 4),
            bytes written against the output (<= 1.05), peak RSS against the

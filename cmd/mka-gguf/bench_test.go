@@ -168,3 +168,47 @@ func TestBenchLlamaCppSkipped(t *testing.T) {
 		t.Errorf("results %+v, want one llamacpp.eval row saying it was skipped", r.Results)
 	}
 }
+
+// TestBenchQuantRSS runs the quant part's memory comparison with this
+// binary standing in for llama-quantize (a script with its arguments): the
+// outputs are the same bytes and the peaks close to each other; without
+// llama-quantize the comparison is one row saying it was skipped.
+func TestBenchQuantRSS(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "bench.json")
+	args := []string{"bench", "--size", "tiny", "--only", "quant", "--rounds", "1", "--force", "--json-file", out}
+
+	t.Setenv("MKA_LLAMA_QUANTIZE", filepath.Join(dir, "no-such-llama-quantize"))
+	stdout, stderr, code := run(t, args...)
+	wantOK(t, args, stdout, stderr, code)
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var skipped bench.Report
+	if err := json.Unmarshal(data, &skipped); err != nil {
+		t.Fatal(err)
+	}
+	if r := skipped.Results[len(skipped.Results)-1]; r.Name != "quant.rss" || r.Value != 0 || !strings.HasPrefix(r.Note, "skipped: llama-quantize not found") {
+		t.Errorf("last result %+v, want a quant.rss row saying it was skipped", r)
+	}
+
+	stand := filepath.Join(dir, "llama-quantize")
+	script := "#!/bin/sh\nexec " + bin + " quantize --threads \"$4\" --no-verify --force \"$1\" \"$2\" \"$3\"\n"
+	if err := os.WriteFile(stand, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("MKA_LLAMA_QUANTIZE", stand)
+	stdout, stderr, code = run(t, args...)
+	wantOK(t, args, stdout, stderr, code)
+	_, res := readBenchReport(t, out)
+	for _, name := range []string{"quant.rss.Q8_0", "quant.rss_anon.Q8_0", "quant.rss.Q4_K_M", "quant.rss_anon.Q4_K_M"} {
+		r, ok := res[name]
+		if !ok || r.Goal != 1.2 || !r.AtMost || r.Ratio < 0.5 || r.Ratio > 2 {
+			t.Errorf("%s = %+v, want ours / the same binary's peak near 1, goal at most 1.2", name, r)
+		}
+		if strings.HasPrefix(name, "quant.rss.") && !strings.Contains(r.Note, "outputs identical") {
+			t.Errorf("%s: note %q, want the outputs identical", name, r.Note)
+		}
+	}
+}

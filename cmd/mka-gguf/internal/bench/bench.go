@@ -207,7 +207,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	if parts["quant"] {
-		if err := quantPart(ctx, rep, path, dir, n, o.Rounds); err != nil {
+		if err := quantPart(ctx, &o, rep, path, dir); err != nil {
 			return nil, err
 		}
 	}

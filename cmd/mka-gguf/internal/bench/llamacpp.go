@@ -41,11 +41,8 @@ const (
 // loading counts on neither side. Without the tool the part is skipped
 // with a note.
 func llamaCppPart(ctx context.Context, rep *Report, mp cgo.ModelParams, path, dir string, threads, rounds int) error {
-	tool, err := exec.LookPath(cmp.Or(os.Getenv(llamaPerplexityEnv), "llama-perplexity"))
-	if err != nil {
-		note := fmt.Sprintf("skipped: llama-perplexity not found (%v; Debian's llama.cpp-tools-extra has it, or set %s)", err, llamaPerplexityEnv)
-		progress.Printf("bench: llamacpp %s\n", note)
-		rep.add(Result{Name: "llamacpp.eval", Unit: "tok/s", Note: note})
+	tool := llamaTool(rep, "llama-perplexity", llamaPerplexityEnv, "llama.cpp-tools-extra", Result{Name: "llamacpp.eval", Unit: "tok/s"})
+	if tool == "" {
 		return nil
 	}
 	m, err := cgo.LoadModel(path, mp)
@@ -107,6 +104,20 @@ func llamaCppPart(ctx context.Context, rep *Report, mp cgo.ModelParams, path, di
 		BaselineName: "llamacpp.perplexity", BaselineValue: best(theirs), Goal: 0.9,
 		Note: "the calibration pass (capture hook) over the same windows"})
 	return nil
+}
+
+// llamaTool returns the path of llama.cpp's tool name: $env, or name on
+// PATH. Without it, it adds row with a note saying it was skipped, why,
+// and which Debian package has the tool, and returns "".
+func llamaTool(rep *Report, name, env, debianPackage string, row Result) string {
+	tool, err := exec.LookPath(cmp.Or(os.Getenv(env), name))
+	if err != nil {
+		row.Note = fmt.Sprintf("skipped: %s not found (%v; Debian's %s has it, or set %s)", name, err, debianPackage, env)
+		progress.Printf("bench: %s %s\n", row.Name, row.Note)
+		rep.add(row)
+		return ""
+	}
+	return tool
 }
 
 // benchLlamaText returns a text of random lower-case words that tokenizes

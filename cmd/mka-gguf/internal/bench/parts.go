@@ -123,8 +123,10 @@ func rewritePart(ctx context.Context, rep *Report, path, dir string, rounds int)
 }
 
 // quantPart times llama.cpp's quantizer (Q8_0, Q4_K_M) against a copy, in
-// MB of input per second.
-func quantPart(ctx context.Context, rep *Report, path, dir string, threads, rounds int) error {
+// MB of input per second, then compares the peak memory of "mka-gguf
+// quantize" with llama-quantize's (quantRSS).
+func quantPart(ctx context.Context, o *Options, rep *Report, path, dir string) error {
+	threads, rounds := o.Threads, o.Rounds
 	st, err := os.Stat(path)
 	if err != nil {
 		return err
@@ -152,5 +154,5 @@ func quantPart(ctx context.Context, rep *Report, path, dir string, threads, roun
 		rep.add(Result{Name: "quant." + t, Value: best(s[t]), Unit: "MB/s", Samples: s[t],
 			BaselineName: "quant.copy", BaselineValue: best(s["copy"]), Note: "llama.cpp quantizer, MB read/s"})
 	}
-	return nil
+	return quantRSS(ctx, o, rep, path, dir, types)
 }

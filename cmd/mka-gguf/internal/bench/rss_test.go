@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// watchRSS on this process sees 64 MiB of touched heap as anonymous memory.
+// watchRSS on this process sees 64 MiB of touched heap as anonymous memory,
+// and VmHWM at least the peak of both kinds.
 func TestWatchRSS(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("needs /proc")
@@ -22,10 +23,10 @@ func TestWatchRSS(t *testing.T) {
 	close(stop)
 	p := <-peak
 	runtime.KeepAlive(buf)
-	if p.anon < 64<<20 || p.file <= 0 {
-		t.Fatalf("peak RssAnon %d, RssFile %d bytes; want ≥ 64 MiB and > 0", p.anon, p.file)
+	if p.anon < 64<<20 || p.file <= 0 || p.hwm < p.anon {
+		t.Fatalf("peak RssAnon %d, RssFile %d, VmHWM %d bytes; want ≥ 64 MiB, > 0 and ≥ RssAnon", p.anon, p.file, p.hwm)
 	}
-	if _, _, ok := readRSS(-1); ok {
+	if _, _, _, ok := readRSS(-1); ok {
 		t.Fatal("readRSS of no process succeeded")
 	}
 }
