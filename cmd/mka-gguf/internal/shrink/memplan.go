@@ -29,12 +29,14 @@ type MemoryPlan struct {
 // planMemory estimates the memory of the merge o of f (blocks b), with
 // the model mapped unless o.Load.NoMmap:
 //
-//	Private = 2·block(f32) + 256 MiB + vocab·batch·4 + kept
+//	Private = 2·block(f32) + 256 MiB + vocab·batch·4 + kept + stream
 //
 // kept is the whole model read into memory with NoMmap, else the edited
 // tensors (arch.Row.Identity and Fold in their own type) of edits blocks
 // in private buffers: for a search removing n blocks, n+1 (the committed
-// edits and one candidate's).
+// edits and one candidate's). stream is the search's stored residual
+// stream of the alignment chunks (align-samples · ctx · n_embd · 4, which
+// lets a pass start in the middle of the model).
 func planMemory(o *Options, f *gguf.File, b *Blocks, edits int) MemoryPlan {
 	var model, edited int64
 	for _, t := range f.Tensors {
@@ -46,6 +48,11 @@ func planMemory(o *Options, f *gguf.File, b *Blocks, edits int) MemoryPlan {
 		}
 	}
 	p := MemoryPlan{Private: 2*blockF32Bytes(f) + 256<<20 + vocab(f)*int64(o.Calib.Batch)*4, Available: memAvailable()}
+	if o.search() && !o.Fast {
+		if e, ok := f.Uint(f.Arch() + ".embedding_length"); ok {
+			p.Private += int64(o.AlignSamples) * int64(o.Calib.Ctx) * int64(e) * 4
+		}
+	}
 	if o.Load.NoMmap {
 		p.Private += model
 	} else {

@@ -30,9 +30,16 @@ func TestMemoryPlan(t *testing.T) {
 	}
 	o := Defaults()
 	o.In = path
-	base := 2*blockF32Bytes(f) + 256<<20 + vocab(f)*int64(o.Calib.Batch)*4
-	if vocab(f) == 0 {
-		t.Fatal("no vocabulary size from token_embd.weight")
+	embd, _ := f.Uint("llama.embedding_length")
+	stream := int64(o.AlignSamples) * int64(o.Calib.Ctx) * int64(embd) * 4 // the search's stored stream
+	base := 2*blockF32Bytes(f) + 256<<20 + vocab(f)*int64(o.Calib.Batch)*4 + stream
+	if vocab(f) == 0 || embd == 0 {
+		t.Fatal("no vocabulary size from token_embd.weight or no embedding length")
+	}
+	fast := o
+	fast.Fast = true
+	if p := planMemory(&fast, f, b, 0); p.Private != base-stream {
+		t.Fatalf("a --fast plan needs %d, want %d (no stored stream)", p.Private, base-stream)
 	}
 
 	mapped := planMemory(&o, f, b, 3)
