@@ -53,7 +53,9 @@ type Config struct {
 	// least raceMinChunks chunks, its mean excess loss over the best,
 	// paired by chunk, is above −raceTolerance by more than raceZ standard
 	// errors (heldScore.cannotWin). With more than raceKeep candidates the
-	// round has two stages (Searcher.round). ScoreAll turns it off.
+	// round has two stages (Searcher.round). The healing stage races each
+	// refit against the model healed so far (significantly worse: out).
+	// ScoreAll turns it off.
 	Race bool
 	// WholeDecodes scores every held-back candidate with decodes of the
 	// whole model; by default a candidate's decodes start at the first

@@ -36,7 +36,10 @@ type HealStep struct {
 	// block's output is fitted to; n_layer: IN's final stream.
 	Target  int     `json:"target"`
 	HeldNLL float64 `json:"heldback_nll"`
-	Kept    bool    `json:"kept"`
+	// Chunks is the held-back chunks scored before the refit lost the race
+	// (0: scored in full).
+	Chunks int  `json:"heldback_chunks,omitempty"`
+	Kept   bool `json:"kept"`
 }
 
 // healSuffix is the tensor the healing stage refits.

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -30,7 +31,7 @@ type healer struct {
 	fit, orig  *runner.Session // the edited model with ffn_down's inputs hooked; IN
 	xg, xh, xo [][]float32
 	depth      int
-	cur        float64 // held-back loss of the model healed so far
+	cur        *heldScore // held-back losses of the model healed so far, per chunk
 }
 
 func (s *Searcher) newHealer(first int) (*healer, error) {
@@ -68,10 +69,10 @@ func (h *healer) run(rep *HealReport, res *Result) error {
 			return err
 		}
 	}
-	if h.cur, _, err = h.score(h.first); err != nil {
+	if h.cur, _, err = h.score(h.first, nil); err != nil {
 		return err
 	}
-	rep.HeldBefore = h.cur
+	rep.HeldBefore = h.cur.mean()
 	res.Replace = map[int][]float32{}
 	n := s.e.Blocks() - h.first
 	bar := progress.New("healing", n, "blocks")
@@ -89,9 +90,9 @@ func (h *healer) run(rep *HealReport, res *Result) error {
 		}
 		progress.Printf("healing: blk %d (blk %d of IN, fitted to IN's stream entering blk %d): held-back loss %.4f, %s\n",
 			o, step.Loaded, step.Target, step.HeldNLL, verdict)
-		bar.Set(o-h.first+1, fmt.Sprintf("held-back loss %.4f", h.cur))
+		bar.Set(o-h.first+1, fmt.Sprintf("held-back loss %.4f", h.cur.mean()))
 	}
-	rep.HeldAfter = h.cur
+	rep.HeldAfter = h.cur.mean()
 	return nil
 }
 
@@ -124,14 +125,16 @@ func (h *healer) block(o int) (HealStep, []float32, error) {
 		if err := s.e.Replace(o, healSuffix, w); err != nil {
 			return step, nil, err
 		}
-		nll, xh, err := h.score(o)
+		sc, xh, err := h.score(o, h.cur)
 		if err != nil {
 			return step, nil, err
 		}
-		step.HeldNLL = nll
-		if nll < h.cur {
+		step.HeldNLL = sc.mean()
+		if len(sc.sum) < len(s.held) {
+			step.Chunks = len(sc.sum) // lost the race
+		} else if step.HeldNLL < h.cur.mean() {
 			s.e.Commit(0, 0)
-			step.Kept, h.cur, h.xh = true, nll, xh
+			step.Kept, h.cur, h.xh = true, sc, xh
 			h.xg, err = s.outputs(h.fit, s.align, h.xg, p, p)
 			return step, w, err
 		}
@@ -233,15 +236,18 @@ func linearity(a, f, out, w0 []float32, rows, nff, d int) [2]float64 {
 	return [2]float64{e, m}
 }
 
-// score returns the mean next-token loss on the held-back chunks of the
-// model as it is now, decoded from current block o on, and the chunks'
-// streams after block o.
-func (h *healer) score(o int) (float64, [][]float32, error) {
+// score returns the next-token losses on the held-back chunks of the model
+// as it is now, decoded from current block o on, and the chunks' streams
+// after block o. Against best (with Config.Race) it stops, on fewer
+// chunks, as soon as the model is significantly worse than best
+// (heldScore.cannotWin with no tolerance): such a refit is discarded
+// whatever the other chunks say.
+func (h *healer) score(o int, best *heldScore) (*heldScore, [][]float32, error) {
 	s := h.s
 	p := s.e.Phys(o)
 	out := make([][]float32, len(s.held))
-	var sum float64
-	n := 0
+	sc := &heldScore{}
+	race := best != nil && s.cfg.Race && !s.cfg.ScoreAll
 	err := s.decode(s.sess.score, s.held, h.xh, p, -1, func(c int, tn cgo.Tensor) bool {
 		if tn.Kind == cgo.BlockOutput && tn.Layer == p {
 			out[c] = slices.Clone(tn.Data)
@@ -249,16 +255,19 @@ func (h *healer) score(o int) (float64, [][]float32, error) {
 		return true
 	}, func(c int, d *runner.Decoded) error {
 		ch := s.held[c]
-		sum += kld.ChunkNLL(ch, func(k int) []float32 { return d.Logits(0, k) })
-		n += len(ch) - 1
+		sc.sum = append(sc.sum, kld.ChunkNLL(ch, func(k int) []float32 { return d.Logits(0, k) }))
+		sc.n = append(sc.n, len(ch)-1)
+		s.work.heldBlocks += s.sess.score.Blocks(p)
+		s.work.heldLogits++
+		if race && len(sc.sum) < len(s.held) && sc.cannotWin(best, 0) {
+			return errLost
+		}
 		return nil
 	})
-	s.work.heldBlocks += len(s.held) * s.sess.score.Blocks(p)
-	s.work.heldLogits += len(s.held)
-	if err != nil {
-		return 0, nil, err
+	if err != nil && !errors.Is(err, errLost) {
+		return nil, nil, err
 	}
-	return sum / float64(max(n, 1)), out, nil
+	return sc, out, nil
 }
 
 // replacementBytes returns the bytes of file tensor i holding v
