@@ -247,13 +247,14 @@ func (j *Job) loadForEdit(need Needs) error {
 // when the healing stage may refit each one's ffn_down.
 func (j *Job) planMemory(need Needs) error {
 	edits := 0
+	heal := need.Edit && j.o.heals() && pipeline.HealBlocked(j.blocks) == ""
 	if n, err := j.o.removeCount(j.blocks); need.Edit && err == nil {
 		edits = n + 1
-		if j.o.heals() && pipeline.HealBlocked(j.blocks) == "" {
+		if heal {
 			edits = j.blocks.Count
 		}
 	}
-	p := planMemory(&j.o, j.file, j.blocks, edits)
+	p := planMemory(&j.o, j.file, j.blocks, edits, heal)
 	warning, err := p.Check(j.o.In)
 	j.memory = p.String() + "\n"
 	if warning != "" {

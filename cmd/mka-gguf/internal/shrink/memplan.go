@@ -29,15 +29,17 @@ type MemoryPlan struct {
 // planMemory estimates the memory of the merge o of f (blocks b), with
 // the model mapped unless o.Load.NoMmap:
 //
-//	Private = 2·block(f32) + 256 MiB + vocab·batch·4 + kept + stream
+//	Private = 2·block(f32) + 256 MiB + vocab·batch·4 + kept + stream + ridge
 //
 // kept is the whole model read into memory with NoMmap, else the edited
 // tensors (arch.Row.Identity and Fold in their own type) of edits blocks
 // in private buffers: for a search removing n blocks, n+1 (the committed
 // edits and one candidate's). stream is the search's stored residual
 // stream of the alignment chunks (align-samples · ctx · n_embd · 4, which
-// lets a pass start in the middle of the model).
-func planMemory(o *Options, f *gguf.File, b *Blocks, edits int) MemoryPlan {
+// lets a pass start in the middle of the model). ridge, with heal, is the
+// healing stage's solve of one ffn_down (merge.Ridge.Solve: 8·(3·n_ff² +
+// 3·n_ff·n_embd) bytes: the sums, the system and its factor).
+func planMemory(o *Options, f *gguf.File, b *Blocks, edits int, heal bool) MemoryPlan {
 	var model, edited int64
 	for _, t := range f.Tensors {
 		model += int64(t.Size())
@@ -48,10 +50,12 @@ func planMemory(o *Options, f *gguf.File, b *Blocks, edits int) MemoryPlan {
 		}
 	}
 	p := MemoryPlan{Private: 2*blockF32Bytes(f) + 256<<20 + vocab(f)*int64(o.Calib.Batch)*4, Available: memAvailable()}
+	e, _ := f.Uint(f.Arch() + ".embedding_length")
 	if o.search() && !o.Fast {
-		if e, ok := f.Uint(f.Arch() + ".embedding_length"); ok {
-			p.Private += int64(o.AlignSamples) * int64(o.Calib.Ctx) * int64(e) * 4
-		}
+		p.Private += int64(o.AlignSamples) * int64(o.Calib.Ctx) * int64(e) * 4
+	}
+	if ff, ok := f.Uint(f.Arch() + ".feed_forward_length"); ok && heal {
+		p.Private += 8 * (3*int64(ff)*int64(ff) + 3*int64(ff)*int64(e))
 	}
 	if o.Load.NoMmap {
 		p.Private += model

@@ -38,11 +38,11 @@ func TestMemoryPlan(t *testing.T) {
 	}
 	fast := o
 	fast.Fast = true
-	if p := planMemory(&fast, f, b, 0); p.Private != base-stream {
+	if p := planMemory(&fast, f, b, 0, false); p.Private != base-stream {
 		t.Fatalf("a --fast plan needs %d, want %d (no stored stream)", p.Private, base-stream)
 	}
 
-	mapped := planMemory(&o, f, b, 3)
+	mapped := planMemory(&o, f, b, 3, false)
 	if mapped.Mapped != model {
 		t.Fatalf("mapped plan: %d mapped bytes, want the model's %d", mapped.Mapped, model)
 	}
@@ -50,11 +50,15 @@ func TestMemoryPlan(t *testing.T) {
 	if kept <= 0 || kept%3 != 0 || kept/3 >= model/int64(b.Count) {
 		t.Fatalf("mapped plan keeps %d bytes of edits for 3 blocks; want 3 × less than a block (%d)", kept, model/int64(b.Count))
 	}
-	if none := planMemory(&o, f, b, 0); none.Private != base {
+	if none := planMemory(&o, f, b, 0, false); none.Private != base {
 		t.Fatalf("a plan without edits needs %d, want %d", none.Private, base)
 	}
+	ff, _ := f.Uint("llama.feed_forward_length")
+	if heal := planMemory(&o, f, b, 0, true); heal.Private != base+8*(3*int64(ff*ff)+3*int64(ff*embd)) || ff == 0 {
+		t.Fatalf("a plan with healing needs %d, want %d + the ridge solve of n_ff %d", heal.Private, base, ff)
+	}
 	o.Load.NoMmap = true
-	anon := planMemory(&o, f, b, 3)
+	anon := planMemory(&o, f, b, 3, false)
 	if anon.Mapped != 0 || anon.Private != base+model {
 		t.Fatalf("--no-mmap plan: %d private, %d mapped; want %d and 0", anon.Private, anon.Mapped, base+model)
 	}
