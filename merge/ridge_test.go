@@ -36,15 +36,46 @@ func TestRidgeRecoversWeight(t *testing.T) {
 			r[t*d] = 1e6
 		}
 	}
+	// The same sums from float32 products (Ridge.Product, as cgo.Product
+	// computes them).
+	f32 := NewRidge(p, d)
+	products := 0
+	f32.Product = func(x, y []float32, rows, dx, dy int, c []float32) error {
+		products++
+		for i := range dx {
+			for j := range dy {
+				var v float32
+				for k := range rows {
+					v += x[k*dx+i] * y[k*dy+j]
+				}
+				c[i*dy+j] = v
+			}
+		}
+		return nil
+	}
 	s := NewRidge(p, d)
-	if err := s.Add(x[:100*p], r[:100*d], w[:100], 100); err != nil {
+	for _, s := range []*Ridge{s, f32} {
+		if err := s.Add(x[:100*p], r[:100*d], w[:100], 100); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Add(x[100*p:], r[100*d:], w[100:], 100); err != nil {
+			t.Fatal(err)
+		}
+		if s.Rows != rows-rows/10 {
+			t.Fatalf("rows %d, want %d", s.Rows, rows-rows/10)
+		}
+	}
+	if products != 4 {
+		t.Fatalf("%d float32 products, want 2 per Add", products)
+	}
+	fromF32, err := f32.Solve(1e-9, make([]float32, d*p))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Add(x[100*p:], r[100*d:], w[100:], 100); err != nil {
-		t.Fatal(err)
-	}
-	if s.Rows != rows-rows/10 {
-		t.Fatalf("rows %d, want %d", s.Rows, rows-rows/10)
+	for i := range fromF32 {
+		if math.Abs(float64(fromF32[i]-want[i])) > 1e-3 {
+			t.Fatalf("float32 products: value %d: %g, want %g", i, fromF32[i], want[i])
+		}
 	}
 	zero := make([]float32, d*p)
 	got, err := s.Solve(1e-9, zero)

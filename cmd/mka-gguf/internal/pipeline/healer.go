@@ -158,6 +158,9 @@ func (h *healer) stats(o int, w0 []float32) (*merge.Ridge, [][]float32, float64,
 	nff := len(w0) / d
 	weights := merge.InverseNormWeights(h.xo, d, s.skip)
 	ridge := merge.NewRidge(nff, d)
+	if s.e.product != nil {
+		ridge.Product = s.e.product.Compute
+	}
 	name := fmt.Sprintf("blk.%d.%s", p, healSuffix)
 	outs := make([][]float32, len(s.align))
 	var a, f, r []float32

@@ -37,8 +37,9 @@ type MemoryPlan struct {
 // edits and one candidate's). stream is the search's stored residual
 // stream of the alignment chunks (align-samples · ctx · n_embd · 4, which
 // lets a pass start in the middle of the model). ridge, with heal, is the
-// healing stage's solve of one ffn_down (merge.Ridge.Solve: 8·(3·n_ff² +
-// 3·n_ff·n_embd) bytes: the sums, the system and its factor).
+// healing stage's solve of one ffn_down (merge.Ridge: 8·(3·n_ff² +
+// 3·n_ff·n_embd) bytes for the sums, the system and its factor, and
+// 4·(n_ff² + n_ff·n_embd) for the float32 products).
 func planMemory(o *Options, f *gguf.File, b *Blocks, edits int, heal bool) MemoryPlan {
 	var model, edited int64
 	for _, t := range f.Tensors {
@@ -55,7 +56,7 @@ func planMemory(o *Options, f *gguf.File, b *Blocks, edits int, heal bool) Memor
 		p.Private += int64(o.AlignSamples) * int64(o.Calib.Ctx) * int64(e) * 4
 	}
 	if ff, ok := f.Uint(f.Arch() + ".feed_forward_length"); ok && heal {
-		p.Private += 8 * (3*int64(ff)*int64(ff) + 3*int64(ff)*int64(e))
+		p.Private += 8*(3*int64(ff)*int64(ff)+3*int64(ff)*int64(e)) + 4*(int64(ff)*int64(ff)+int64(ff)*int64(e))
 	}
 	if o.Load.NoMmap {
 		p.Private += model

@@ -54,7 +54,7 @@ func TestMemoryPlan(t *testing.T) {
 		t.Fatalf("a plan without edits needs %d, want %d", none.Private, base)
 	}
 	ff, _ := f.Uint("llama.feed_forward_length")
-	if heal := planMemory(&o, f, b, 0, true); heal.Private != base+8*(3*int64(ff*ff)+3*int64(ff*embd)) || ff == 0 {
+	if heal := planMemory(&o, f, b, 0, true); heal.Private != base+8*(3*int64(ff*ff)+3*int64(ff*embd))+4*int64(ff*ff+ff*embd) || ff == 0 {
 		t.Fatalf("a plan with healing needs %d, want %d + the ridge solve of n_ff %d", heal.Private, base, ff)
 	}
 	o.Load.NoMmap = true
