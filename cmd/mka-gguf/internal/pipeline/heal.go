@@ -82,11 +82,16 @@ func (s *Searcher) Heal(res *Result) error {
 		return err
 	}
 	defer h.close()
-	if err := h.run(rep, res); err != nil {
+	s.quality.sum = nil
+	err = h.run(rep, res)
+	s.quality.ref = nil // (memory)
+	if err != nil {
 		return fmt.Errorf("healing: %w", err)
 	}
 	if len(res.Replace) > 0 {
-		res.Quality = nil // the search's check scored the model before healing
+		// The check of the model as healed, from the decodes that scored
+		// its last kept refit (keepQuality); nil when not known.
+		res.Quality = s.quality.sum
 	}
 	progress.Printf("healing: refitted ffn_down of %d of %d blocks, held-back loss %.4f → %.4f (%.1f s)\n",
 		len(res.Replace), len(rep.Refits), rep.HeldBefore, rep.HeldAfter, time.Since(t0).Seconds())

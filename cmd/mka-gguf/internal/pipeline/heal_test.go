@@ -1,11 +1,13 @@
 package pipeline
 
 import (
+	"math"
 	"testing"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ggmlcodec"
+	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
 	"github.com/mka-gguf/mka-gguf/internal/shared"
 	"github.com/mka-gguf/mka-gguf/merge/edit"
 )
@@ -13,7 +15,8 @@ import (
 // The healing stage refits later blocks' ffn_down in memory; the file
 // written with those refits (edit.RewriteOptions.Replace) gives the
 // in-memory healed model's logits, and they are not the unhealed file's.
-// Kept refits lower the held-back loss.
+// Kept refits lower the held-back loss, and the decodes that scored the
+// last kept one give the closing quality check.
 func TestHealedFileEqualsMemory(t *testing.T) {
 	path := shared.Model(t, "stories260K.gguf")
 	fx := open(t, path)
@@ -40,7 +43,8 @@ func TestHealedFileEqualsMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Reset()
-	s, err := NewSearcher(e, align, held, Config{Threads: 2, Align: true, Rho: 1e-3, Candidates: 4, Heal: true, HealRho: 1e-3, Reference: ref})
+	s, err := NewSearcher(e, align, held, Config{Threads: 2, Align: true, Rho: 1e-3, Candidates: 4, Heal: true, HealRho: 1e-3, Reference: ref,
+		Race: true, Quality: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,8 +73,27 @@ func TestHealedFileEqualsMemory(t *testing.T) {
 	if !(h.HeldAfter < h.HeldBefore) {
 		t.Errorf("held-back loss %.4f → %.4f with %d refits kept", h.HeldBefore, h.HeldAfter, kept)
 	}
+	// The closing quality check comes from the decodes that scored the
+	// last kept refit: the healed file against IN on the held-back text.
+	healedFile := rewritten(t, fx, r.Plan, edit.RewriteOptions{Align: r.Align, Replace: r.ReplaceTensors()})
+	inDists, err := kld.NewReference(ref, held, kld.Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := kld.CompareReference(inDists, healedFile, kld.Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Quality == nil {
+		t.Fatal("no quality check from the healing stage's decodes")
+	}
+	got := *r.Quality
+	t.Logf("quality: healing's decodes %s; file %s", got.Line(), want.Line())
+	if got.Tokens != want.Tokens || math.Abs(got.KLD-want.KLD) > 1e-3*(1+want.KLD) || math.Abs(got.PPL-want.PPL) > 1e-4*want.PPL {
+		t.Errorf("the healing stage's quality %+v, the file's %+v", got, want)
+	}
 	inMem := logits(t, fx.m, test)
-	healed := logits(t, rewritten(t, fx, r.Plan, edit.RewriteOptions{Align: r.Align, Replace: r.ReplaceTensors()}), test)
+	healed := logits(t, healedFile, test)
 	plain := logits(t, rewritten(t, fx, r.Plan, edit.RewriteOptions{Align: r.Align}), test)
 	d, u := maxDiff(inMem, healed), maxDiff(inMem, plain)
 	t.Logf("healed file vs memory %.2g, unhealed file vs memory %.2g", d, u)

@@ -135,6 +135,7 @@ func (h *healer) block(o int) (HealStep, []float32, error) {
 		} else if step.HeldNLL < h.cur.mean() {
 			s.e.Commit(0, 0)
 			step.Kept, h.cur, h.xh = true, sc, xh
+			s.keepQuality(sc)
 			h.xg, err = s.outputs(h.fit, s.align, h.xg, p, p)
 			return step, w, err
 		}
@@ -250,6 +251,9 @@ func (h *healer) score(o int, best *heldScore) (*heldScore, [][]float32, error) 
 	p := s.e.Phys(o)
 	out := make([][]float32, len(s.held))
 	sc := &heldScore{}
+	if best != nil && s.refReady() {
+		sc.acc = &kld.Accumulator{} // the closing quality check, if kept
+	}
 	race := best != nil && s.cfg.Race && !s.cfg.ScoreAll
 	err := s.decode(s.sess.score, s.held, h.xh, p, -1, func(c int, tn cgo.Tensor) bool {
 		if tn.Kind == cgo.BlockOutput && tn.Layer == p {
@@ -258,7 +262,13 @@ func (h *healer) score(o int, best *heldScore) (*heldScore, [][]float32, error) 
 		return true
 	}, func(c int, d *runner.Decoded) error {
 		ch := s.held[c]
-		sc.sum = append(sc.sum, kld.ChunkNLL(ch, func(k int) []float32 { return d.Logits(0, k) }))
+		logits := func(k int) []float32 { return d.Logits(0, k) }
+		if sc.acc != nil {
+			// The same sum as ChunkNLL's, one softmax per position.
+			sc.sum = append(sc.sum, sc.acc.AddChunk(s.quality.ref[c], ch, logits))
+		} else {
+			sc.sum = append(sc.sum, kld.ChunkNLL(ch, logits))
+		}
 		sc.n = append(sc.n, len(ch)-1)
 		s.work.heldBlocks += s.sess.score.Blocks(p)
 		s.work.heldLogits++

@@ -17,15 +17,20 @@ type quality struct {
 	sum *kld.Summary // the last round's winner against IN
 }
 
-// keepQuality keeps the comparison with IN of the last round's winner,
-// scored as best, when it covers every held-back token.
+// keepQuality keeps the comparison with IN of the last round's winner (or
+// of the healing stage's last kept refit), scored as best, when it covers
+// every held-back token. IN's distributions stay for the healing stage
+// when it follows (Config.Heal).
 func (s *Searcher) keepQuality(best *heldScore) {
 	if !s.refReady() || best.acc.N() != s.heldTokens() {
 		return
 	}
 	q := best.acc.Summary()
 	q.TopK = s.cfg.QualityTopK
-	s.quality.sum, s.quality.ref = &q, nil
+	s.quality.sum = &q
+	if !s.cfg.Heal {
+		s.quality.ref = nil
+	}
 }
 
 // keepRef decodes held-back chunks [from, upTo) of the committed model

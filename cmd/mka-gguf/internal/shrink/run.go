@@ -47,7 +47,7 @@ func Run(ctx context.Context, o Options, planned func(*Result)) (*Report, error)
 	// let Go's heap grow to twice what is live; a lower GC target keeps the
 	// peak memory near the model plus its working set (issue 11's budget).
 	defer debug.SetGCPercent(debug.SetGCPercent(10))
-	phases := o.phases(res.heals)
+	phases := o.phases()
 	need := o.needs()
 	need.Phases = phases
 	j, err := Prepare(ctx, o, need)
@@ -129,7 +129,7 @@ func Run(ctx context.Context, o Options, planned func(*Result)) (*Report, error)
 // (or loading IN for a given plan's alignment), the search or the
 // alignment, IN's distributions for the quality check, the write, the
 // importance matrix and the quantization, and the quality check.
-func (o *Options) phases(heals bool) *progress.Phases {
+func (o *Options) phases() *progress.Phases {
 	var names []string
 	need := o.needs()
 	loaded := need.Calib || need.Edit
@@ -147,11 +147,10 @@ func (o *Options) phases(heals bool) *progress.Phases {
 	}
 	checks := !o.DryRun && o.CheckQuality
 	// The search's own decodes give the quality check of an unquantized
-	// OUT; otherwise IN's distributions are kept before the write (a
-	// loaded IN), or IN is decoded beside OUT after it.
-	// (The healing stage changes the model after the search's last round:
-	// its check is then made as for a quantized OUT.)
-	fromSearch := o.search() && o.Quant == "" && !o.Fast && !(o.heals() && heals)
+	// OUT (the healing stage's, when it changed the model); otherwise IN's
+	// distributions are kept before the write (a loaded IN), or IN is
+	// decoded beside OUT after it.
+	fromSearch := o.search() && o.Quant == "" && !o.Fast
 	if checks && !fromSearch && loaded {
 		names = append(names, "quality check")
 	}

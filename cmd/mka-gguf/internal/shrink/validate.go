@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/files"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/pipeline"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/usage"
 	"github.com/mka-gguf/mka-gguf/gguf"
 	"github.com/mka-gguf/mka-gguf/merge"
@@ -199,7 +198,6 @@ type resolved struct {
 	plan      *merge.Plan // the plan of --blocks or --plan; nil: the method plans
 	align     string      // --plan's alignment ("ls", "none"; "": not given)
 	predicted int64       // OUT's predicted size
-	heals     bool        // the healing stage can run on IN (pipeline.HealBlocked)
 	notes     []string    // warnings to show
 }
 
@@ -292,7 +290,6 @@ func (o *Options) resolve(f *gguf.File, b *Blocks, hash bool) (*resolved, error)
 			return nil, fmt.Errorf("--imatrix: %w", err)
 		}
 	}
-	r.heals = pipeline.HealBlocked(b) == ""
 	r.predicted = o.predict(f, b, r.n)
 	if err := o.checkSpace(f, b, r.n); err != nil {
 		return nil, err
