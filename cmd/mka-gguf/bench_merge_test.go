@@ -37,8 +37,8 @@ func TestBenchMerge(t *testing.T) {
 	}
 	cal, rw, wall := res["merge.calibrate"], res["merge.rewrite"], res["merge.wall"]
 	if wall.BaselineName != "calibrate+rewrite" || math.Abs(wall.BaselineValue-(cal.Value+rw.Value)) > 1e-9*wall.BaselineValue ||
-		wall.Goal != 4 || !wall.AtMost {
-		t.Errorf("merge.wall = %+v, want a ratio against merge.calibrate + merge.rewrite = %v + %v, goal <= 4", wall, cal.Value, rw.Value)
+		wall.Goal != 2.5 || !wall.AtMost {
+		t.Errorf("merge.wall = %+v, want a ratio against merge.calibrate + merge.rewrite = %v + %v, goal <= 2.5", wall, cal.Value, rw.Value)
 	}
 	bm := r.Merge
 	if bm == nil {
