@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"fmt"
+	"slices"
+	"sort"
 	"time"
 
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
@@ -82,13 +84,18 @@ func (s *Searcher) filter(c *Candidate) float64 {
 // best returns the candidate of pool that the filter ranks first (nil:
 // none).
 func (s *Searcher) best(pool []*Candidate) *Candidate {
-	var b *Candidate
-	for _, c := range pool {
-		if b == nil || s.filter(c) < s.filter(b) {
-			b = c
-		}
+	if len(pool) == 0 {
+		return nil
 	}
-	return b
+	return s.byFilter(pool)[0]
+}
+
+// byFilter returns cands ordered by the filter, best first (ties in their
+// order).
+func (s *Searcher) byFilter(cands []*Candidate) []*Candidate {
+	order := slices.Clone(cands)
+	sort.SliceStable(order, func(a, b int) bool { return s.filter(order[a]) < s.filter(order[b]) })
+	return order
 }
 
 // afterCommit returns the candidates of pool but best once best (a run of

@@ -71,16 +71,7 @@ func (s *Searcher) keepAt(need []int, kept []*Candidate) int {
 	if !s.sess.layers || s.sess.orig != nil || s.cfg.ScoreAll || s.wholePasses {
 		return 0
 	}
-	order := slices.Clone(kept)
-	slices.SortStableFunc(order, func(a, b *Candidate) int {
-		if s.filter(a) < s.filter(b) {
-			return -1
-		}
-		if s.filter(a) > s.filter(b) {
-			return 1
-		}
-		return 0
-	})
+	order := s.byFilter(kept)
 	low := math.MaxInt
 	for _, j := range need {
 		low = min(low, j)

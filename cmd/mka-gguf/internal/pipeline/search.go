@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/progress"
@@ -65,8 +64,7 @@ func (s *Searcher) step(step int) (StepReport, *Candidate, error) {
 	if err != nil {
 		return StepReport{}, nil, err
 	}
-	order := slices.Clone(cands)
-	sort.SliceStable(order, func(a, b int) bool { return s.filter(order[a]) < s.filter(order[b]) })
+	order := s.byFilter(cands)
 	alignSec := time.Since(t0).Seconds()
 	if !prefilled {
 		s.clock.pass = time.Since(t0) // the pass and the fits (eta)
