@@ -51,25 +51,8 @@ func (s *Ridge) Add(x, r []float32, w []float64, rows int) error {
 	if s.Product != nil {
 		return s.addProduct(x, r, w, rows)
 	}
-	s.xs, s.rs = s.xs[:0], s.rs[:0]
-	n := 0
-	for t := range rows {
-		wt := 1.0
-		if w != nil {
-			wt = w[t]
-		}
-		if !(wt > 0) {
-			continue
-		}
-		sw := math.Sqrt(wt)
-		for _, v := range x[t*s.P : (t+1)*s.P] {
-			s.xs = append(s.xs, sw*float64(v))
-		}
-		for _, v := range r[t*s.D : (t+1)*s.D] {
-			s.rs = append(s.rs, sw*float64(v))
-		}
-		n++
-	}
+	var n int
+	s.xs, s.rs, n = weighted(x, r, w, rows, s.P, s.D, s.xs, s.rs)
 	if n == 0 {
 		return nil
 	}
@@ -82,9 +65,11 @@ func (s *Ridge) Add(x, r []float32, w []float64, rows int) error {
 	return nil
 }
 
-// addProduct is Add with Ridge.Product.
-func (s *Ridge) addProduct(x, r []float32, w []float64, rows int) error {
-	s.x32, s.r32 = s.x32[:0], s.r32[:0]
+// weighted returns in xs and rs (reused) the rows of x (p values a row)
+// and r (d values) of positive weight, each times √w_t (w nil: all 1), and
+// their number.
+func weighted[T float32 | float64](x, r []float32, w []float64, rows, p, d int, xs, rs []T) ([]T, []T, int) {
+	xs, rs = xs[:0], rs[:0]
 	n := 0
 	for t := range rows {
 		wt := 1.0
@@ -94,15 +79,22 @@ func (s *Ridge) addProduct(x, r []float32, w []float64, rows int) error {
 		if !(wt > 0) {
 			continue
 		}
-		sw := float32(math.Sqrt(wt))
-		for _, v := range x[t*s.P : (t+1)*s.P] {
-			s.x32 = append(s.x32, sw*v)
+		sw := T(math.Sqrt(wt))
+		for _, v := range x[t*p : (t+1)*p] {
+			xs = append(xs, sw*T(v))
 		}
-		for _, v := range r[t*s.D : (t+1)*s.D] {
-			s.r32 = append(s.r32, sw*v)
+		for _, v := range r[t*d : (t+1)*d] {
+			rs = append(rs, sw*T(v))
 		}
 		n++
 	}
+	return xs, rs, n
+}
+
+// addProduct is Add with Ridge.Product.
+func (s *Ridge) addProduct(x, r []float32, w []float64, rows int) error {
+	var n int
+	s.x32, s.r32, n = weighted(x, r, w, rows, s.P, s.D, s.x32, s.r32)
 	if n == 0 {
 		return nil
 	}
