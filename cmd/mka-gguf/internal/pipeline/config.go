@@ -120,7 +120,6 @@ type Candidate struct {
 	Chosen     bool     `json:"chosen"`
 
 	align *merge.Alignment
-	stale bool // its fit no longer holds (Searcher.Fast)
 }
 
 // StepReport records one step of the search.

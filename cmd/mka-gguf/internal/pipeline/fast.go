@@ -12,17 +12,15 @@ import (
 
 // Fast removes n blocks as Search does, but chooses each step's removal by
 // the closed-form filter alone (the aligned stream residual, Search's
-// filter) and decodes for a step only when it must: no held-back round, no
-// healing. The first step's fits come from the calibration pass
-// (Config.Prefill). A commit that removes blocks j … j+r−1 and aligns
-// block j−1 leaves the other candidates' fits in place: exact for those
-// below it, measured on a stream the commit changed by its residual for
-// those above it, and stale for those that touch blocks j−1 … j+r−1 (their
-// survivor or their blocks are gone). The next step takes the filter's best
-// fit; when that one is stale (the removals gather in one region, where a
-// run of blocks goes) or none is left (the statistics budget held fewer
-// candidates than the steps need), an alignment pass fits every candidate
-// afresh first.
+// filter) from one alignment pass: no held-back round, no healing. The
+// first step's fits come from the calibration pass (Config.Prefill). A
+// commit that removes blocks j … j+r−1 and aligns block j−1 leaves the
+// other candidates' fits in place: exact for those below it, measured on a
+// stream the commit changed by its residual for those above it; those
+// that touch blocks j−1 … j+r−1 (their survivor or blocks are gone) drop
+// out, so removals do not gather next to each other as the search's may.
+// A new alignment pass runs only when no fit is left (the statistics
+// budget held fewer candidates than the steps need).
 func (s *Searcher) Fast(n int) (*Result, error) {
 	if n%s.run != 0 {
 		return nil, fmt.Errorf("pipeline: %d blocks cannot be removed in runs of %d", n, s.run)
@@ -41,7 +39,7 @@ func (s *Searcher) Fast(n int) (*Result, error) {
 		pass0 := s.work.passBlocks
 		prefilled, reused := false, true
 		best := s.best(pool)
-		if best == nil || best.stale {
+		if best == nil {
 			reused = false
 			cands, pf, err := s.fit(step)
 			if err != nil {
@@ -98,23 +96,22 @@ func (s *Searcher) byFilter(cands []*Candidate) []*Candidate {
 	return order
 }
 
-// afterCommit returns the candidates of pool but best once best (a run of
-// r) is committed, renumbered for the blocks removed before them, those
-// that touch the current blocks best.Drop−1 … best.Drop+r−1 marked stale.
+// afterCommit returns the candidates of pool whose fit survives committing
+// best (a run of r): those that touch none of the current blocks
+// best.Drop−1 … best.Drop+r−1, renumbered for the blocks removed before
+// them.
 func afterCommit(pool []*Candidate, best *Candidate, r int) []*Candidate {
 	j := best.Drop
 	var out []*Candidate
 	for _, c := range pool {
-		if c == best {
-			continue
-		}
-		if !(c.Drop+r-1 < j-1 || c.Drop-1 >= j+r) {
-			c.stale, c.align = true, nil
-		}
-		if c.Drop >= j+r {
+		switch {
+		case c == best:
+		case c.Drop+r-1 < j-1: // its blocks end before the aligned survivor
+			out = append(out, c)
+		case c.Drop-1 >= j+r: // its survivor lies after the removed run
 			c.Drop -= r
+			out = append(out, c)
 		}
-		out = append(out, c)
 	}
 	return out
 }
