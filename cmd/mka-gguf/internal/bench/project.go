@@ -138,7 +138,12 @@ func project(bm *Merge, s Shape, remove int, blockMat, outMat float64, fileBytes
 	}
 	calibSec := nCal * T * 2 * sL * sBlock / rate
 	add("calibrate", calibSec, fmt.Sprintf("%.0f × %.0f tokens, %d blocks, no output layer", nCal, T, s.Blocks))
+	// Steps after the first make a pass as often as the measured ones did
+	// (every one for the search; --fast only when its fits run out).
 	nPass := float64(max(remove-prefilled, 0))
+	if n := len(bm.Steps); n > 1 {
+		nPass = float64(remove-1) * float64(passes) / float64(n-1)
+	}
 	// The passes' depth as measured: the fraction of the blocks a pass
 	// runs (it stops after the deepest candidate), per pass.
 	frac := 1.0
