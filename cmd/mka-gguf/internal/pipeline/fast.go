@@ -19,8 +19,8 @@ import (
 // stream the commit changed by its residual for those above it; those
 // that touch blocks j−1 … j+r−1 (their survivor or blocks are gone) drop
 // out, so removals do not gather next to each other as the search's may.
-// A new alignment pass runs only when no fit is left (the statistics
-// budget held fewer candidates than the steps need).
+// A new alignment pass runs only when no fit is left (merge --fast gives
+// the calibration pass's statistics enough candidates, 3·steps − 2).
 func (s *Searcher) Fast(n int) (*Result, error) {
 	if n%s.run != 0 {
 		return nil, fmt.Errorf("pipeline: %d blocks cannot be removed in runs of %d", n, s.run)

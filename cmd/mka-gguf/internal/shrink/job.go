@@ -17,6 +17,7 @@ import (
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/report"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/gguf"
+	"github.com/mka-gguf/mka-gguf/merge"
 )
 
 // Job holds what merges of one model need: the file, its blocks and, when
@@ -138,6 +139,15 @@ func Prepare(ctx context.Context, o Options, need Needs) (*Job, error) {
 		return nil, err
 	}
 	j.statsBytes = max(blockF32Bytes(f), minStatsBytes)
+	if n, err := o.removeCount(blocks); err == nil && o.Fast && o.search() {
+		// --fast takes every step's fit from one pass: a commit drops its
+		// own fit and its two neighbours', so 3·steps − 2 candidates
+		// never run out.
+		steps := n / max(1, blocks.Period)
+		if e, ok := f.Uint(f.Arch() + ".embedding_length"); ok {
+			j.statsBytes = max(j.statsBytes, int64(3*steps-2)*merge.AlignStatsBytes(int(e)))
+		}
+	}
 	if !need.Calib && !need.Edit {
 		return j, nil
 	}
@@ -255,6 +265,7 @@ func (j *Job) planMemory(need Needs) error {
 		}
 	}
 	p := planMemory(&j.o, j.file, j.blocks, edits, heal)
+	p.Private += max(0, j.statsBytes-blockF32Bytes(j.file)) // --fast's statistics beyond one block
 	warning, err := p.Check(j.o.In)
 	j.memory = p.String() + "\n"
 	if warning != "" {
