@@ -41,6 +41,7 @@ func TestRefusalsBeforeWork(t *testing.T) {
 		{"OUT is -", []string{"merge", "-n", "1", in, "-"}, []string{`OUT is "-"`, "give a file name"}},
 		{"candidates with prune-bi", []string{"merge", "--method", "prune-bi", "--candidates", "3", in, out}, []string{"--candidates", "--method prune-bi does not search"}},
 		{"fast with candidates", []string{"merge", "--fast", "--candidates", "3", in, out}, []string{"--candidates does not apply with --fast"}},
+		{"fast with heal", []string{"merge", "--fast", "--heal", in, out}, []string{"--heal does not apply with --fast"}},
 		{"fast with prune-bi", []string{"merge", "--fast", "--method", "prune-bi", in, out}, []string{"--fast applies to the λ search", "--method prune-bi"}},
 		{"lambda with prune-bi", []string{"merge", "--method", "prune-bi", "--lambda", "0.5", in, out}, []string{"--lambda applies to --method mka"}},
 		{"order with the search", []string{"merge", "--order", "greedy", in, out}, []string{"--order", "rule-based --lambda"}},

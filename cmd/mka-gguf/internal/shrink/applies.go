@@ -75,7 +75,11 @@ func (o *Options) checkApplies() error {
 		if !o.search() {
 			return usage.Errorf("--fast applies to the λ search (--method mka --lambda search); %s does not search", what)
 		}
-		if f := given("candidates", "race", "score-all", "holdout", "heal"); f != "" {
+		f := given("candidates", "race", "score-all", "holdout")
+		if o.Given["heal"] && o.Heal { // --heal=false says what --fast does
+			f = "heal"
+		}
+		if f != "" {
 			return usage.Errorf("--%s does not apply with --fast: it chooses by the closed-form filter alone, without held-back text or healing", f)
 		}
 	}
