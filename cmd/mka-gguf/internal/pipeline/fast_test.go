@@ -3,7 +3,6 @@ package pipeline
 import (
 	"testing"
 
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ggmlcodec"
 	"github.com/mka-gguf/mka-gguf/internal/shared"
 	"github.com/mka-gguf/mka-gguf/merge/edit"
@@ -61,14 +60,8 @@ func equalInts(a, b []int) bool {
 func TestFast(t *testing.T) {
 	fx := open(t, shared.Model(t, "tinystories-deep12.gguf"))
 	tx := texts(t)
-	chunks, err := calib.Tokens(fx.m, tx[:300], 16, 64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	test, err := calib.Tokens(fx.m, tx[300:], 2, 64, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	chunks := tokens(t, fx.m, tx[:300], 16, 64, 1)
+	test := tokens(t, fx.m, tx[300:], 2, 64, 2)
 	e, err := NewEditor(fx.m, fx.f, fx.b, ggmlcodec.Codec{})
 	if err != nil {
 		t.Fatal(err)

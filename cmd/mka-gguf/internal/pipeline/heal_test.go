@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ggmlcodec"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
 	"github.com/mka-gguf/mka-gguf/internal/shared"
@@ -26,18 +25,9 @@ func TestHealedFileEqualsMemory(t *testing.T) {
 	}
 	defer ref.Close()
 	tx := texts(t)
-	align, err := calib.Tokens(fx.m, tx[:300], 32, 64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	held, err := calib.Tokens(fx.m, tx[300:500], 12, 48, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	test, err := calib.Tokens(fx.m, tx[500:], 3, 64, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	align := tokens(t, fx.m, tx[:300], 32, 64, 1)
+	held := tokens(t, fx.m, tx[300:500], 12, 48, 2)
+	test := tokens(t, fx.m, tx[500:], 3, 64, 3)
 	e, err := NewEditor(fx.m, fx.f, fx.b, ggmlcodec.Codec{})
 	if err != nil {
 		t.Fatal(err)

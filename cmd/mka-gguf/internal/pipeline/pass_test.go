@@ -20,10 +20,7 @@ import (
 func TestPrefillEqualsPass(t *testing.T) {
 	fx := open(t, shared.Model(t, "tinystories-deep12.gguf"))
 	const ctx = 64
-	chunks, err := calib.Tokens(fx.m, texts(t), 24, ctx, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	chunks := tokens(t, fx.m, texts(t), 24, ctx, 1)
 	per := merge.AlignStatsBytes(fx.m.NEmbd())
 	for _, tc := range []struct {
 		name   string

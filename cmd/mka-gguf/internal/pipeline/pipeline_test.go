@@ -55,6 +55,16 @@ func load(t *testing.T, path string, mp cgo.ModelParams) *fixture {
 	return &fixture{path: path, m: m, f: f, b: b}
 }
 
+// tokens is calib.Tokens for a test: n chunks of ctx tokens of text.
+func tokens(t *testing.T, m *cgo.Model, text []string, n, ctx int, seed uint64) [][]int32 {
+	t.Helper()
+	c, err := calib.Tokens(m, text, n, ctx, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func texts(t *testing.T) []string {
 	b, err := os.ReadFile(shared.Path(t, "data/tinystories-train.txt"))
 	if err != nil {
@@ -142,10 +152,7 @@ func maxDiff(a, b []float32) float64 {
 // the original logits bit for bit.
 func TestDropInMemoryEqualsRemovedFile(t *testing.T) {
 	fx := open(t, shared.Model(t, "tinystories-deep12.gguf"))
-	chunks, err := calib.Tokens(fx.m, texts(t), 4, 64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	chunks := tokens(t, fx.m, texts(t), 4, 64, 1)
 	orig := logits(t, fx.m, chunks)
 	e, err := NewEditor(fx.m, fx.f, fx.b, ggmlcodec.Codec{})
 	if err != nil {
@@ -360,14 +367,8 @@ func TestEditorRestoresCommittedEdits(t *testing.T) {
 func TestAppliedPlanEqualsFile(t *testing.T) {
 	fx := open(t, shared.Model(t, "tinystories-deep12.gguf"))
 	tx := texts(t)
-	align, err := calib.Tokens(fx.m, tx[:300], 12, 64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	chunks, err := calib.Tokens(fx.m, tx[300:], 2, 64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	align := tokens(t, fx.m, tx[:300], 12, 64, 1)
+	chunks := tokens(t, fx.m, tx[300:], 2, 64, 1)
 	plan, err := merge.NewPlan("test", fx.b.Count, []merge.Step{{Kind: merge.StepDrop, Blocks: [2]int{8, 8}}, {Kind: merge.StepDrop, Blocks: [2]int{3, 3}}})
 	if err != nil {
 		t.Fatal(err)

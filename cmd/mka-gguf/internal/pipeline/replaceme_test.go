@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ggmlcodec"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/internal/shared"
@@ -19,18 +18,12 @@ import (
 func TestReplaceMe(t *testing.T) {
 	fx := open(t, shared.Model(t, "tinystories-deep12.gguf"))
 	tx := texts(t)
-	chunks, err := calib.Tokens(fx.m, tx[:300], 16, 64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	test, err := calib.Tokens(fx.m, tx[300:], 2, 64, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	chunks := tokens(t, fx.m, tx[:300], 16, 64, 1)
+	test := tokens(t, fx.m, tx[300:], 2, 64, 2)
 	// The last-token states of every representation, as calibration keeps them.
 	L, d := fx.m.NLayer(), fx.m.NEmbd()
 	last := make([][]float32, L+1)
-	_, err = runner.Run(fx.m, chunks, runner.Options{Threads: 2, CaptureInput: true, Capture: func(tn cgo.Tensor) bool {
+	_, err := runner.Run(fx.m, chunks, runner.Options{Threads: 2, CaptureInput: true, Capture: func(tn cgo.Tensor) bool {
 		if tn.Kind == cgo.BlockOutput {
 			for c := range tn.Rows / 64 {
 				last[tn.Layer+1] = append(last[tn.Layer+1], tn.Data[(c*64+63)*d:(c*64+64)*d]...)

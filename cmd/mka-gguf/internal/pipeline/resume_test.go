@@ -23,10 +23,7 @@ import (
 func TestResumedRoundEqualsWhole(t *testing.T) {
 	fx := open(t, shared.Model(t, "tinystories-deep12.gguf"))
 	tx := texts(t)
-	cal, err := calib.Tokens(fx.m, tx[:300], 24, 64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cal := tokens(t, fx.m, tx[:300], 24, 64, 1)
 	for _, tc := range []struct {
 		heldLen int
 		prefill bool // step 1's statistics from the calibration pass
@@ -110,14 +107,8 @@ func TestResumedRoundEqualsWhole(t *testing.T) {
 func TestSearchQualityEqualsFile(t *testing.T) {
 	fx := open(t, shared.Model(t, "tinystories-deep12.gguf"))
 	tx := texts(t)
-	align, err := calib.Tokens(fx.m, tx[:300], 12, 64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	held, err := calib.Tokens(fx.m, tx[300:], 16, 48, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	align := tokens(t, fx.m, tx[:300], 12, 64, 1)
+	held := tokens(t, fx.m, tx[300:], 16, 48, 2)
 	for _, tc := range []struct{ remove, topK int }{{1, 0}, {2, 64}} {
 		e, err := NewEditor(fx.m, fx.f, fx.b, ggmlcodec.Codec{})
 		if err != nil {

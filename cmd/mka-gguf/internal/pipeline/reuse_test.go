@@ -4,7 +4,6 @@ import (
 	"math"
 	"testing"
 
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ggmlcodec"
 	"github.com/mka-gguf/mka-gguf/internal/shared"
 	"github.com/mka-gguf/mka-gguf/merge"
@@ -19,14 +18,8 @@ import (
 func TestReusedPassesEqualWhole(t *testing.T) {
 	fx := open(t, shared.Model(t, "tinystories-deep12.gguf"))
 	tx := texts(t)
-	align, err := calib.Tokens(fx.m, tx[:300], 12, 64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	held, err := calib.Tokens(fx.m, tx[300:], 8, 64, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	align := tokens(t, fx.m, tx[:300], 12, 64, 1)
+	held := tokens(t, fx.m, tx[300:], 8, 64, 2)
 	search := func(whole bool) *Result {
 		e, err := NewEditor(fx.m, fx.f, fx.b, ggmlcodec.Codec{})
 		if err != nil {
