@@ -96,6 +96,10 @@ func (s *Searcher) byFilter(cands []*Candidate) []*Candidate {
 	return order
 }
 
+// below reports whether candidate c's blocks (a run of r) all end before
+// best's survivor: committing best leaves c's fit exact and its number.
+func below(c, best *Candidate, r int) bool { return c.Drop+r-1 < best.Drop-1 }
+
 // afterCommit returns the candidates of pool whose fit survives committing
 // best (a run of r): those that touch none of the current blocks
 // best.Drop−1 … best.Drop+r−1, renumbered for the blocks removed before
@@ -106,7 +110,7 @@ func afterCommit(pool []*Candidate, best *Candidate, r int) []*Candidate {
 	for _, c := range pool {
 		switch {
 		case c == best:
-		case c.Drop+r-1 < j-1: // its blocks end before the aligned survivor
+		case below(c, best, r):
 			out = append(out, c)
 		case c.Drop-1 >= j+r: // its survivor lies after the removed run
 			c.Drop -= r

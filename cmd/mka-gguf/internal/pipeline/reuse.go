@@ -52,7 +52,7 @@ func (s *Searcher) keepExact(cands []*Candidate, fits map[*Candidate]*merge.Alig
 		return
 	}
 	for _, c := range cands {
-		if c != best && fits[c] != nil && c.Drop+s.run-1 < best.Drop-1 {
+		if c != best && fits[c] != nil && below(c, best, s.run) {
 			cc := *c
 			cc.align = fits[c]
 			s.kept[c.Drop] = &cc
