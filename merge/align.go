@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
@@ -226,10 +224,8 @@ func (s *AlignStats) Solve(rhoRel float64) (*Alignment, error) {
 			b.Set(i, k, v)
 		}
 	}
-	// The solution overwrites b's storage (no further d×d buffer), its
-	// column blocks solved in parallel (the triangular solves are 6/7 of
-	// the work and gonum runs each on one core).
-	if err := solveColumns(&chol, b, runtime.GOMAXPROCS(0)); err != nil {
+	// The solution overwrites b's storage (no further d×d buffer).
+	if err := cholSolve(&chol, b); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrAlign, err)
 	}
 	T := b.RawMatrix().Data
@@ -386,25 +382,4 @@ func (a *Alignment) Fold(w []float32, perRow int, mm MatMulTN) error {
 		}
 	}
 	return nil
-}
-
-// solveColumns overwrites b with A⁻¹ b for A's Cholesky factor chol,
-// splitting b's columns into up to n blocks solved concurrently (they
-// only read the factor).
-func solveColumns(chol *mat.Cholesky, b *mat.Dense, n int) error {
-	rows, cols := b.Dims()
-	n = max(1, min(n, cols/64))
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for w := range n {
-		c0, c1 := w*cols/n, (w+1)*cols/n
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			v := b.Slice(0, rows, c0, c1).(*mat.Dense)
-			errs[w] = chol.SolveTo(v, v)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
 }

@@ -1,7 +1,6 @@
 package merge
 
 import (
-	"gonum.org/v1/gonum/mat"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -235,43 +234,6 @@ func TestFoldColumnBlocks(t *testing.T) {
 			if math.Abs(float64(w[i])-want[i]) > 1e-5*math.Max(1, math.Abs(want[i])) {
 				t.Fatalf("product %v: value %d: folded %v, want %v", mm != nil, i, w[i], want[i])
 			}
-		}
-	}
-}
-
-// TestSolveColumns: the column-parallel solve equals gonum's single solve.
-func TestSolveColumns(t *testing.T) {
-	const d = 200
-	r := rand.New(rand.NewPCG(7, 7))
-	a := mat.NewSymDense(d, nil)
-	x := mat.NewDense(d+10, d, nil)
-	for i := range d + 10 {
-		for k := range d {
-			x.Set(i, k, r.NormFloat64())
-		}
-	}
-	a.SymOuterK(1, x.T())
-	var chol mat.Cholesky
-	if !chol.Factorize(a) {
-		t.Fatal("not positive definite")
-	}
-	b := mat.NewDense(d, d, nil)
-	for i := range d {
-		for k := range d {
-			b.Set(i, k, r.NormFloat64())
-		}
-	}
-	var want mat.Dense
-	if err := chol.SolveTo(&want, b); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []int{1, 2, 3} {
-		got := mat.DenseCopyOf(b)
-		if err := solveColumns(&chol, got, n); err != nil {
-			t.Fatal(err)
-		}
-		if !mat.EqualApprox(got, &want, 1e-9) {
-			t.Errorf("%d blocks: the solution differs from gonum's", n)
 		}
 	}
 }

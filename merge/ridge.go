@@ -152,14 +152,13 @@ func (s *Ridge) Solve(rhoRel float64, w0 []float32) ([]float32, error) {
 			b.Set(i, k, s.C[i*d+k]+rho*float64(w0[k*p+i]))
 		}
 	}
-	var x mat.Dense
-	if err := chol.SolveTo(&x, b); err != nil {
+	if err := cholSolve(&chol, b); err != nil {
 		return nil, fmt.Errorf("%w: ridge: %v", ErrAlign, err)
 	}
 	out := make([]float32, d*p)
 	for i := range p {
 		for k := range d {
-			out[k*p+i] = float32(x.At(i, k))
+			out[k*p+i] = float32(b.At(i, k))
 		}
 	}
 	return out, nil
