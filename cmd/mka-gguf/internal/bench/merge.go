@@ -87,8 +87,10 @@ type Merge struct {
 	ChildSearchSeconds float64 `json:"child_search_seconds"`
 	ChildSeconds       float64 `json:"child_seconds"`
 	// ChildHealSeconds is the healing stage's part of the search (0: it
-	// did not run), HealRefits the blocks it refitted.
+	// did not run), HealSolveSeconds its ridge solves', HealRefits the
+	// blocks it refitted.
 	ChildHealSeconds float64           `json:"child_heal_seconds"`
+	HealSolveSeconds float64           `json:"heal_solve_seconds"`
 	HealRefits       int               `json:"heal_refits"`
 	Steps            []MergeStep       `json:"steps"`
 	AlignChunks      int               `json:"align_chunks"`
@@ -388,7 +390,7 @@ func mergeChild(ctx context.Context, o *Options, bm *Merge, path, dir string) er
 	}
 	bm.ChildCalibSeconds, bm.ChildSearchSeconds, bm.ChildSeconds = mr.Calibration.Seconds, mr.SearchSeconds, mr.Seconds
 	if h := mr.Heal; h != nil && h.Skipped == "" {
-		bm.ChildHealSeconds, bm.HealRefits = h.Seconds, len(h.Refits)
+		bm.ChildHealSeconds, bm.HealSolveSeconds, bm.HealRefits = h.Seconds, h.SolveSeconds, len(h.Refits)
 	}
 	phys := make([]int, mr.Original)
 	for i := range phys {

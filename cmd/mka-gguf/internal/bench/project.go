@@ -160,10 +160,22 @@ func project(bm *Merge, s Shape, remove int, blockMat, outMat float64, fileBytes
 		fmt.Sprintf("alignments folded into ffn_down, next-token losses: measured %.1f s scaled by FLOPs", scoreGo))
 	if bm.ChildHealSeconds > 0 {
 		// Healing decodes the held-back chunks from each refitted block to
-		// the logits: per refit, FLOPs per token as scoring's; refits ∝ blocks.
-		scale := (sL*sBlock + sOut) / (L*blockMat + outMat) * sL / L
-		add("healing", bm.ChildHealSeconds*scale,
-			fmt.Sprintf("%d blocks refitted, measured %.1f s scaled by FLOPs per token and by the blocks", bm.HealRefits, bm.ChildHealSeconds))
+		// the logits: per refit, FLOPs per token as scoring's; refits ∝
+		// blocks. Its ridge solves (Cholesky of n_ff unknowns, n_embd
+		// right-hand sides) grow as n_ff³/3 + n_ff²·n_embd.
+		refits := sL / L
+		solve := func(ffn, embd float64) float64 { return ffn*ffn*ffn/3 + ffn*ffn*embd }
+		solved := bm.HealSolveSeconds
+		if ffn == 0 { // the measured model's shape unknown: all as decodes
+			solved = 0
+		}
+		dec := max(0, bm.ChildHealSeconds-solved)
+		add("healing: decodes", dec*(sL*sBlock+sOut)/(L*blockMat+outMat)*refits,
+			fmt.Sprintf("%d blocks refitted, measured %.1f s scaled by FLOPs per token and by the blocks", bm.HealRefits, dec))
+		if solved > 0 {
+			add("healing: ridge solves", solved*ratio(solve(float64(s.FFN), float64(s.Embd)), solve(ffn, embd))*refits,
+				fmt.Sprintf("measured %.1f s scaled by n_ff³/3 + n_ff²·n_embd and by the blocks", solved))
+		}
 	}
 	rwSec := outBytes / mbps
 	add("rewrite", rwSec, fmt.Sprintf("%s at the measured %.0f MB/s", files.Human(uint64(outBytes)), mbps/1e6))

@@ -31,6 +31,10 @@ type Config struct {
 	// pass (3·d²·8 bytes per candidate); candidates beyond it are the
 	// ones with the lowest Block Influence first. 0: 1 GiB.
 	MaxStatsBytes int64
+	// StreamBytes bounds the alignment chunks' streams kept for the next
+	// pass to start on (reuse.go; at least one is kept): the merge gives
+	// them the memory the healing stage holds only later.
+	StreamBytes int64
 	// Original, when set, is the unmodified model (loaded read-only): the
 	// alignment target H is then its output at the removed block's depth
 	// (l_out of the same loaded block), not the merged-so-far model's, so

@@ -23,6 +23,10 @@ type HealReport struct {
 	Rho        float64    `json:"rho"`
 	Chunks     int        `json:"chunks"`
 	Seconds    float64    `json:"seconds"`
+	// SolveSeconds is the part of Seconds spent solving the refits'
+	// normal equations (n_ff unknowns, n_embd right-hand sides: it grows
+	// as n_ff³ where the decodes grow with the weights).
+	SolveSeconds float64 `json:"solve_seconds"`
 	// Skipped says why nothing was refitted (the model is as the search
 	// left it).
 	Skipped string `json:"skipped,omitempty"`

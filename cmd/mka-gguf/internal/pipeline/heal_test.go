@@ -63,6 +63,26 @@ func TestHealedFileEqualsMemory(t *testing.T) {
 	if !(h.HeldAfter < h.HeldBefore) {
 		t.Errorf("held-back loss %.4f → %.4f with %d refits kept", h.HeldBefore, h.HeldAfter, kept)
 	}
+	// The stage starts IN's stream where the healed model's enters its
+	// first block: the blocks before it are IN's, bit for bit.
+	hl, err := s.newHealer(h.First)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hl.close()
+	fromIN, err := s.outputs(hl.orig, s.align, nil, 0, h.First-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromHealed, err := hl.entering()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c := range fromIN {
+		if d := maxDiff(fromIN[c], fromHealed[c]); d != 0 || len(fromIN[c]) != len(fromHealed[c]) {
+			t.Fatalf("chunk %d: the stream entering blk %d: healed model vs IN differ by %g", c, h.First, d)
+		}
+	}
 	// The closing quality check comes from the decodes that scored the
 	// last kept refit: the healed file against IN on the held-back text.
 	healedFile := rewritten(t, fx, r.Plan, edit.RewriteOptions{Align: r.Align, Replace: r.ReplaceTensors()})

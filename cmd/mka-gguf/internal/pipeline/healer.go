@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
@@ -32,6 +33,7 @@ type healer struct {
 	xg, xh, xo [][]float32
 	depth      int
 	cur        *heldScore // held-back losses of the model healed so far, per chunk
+	solve      float64    // seconds in ridge solves
 }
 
 func (s *Searcher) newHealer(first int) (*healer, error) {
@@ -62,9 +64,12 @@ func (h *healer) run(rep *HealReport, res *Result) error {
 	var err error
 	if h.first > 0 {
 		prev := s.e.Phys(h.first - 1)
-		if h.xg, err = s.outputs(h.fit, s.align, nil, 0, prev); err != nil {
+		if h.xg, err = h.entering(); err != nil {
 			return err
 		}
+		// Blocks 0 … first−1 are IN's: IN's stream entering block first
+		// is the healed model's.
+		h.xo, h.depth = h.xg, s.e.Phys(h.first)
 		if h.xh, err = s.outputs(s.sess.score, s.held, nil, 0, prev); err != nil {
 			return err
 		}
@@ -92,8 +97,30 @@ func (h *healer) run(rep *HealReport, res *Result) error {
 			o, step.Loaded, step.Target, step.HeldNLL, verdict)
 		bar.Set(o-h.first+1, fmt.Sprintf("held-back loss %.4f", h.cur.mean()))
 	}
-	rep.HeldAfter = h.cur.mean()
+	rep.HeldAfter, rep.SolveSeconds = h.cur.mean(), h.solve
 	return nil
+}
+
+// entering returns the alignment chunks' stream entering current block
+// h.first (> 0): from the deepest stored stream of the search that enters
+// a block at or below it (Searcher.streams), else from the tokens.
+func (h *healer) entering() ([][]float32, error) {
+	s := h.s
+	at, last := s.e.Phys(h.first), s.e.Phys(h.first-1)
+	var st *passStream
+	for _, c := range s.streams {
+		if c.block <= at && (st == nil || c.block > st.block) {
+			st = c
+		}
+	}
+	s.streams = nil // (memory)
+	switch {
+	case st == nil:
+		return s.outputs(h.fit, s.align, nil, 0, last)
+	case st.block == at:
+		return st.rows, nil
+	}
+	return s.outputs(h.fit, s.align, st.rows, st.block, last)
 }
 
 // block refits current block o, keeps the refit if the held-back loss
@@ -119,9 +146,11 @@ func (h *healer) block(o int) (HealStep, []float32, error) {
 	}
 	var w []float32
 	if lin <= linearTol {
+		t0 := time.Now()
 		if w, err = ridge.Solve(s.cfg.HealRho, w0); err != nil {
 			return step, nil, err
 		}
+		h.solve += time.Since(t0).Seconds()
 		if err := s.e.Replace(o, healSuffix, w); err != nil {
 			return step, nil, err
 		}

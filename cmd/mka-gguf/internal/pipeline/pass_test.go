@@ -29,7 +29,7 @@ func TestPrefillEqualsPass(t *testing.T) {
 	}{{"all", 0, fx.m.NLayer() - 1}, {"two", 2 * per, 2}} {
 		t.Run(tc.name, func(t *testing.T) {
 			seqs := runner.SeqsPerDecode(ctx, 0)
-			pf := NewPrefill(fx.m, fx.b, ctx, len(chunks), 12, seqs, 2, tc.budget, 1)
+			pf := NewPrefill(fx.m, fx.b, ctx, len(chunks), 12, seqs, 2, tc.budget, 0, 1)
 			defer pf.Close()
 			if _, err := calib.Run(fx.m, chunks, calib.Options{Threads: 2, Observe: pf.Capture, ObserveBefore: pf.Before}); err != nil {
 				t.Fatal(err)
@@ -54,7 +54,7 @@ func TestPrefillEqualsPass(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			own, ownSig, err := s.passStats(drops, 1, 0)
+			own, ownSig, err := s.passStats(drops, 1, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

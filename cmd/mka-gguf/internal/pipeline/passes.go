@@ -60,9 +60,9 @@ func (p *statsPool) release() {
 // run of blocks j … j+run−1, the statistics of aligning block j−1 to
 // reproduce block j+run−1's output, and the BI and angular distance of
 // every current block it ran (from Searcher.passFrom on: the pass starts
-// on the stored stream where it can, reuse.go). With keep > 0 it stores
-// the stream entering current block keep for the next pass.
-func (s *Searcher) passStats(drops []int, run, keep int) (map[int]*merge.AlignStats, map[int][2]float64, error) {
+// on a stored stream where it can, reuse.go). It stores the streams
+// entering the current blocks keep for the next pass.
+func (s *Searcher) passStats(drops []int, run int, keep []int) (map[int]*merge.AlignStats, map[int][2]float64, error) {
 	e, cp := s.e, s.sess.cap
 	phys := make([]int, e.Blocks())
 	for c := range phys {
@@ -128,24 +128,29 @@ func (s *Searcher) passStats(drops []int, run, keep int) (map[int]*merge.AlignSt
 // deepest) over the alignment chunks on the capture session, from current
 // block from on the streams in entering it (0, nil: from the tokens), with
 // a progress line, and returns the signals of the current blocks it ran.
-// With keep ≥ from, keep > 0, it stores the stream entering current block
-// keep (Searcher.stream); otherwise the stored stream is dropped.
-func (s *Searcher) runPass(p *pass, drops []int, deepest, from int, in [][]float32, keep int) (map[int][2]float64, error) {
+// It stores the streams entering the current blocks keep at or after from
+// (Searcher.keepStreams).
+func (s *Searcher) runPass(p *pass, drops []int, deepest, from int, in [][]float32, keep []int) (map[int][2]float64, error) {
 	cp := s.sess.cap
-	var kept *passStream
-	if keep > 0 && keep >= from && cp.SeqsPerDecode() == 1 { // rows per chunk
-		kept = &passStream{block: p.phys[keep], rows: make([][]float32, len(s.align))}
-		if keep == from {
-			kept.rows = in
+	var kept []*passStream
+	byOut := map[int]*passStream{} // loaded block → the stream its output enters
+	for _, k := range keep {
+		if k < from || k < 1 || p.phys[k-1] > deepest || cp.SeqsPerDecode() != 1 { // (rows per chunk)
+			continue
 		}
+		st := &passStream{block: p.phys[k], rows: in}
+		if k > from {
+			st.rows = make([][]float32, len(s.align))
+			byOut[p.phys[k-1]] = st
+		}
+		kept = append(kept, st)
 	}
 	first := 0
 	capture := p.capture
-	if kept != nil && keep > from {
-		prev := p.phys[keep-1] // the stream entering keep is its output
+	if len(byOut) > 0 {
 		capture = func(tn cgo.Tensor) bool {
-			if tn.Kind == cgo.BlockOutput && tn.Layer == prev && tn.Cols == s.d {
-				kept.rows[first] = slices.Clone(tn.Data)
+			if st := byOut[tn.Layer]; st != nil && tn.Kind == cgo.BlockOutput && tn.Cols == s.d {
+				st.rows[first] = slices.Clone(tn.Data)
 			}
 			return p.capture(tn)
 		}
@@ -175,7 +180,7 @@ func (s *Searcher) runPass(p *pass, drops []int, deepest, from int, in [][]float
 	} else {
 		err = cp.Run(s.cfg.Context, s.align, before, after)
 	}
-	s.stream = kept
+	s.streams = s.keepStreams(complete(kept))
 	if cerr := cp.SetCapture(nil, -1); err == nil {
 		err = cerr
 	}

@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"slices"
+
 	"github.com/mka-gguf/mka-gguf/cgo"
 	"github.com/mka-gguf/mka-gguf/merge"
 	"github.com/mka-gguf/mka-gguf/merge/arch"
@@ -23,6 +25,11 @@ type Prefill struct {
 	gram    *cgo.Gram
 	threads int
 	seen    int // chunks of [lo, hi) decoded
+	// nStreams is how many streams of the alignment chunks to keep for
+	// the second step's pass; byOut the loaded block whose output each
+	// enters.
+	nStreams int
+	byOut    map[int]*passStream
 }
 
 // prefillWarm is the number of chunks whose BI picks the candidates when
@@ -34,9 +41,11 @@ const prefillWarm = 8
 // tokens decoded seqs at a time, with alignChunks alignment chunks and
 // statistics of at most maxStatsBytes (0: 1 GiB) but for at least
 // minCandidates candidates (Config.Candidates, as Searcher.maxCandidates),
-// their products on threads threads. Close frees it unless a search took
-// it over.
-func NewPrefill(m *cgo.Model, b *arch.Model, t, chunks, alignChunks, seqs, threads int, maxStatsBytes int64, minCandidates int) *Prefill {
+// their products on threads threads, and the streams entering some blocks
+// for the second step's pass (as many as streamBytes holds, at least one;
+// none for 0; Config.StreamBytes). Close frees it unless a search took it
+// over.
+func NewPrefill(m *cgo.Model, b *arch.Model, t, chunks, alignChunks, seqs, threads int, maxStatsBytes, streamBytes int64, minCandidates int) *Prefill {
 	d, L, run := m.NEmbd(), m.NLayer(), max(1, b.Period)
 	if maxStatsBytes <= 0 {
 		maxStatsBytes = 1 << 30
@@ -59,6 +68,9 @@ func NewPrefill(m *cgo.Model, b *arch.Model, t, chunks, alignChunks, seqs, threa
 		phys[i] = i
 	}
 	pf := &Prefill{p: newPass(d, t, skip, run, phys, lo, lo+n), want: want, threads: threads}
+	if streamBytes > 0 {
+		pf.nStreams = max(1, int(streamBytes/(int64(n)*int64(t)*int64(d)*4)))
+	}
 	if lo == 0 {
 		pf.choose()
 	}
@@ -72,6 +84,16 @@ func (pf *Prefill) choose() {
 	pf.scratch, pf.gram = newScratch(pf.p.d, pf.threads)
 	for _, j := range pf.drops {
 		pf.p.stats[j] = merge.NewAlignStats(pf.p.d, pf.scratch)
+	}
+	// After step 1 removes candidate j, step 2's pass starts entering
+	// block j−2 (Searcher.keepAt).
+	var at []int
+	for _, j := range pf.drops {
+		at = append(at, j-2)
+	}
+	pf.byOut = map[int]*passStream{}
+	for _, b := range spread(at, pf.nStreams) {
+		pf.byOut[b-1] = &passStream{block: b, rows: make([][]float32, pf.p.hi-pf.p.lo)}
 	}
 }
 
@@ -96,14 +118,32 @@ func (pf *Prefill) Before(first, count int) {
 // the first step makes its own pass.
 func (pf *Prefill) Capture(tn cgo.Tensor) bool {
 	pf.p.capture(tn)
+	if st := pf.byOut[tn.Layer]; st != nil && tn.Kind == cgo.BlockOutput && pf.p.err == nil {
+		p := pf.p
+		s0, s1, _ := p.window()
+		n := p.t * p.d
+		for i := s0; i < s1; i++ {
+			st.rows[p.first+i-p.lo] = slices.Clone(tn.Data[i*n : (i+1)*n])
+		}
+	}
 	return true
+}
+
+// streams returns the complete streams the calibration pass kept.
+func (pf *Prefill) streams() []*passStream {
+	var out []*passStream
+	for _, st := range pf.byOut {
+		out = append(out, st)
+	}
+	pf.byOut = nil
+	return complete(out)
 }
 
 // Close frees what a search did not take over. It is nil-safe.
 func (pf *Prefill) Close() {
 	if pf != nil {
 		pf.gram.Close()
-		pf.gram = nil
+		pf.gram, pf.byOut = nil, nil
 	}
 }
 

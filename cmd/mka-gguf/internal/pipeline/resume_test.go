@@ -37,7 +37,7 @@ func TestResumedRoundEqualsWhole(t *testing.T) {
 		run := func(whole bool) *Result {
 			cfg := Config{Threads: 2, Align: true, Rho: 1e-3, Candidates: 6, Race: true, WholeDecodes: whole}
 			if tc.prefill {
-				pf := NewPrefill(fx.m, fx.b, 64, len(cal), 12, runner.SeqsPerDecode(64, 0), 2, 0, 6)
+				pf := NewPrefill(fx.m, fx.b, 64, len(cal), 12, runner.SeqsPerDecode(64, 0), 2, 0, 0, 6)
 				defer pf.Close()
 				if _, err := calib.Run(fx.m, cal, calib.Options{Threads: 2, Observe: pf.Capture, ObserveBefore: pf.Before}); err != nil {
 					t.Fatal(err)

@@ -140,7 +140,9 @@ func (s *Searcher) fit(step int) ([]*Candidate, bool, error) {
 		// The calibration pass already was this step's alignment pass.
 		drops, stats, sig = pf.result()
 		s.stats.adopt(pf)
-		s.cfg.Prefill = nil
+		if s.resumes() {
+			s.streams = pf.streams()
+		}
 	} else {
 		var reused []*Candidate
 		drops, reused = s.reuse(s.candidates(s.bi))
@@ -151,6 +153,8 @@ func (s *Searcher) fit(step int) ([]*Candidate, bool, error) {
 			}
 		}
 	}
+	s.cfg.Prefill.Close() // what this search did not take over
+	s.cfg.Prefill = nil
 	// Blocks the pass did not run (it started later or stopped earlier)
 	// keep their earlier signals when it resumed, 0 otherwise.
 	bi := make([]float64, s.e.Blocks())
@@ -301,7 +305,7 @@ func (s *Searcher) Apply(p *merge.Plan) (*Result, error) {
 		rep := StepReport{Step: len(res.Steps) + 1, Drop: j, Run: c.Run, Survivor: j - 1}
 		i += n
 		if s.cfg.Align && j >= 1 {
-			stats, _, err := s.passStats([]int{j}, n, 0)
+			stats, _, err := s.passStats([]int{j}, n, nil)
 			if err != nil {
 				return nil, err
 			}

@@ -31,11 +31,11 @@ type Searcher struct {
 	alns []*merge.Alignment
 	bi   []float64
 	// kept are the last step's fits that its commit left exact (those
-	// below its survivor), by current block; stream is the alignment
-	// chunks' residual stream entering one block, for the next pass to
-	// start there (passes.go).
+	// below its survivor), by current block; streams are the alignment
+	// chunks' residual streams entering some blocks, for the next pass to
+	// start at one of them (reuse.go).
 	kept     map[int]*Candidate
-	stream   *passStream
+	streams  []*passStream
 	passFrom int // current block the last alignment pass started at (0: the tokens)
 	// wholePasses makes every pass fit every candidate from the tokens
 	// (what reuse.go saves is measured against it).

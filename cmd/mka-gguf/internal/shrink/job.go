@@ -46,7 +46,11 @@ type Job struct {
 	// is two blocks in float32 and 256 MiB (issue 11); the other block is
 	// the weight edits' working set and the alignments kept.
 	statsBytes int64
-	ref        *kld.Reference // IN's distributions for the quality check (keepReference)
+	// streamBytes bounds the alignment chunks' streams a search keeps
+	// (pipeline.Config.StreamBytes): one, or with healing the memory its
+	// least-squares system takes only after the search; none for --fast.
+	streamBytes int64
+	ref         *kld.Reference // IN's distributions for the quality check (keepReference)
 	// checkQuality: the closing quality check runs (OUT is written and
 	// CheckQuality is set); the search may make it (Shrink).
 	checkQuality bool
@@ -186,7 +190,7 @@ func (j *Job) calibrate(need Needs) error {
 		if !need.Prefill || !need.Edit {
 			return nil
 		}
-		j.prefill = pipeline.NewPrefill(j.model, j.blocks, t, n, o.AlignSamples, runner.SeqsPerDecode(t, o.Calib.Batch), o.Threads, j.statsBytes, o.Candidates)
+		j.prefill = pipeline.NewPrefill(j.model, j.blocks, t, n, o.AlignSamples, runner.SeqsPerDecode(t, o.Calib.Batch), o.Threads, j.statsBytes, j.streamBytes, o.Candidates)
 		return &calib.Observer{Capture: j.prefill.Capture, Before: j.prefill.Before}
 	}
 	var chunks [][]int32
@@ -265,6 +269,13 @@ func (j *Job) planMemory(need Needs) error {
 		}
 	}
 	p := planMemory(&j.o, j.file, j.blocks, edits, heal)
+	j.streamBytes = 0
+	if j.o.search() && !j.o.Fast {
+		j.streamBytes = streamBytes(&j.o, j.file)
+	}
+	if heal {
+		j.streamBytes += healBytes(j.file)
+	}
 	p.Private += max(0, j.statsBytes-blockF32Bytes(j.file)) // --fast's statistics beyond one block
 	warning, err := p.Check(j.o.In)
 	j.memory = p.String() + "\n"

@@ -51,12 +51,11 @@ func planMemory(o *Options, f *gguf.File, b *Blocks, edits int, heal bool) Memor
 		}
 	}
 	p := MemoryPlan{Private: 2*blockF32Bytes(f) + 256<<20 + vocab(f)*int64(o.Calib.Batch)*4, Available: memAvailable()}
-	e, _ := f.Uint(f.Arch() + ".embedding_length")
 	if o.search() && !o.Fast {
-		p.Private += int64(o.AlignSamples) * int64(o.Calib.Ctx) * int64(e) * 4
+		p.Private += streamBytes(o, f)
 	}
-	if ff, ok := f.Uint(f.Arch() + ".feed_forward_length"); ok && heal {
-		p.Private += 8*(3*int64(ff)*int64(ff)+3*int64(ff)*int64(e)) + 4*(int64(ff)*int64(ff)+int64(ff)*int64(e))
+	if heal {
+		p.Private += healBytes(f)
 	}
 	if o.Load.NoMmap {
 		p.Private += model
@@ -65,6 +64,25 @@ func planMemory(o *Options, f *gguf.File, b *Blocks, edits int, heal bool) Memor
 		p.Mapped = model
 	}
 	return p
+}
+
+// streamBytes returns the bytes of one stored residual stream of the
+// alignment chunks (pipeline's reuse.go): samples × ctx × n_embd float32s.
+func streamBytes(o *Options, f *gguf.File) int64 {
+	e, _ := f.Uint(f.Arch() + ".embedding_length")
+	return int64(o.AlignSamples) * int64(o.Calib.Ctx) * int64(e) * 4
+}
+
+// healBytes returns the bytes of the healing stage's least-squares system
+// (merge.Ridge and its solve): 3 n_ff² + 3 n_ff·n_embd float64s and
+// n_ff² + n_ff·n_embd float32s; 0 without a feed-forward length.
+func healBytes(f *gguf.File) int64 {
+	e, _ := f.Uint(f.Arch() + ".embedding_length")
+	ff, ok := f.Uint(f.Arch() + ".feed_forward_length")
+	if !ok {
+		return 0
+	}
+	return 8*(3*int64(ff)*int64(ff)+3*int64(ff)*int64(e)) + 4*(int64(ff)*int64(ff)+int64(ff)*int64(e))
 }
 
 // vocab returns the rows of the token embedding (0 when it is missing).

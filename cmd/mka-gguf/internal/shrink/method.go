@@ -135,8 +135,8 @@ func (j *Job) edit(method Method, align bool, do func(s *pipeline.Searcher) (*pi
 		Original: orig,
 		Context:  j.ctx, Threads: o.Threads, Align: align, Rho: o.Rho,
 		Candidates: o.Candidates, ScoreAll: o.ScoreAll, Race: o.Race, Similarity: sim,
-		MaxStatsBytes: j.statsBytes,
-		Heal:          heal, HealRho: healRho, Reference: ref,
+		MaxStatsBytes: j.statsBytes, StreamBytes: j.streamBytes,
+		Heal: heal, HealRho: healRho, Reference: ref,
 		// The closing quality check, from the search's decodes: its
 		// held-back chunks are the check's (qualityChunks). A quantized
 		// OUT is not the model the search scored.
