@@ -5,9 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ggmlcodec"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/internal/shared"
 	"github.com/mka-gguf/mka-gguf/merge"
 )
@@ -28,12 +26,8 @@ func TestPrefillEqualsPass(t *testing.T) {
 		want   int // candidates with statistics
 	}{{"all", 0, fx.m.NLayer() - 1}, {"two", 2 * per, 2}} {
 		t.Run(tc.name, func(t *testing.T) {
-			seqs := runner.SeqsPerDecode(ctx, 0)
-			pf := NewPrefill(fx.m, fx.b, ctx, len(chunks), 12, seqs, 2, tc.budget, 0, 1)
+			pf := prefilled(t, fx, chunks, ctx, tc.budget, 0, 1)
 			defer pf.Close()
-			if _, err := calib.Run(fx.m, chunks, calib.Options{Threads: 2, Observe: pf.Capture, ObserveBefore: pf.Before}); err != nil {
-				t.Fatal(err)
-			}
 			if !pf.done() || pf.Err() != nil {
 				t.Fatalf("prefill incomplete (err %v)", pf.Err())
 			}

@@ -29,6 +29,19 @@ type fixture struct {
 	b    *arch.Model
 }
 
+// prefilled runs the calibration pass over cal (chunks of ctx tokens)
+// with a Prefill of 12 alignment chunks (the budgets as NewPrefill takes
+// them) and returns it; the caller closes it.
+func prefilled(t *testing.T, fx *fixture, cal [][]int32, ctx int, statsBytes, streamBytes int64, minCandidates int) *Prefill {
+	t.Helper()
+	pf := NewPrefill(fx.m, fx.b, ctx, len(cal), 12, runner.SeqsPerDecode(ctx, 0), 2, statsBytes, streamBytes, minCandidates)
+	if _, err := calib.Run(fx.m, cal, calib.Options{Threads: 2, Observe: pf.Capture, ObserveBefore: pf.Before}); err != nil {
+		pf.Close()
+		t.Fatal(err)
+	}
+	return pf
+}
+
 func open(t *testing.T, path string) *fixture {
 	t.Helper()
 	return load(t, path, cgo.ModelParams{NoMmap: true})

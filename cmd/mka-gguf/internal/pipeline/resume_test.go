@@ -7,7 +7,6 @@ import (
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ggmlcodec"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/kld"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/internal/shared"
 	"github.com/mka-gguf/mka-gguf/merge/edit"
 )
@@ -37,11 +36,8 @@ func TestResumedRoundEqualsWhole(t *testing.T) {
 		run := func(whole bool) *Result {
 			cfg := Config{Threads: 2, Align: true, Rho: 1e-3, Candidates: 6, Race: true, WholeDecodes: whole}
 			if tc.prefill {
-				pf := NewPrefill(fx.m, fx.b, 64, len(cal), 12, runner.SeqsPerDecode(64, 0), 2, 0, 0, 6)
+				pf := prefilled(t, fx, cal, 64, 0, 0, 6)
 				defer pf.Close()
-				if _, err := calib.Run(fx.m, cal, calib.Options{Threads: 2, Observe: pf.Capture, ObserveBefore: pf.Before}); err != nil {
-					t.Fatal(err)
-				}
 				align, cfg.Prefill = pf.AlignChunks(cal), pf
 			}
 			e, err := NewEditor(fx.m, fx.f, fx.b, ggmlcodec.Codec{})

@@ -5,9 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/calib"
 	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/ggmlcodec"
-	"github.com/mka-gguf/mka-gguf/cmd/mka-gguf/internal/runner"
 	"github.com/mka-gguf/mka-gguf/internal/shared"
 	"github.com/mka-gguf/mka-gguf/merge"
 )
@@ -36,11 +34,8 @@ func TestReusedPassesEqualWhole(t *testing.T) {
 			cfg := Config{Threads: 2, Align: true, Rho: 1e-3, Candidates: 3, Race: true,
 				MaxStatsBytes: stats, StreamBytes: tc.streams * per}
 			if tc.prefill {
-				pf := NewPrefill(fx.m, fx.b, 64, len(cal), 12, runner.SeqsPerDecode(64, 0), 2, stats, cfg.StreamBytes, 3)
+				pf := prefilled(t, fx, cal, 64, stats, cfg.StreamBytes, 3)
 				defer pf.Close()
-				if _, err := calib.Run(fx.m, cal, calib.Options{Threads: 2, Observe: pf.Capture, ObserveBefore: pf.Before}); err != nil {
-					t.Fatal(err)
-				}
 				align, cfg.Prefill = pf.AlignChunks(cal), pf
 			}
 			e, err := NewEditor(fx.m, fx.f, fx.b, ggmlcodec.Codec{})
