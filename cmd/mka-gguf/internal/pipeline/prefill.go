@@ -86,13 +86,23 @@ func (pf *Prefill) choose() {
 		pf.p.stats[j] = merge.NewAlignStats(pf.p.d, pf.scratch)
 	}
 	// After step 1 removes candidate j, step 2's pass starts entering
-	// block j−2 (Searcher.keepAt).
-	var at []int
+	// block j−2 (Searcher.keepAt): half the streams go there. A later
+	// pass may need to start before any block, once its BI moves a new
+	// candidate into the set, and only this pass decodes them all: the
+	// other half is spread evenly over the depths.
+	var at, all []int
 	for _, j := range pf.drops {
 		at = append(at, j-2)
 	}
+	for b := 1; b+1+pf.p.run <= len(pf.p.phys); b++ {
+		all = append(all, b)
+	}
+	keep := spread(at, (pf.nStreams+1)/2)
+	for i, n := 0, pf.nStreams-len(keep); i < n && len(all) > 0; i++ {
+		keep = append(keep, all[(i+1)*len(all)/(n+1)])
+	}
 	pf.byOut = map[int]*passStream{}
-	for _, b := range spread(at, pf.nStreams) {
+	for _, b := range keep {
 		pf.byOut[b-1] = &passStream{block: b, rows: make([][]float32, pf.p.hi-pf.p.lo)}
 	}
 }
