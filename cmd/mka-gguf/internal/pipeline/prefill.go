@@ -94,7 +94,7 @@ func (pf *Prefill) choose() {
 	for _, j := range pf.drops {
 		at = append(at, j-2)
 	}
-	for b := 1; b+1+pf.p.run <= len(pf.p.phys); b++ {
+	for b := 1; b+2+pf.p.run <= len(pf.p.phys); b++ { // b = j−2 for every candidate j
 		all = append(all, b)
 	}
 	keep := spread(at, (pf.nStreams+1)/2)
